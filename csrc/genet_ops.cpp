@@ -1,0 +1,106 @@
+// Schemas of the genet_ops library and the shared checks every kernel calls.
+// Backends register kernels with TORCH_LIBRARY_IMPL in csrc/<backend>/.
+#include "genet_ops.h"
+
+#include <Python.h>
+#include <torch/library.h>
+
+#include <sstream>
+
+namespace genet_ops {
+
+TileGeom tile_geom(const at::Tensor& x, int64_t extent) {
+  TileGeom t;
+  t.N = x.size(0);
+  t.C = x.size(1);
+  t.H = x.size(2);
+  t.W = x.size(3);
+  if (extent == 0) {
+    t.eh = std::max<int64_t>(t.H, 1);
+    t.ew = std::max<int64_t>(t.W, 1);
+    t.th = 1;
+    t.tw = 1;
+  } else {
+    t.eh = extent;
+    t.ew = extent;
+    t.th = (t.H + extent - 1) / extent;
+    t.tw = (t.W + extent - 1) / extent;
+  }
+  return t;
+}
+
+at::Tensor kernel_input(const at::Tensor& x) {
+  if (x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast)) return x;
+  return x.contiguous();
+}
+
+Layout layout_of(const at::Tensor& xk) {
+  return xk.is_contiguous() ? Layout::NCHW : Layout::NHWC;
+}
+
+at::Tensor like_layout(const at::Tensor& t, const at::Tensor& xk) {
+  if (t.strides() == xk.strides()) return t;
+  at::Tensor out = at::empty_like(xk);
+  out.copy_(t);
+  return out;
+}
+
+at::Tensor g_for_layout(const at::Tensor& g, Layout layout) {
+  return layout == Layout::NCHW ? g.contiguous()
+                                : g.contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+static std::string shape_str(at::IntArrayRef s) {
+  std::ostringstream os;
+  os << s;
+  return os.str();
+}
+
+void check_x(const at::Tensor& x, const char* name) {
+  TORCH_CHECK_VALUE(x.dim() == 4, "genet_ops: ", name,
+                    " must be a 4-D (N, C, H, W) tensor, got shape ", shape_str(x.sizes()));
+  const auto dt = x.scalar_type();
+  TORCH_CHECK_VALUE(dt == at::kFloat || dt == at::kDouble || dt == at::kHalf || dt == at::kBFloat16,
+                    "genet_ops: ", name,
+                    " must be float16, bfloat16, float32 or float64, got ", dt);
+}
+
+void check_extent(int64_t extent) {
+  TORCH_CHECK_VALUE(extent >= 0, "genet_ops: extent must be >= 0 (0 means global), got ", extent);
+}
+
+void check_same(const at::Tensor& t, const at::Tensor& x, const char* name) {
+  TORCH_CHECK_VALUE(t.sizes() == x.sizes(), "genet_ops: ", name, " must have x's shape ",
+                    shape_str(x.sizes()), ", got ", shape_str(t.sizes()));
+  TORCH_CHECK_VALUE(t.scalar_type() == x.scalar_type(), "genet_ops: ", name,
+                    " must have x's dtype ", x.scalar_type(), ", got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.device() == x.device(), "genet_ops: ", name, " must be on x's device ",
+                    x.device(), ", got ", t.device());
+}
+
+void check_g(const at::Tensor& g, const at::Tensor& x, int64_t extent) {
+  const TileGeom t = tile_geom(x, extent);
+  const std::vector<int64_t> want{t.N, t.C, t.th, t.tw};
+  TORCH_CHECK_VALUE(g.sizes() == at::IntArrayRef(want), "genet_ops: g must have shape ",
+                    shape_str(want), " (N, C, ceil(H/extent), ceil(W/extent)) for x of shape ",
+                    shape_str(x.sizes()), " and extent ", extent, ", got ", shape_str(g.sizes()));
+  TORCH_CHECK_VALUE(g.scalar_type() == x.scalar_type(), "genet_ops: g must have x's dtype ",
+                    x.scalar_type(), ", got ", g.scalar_type());
+  TORCH_CHECK_VALUE(g.device() == x.device(), "genet_ops: g must be on x's device ", x.device(),
+                    ", got ", g.device());
+}
+
+}  // namespace genet_ops
+
+TORCH_LIBRARY(genet_ops, m) {
+  m.def("gather_excite(Tensor x, int extent, Tensor? residual=None) -> Tensor");
+  m.def("gather_excite_backward(Tensor grad_out, Tensor x, int extent) -> Tensor");
+  m.def("excite(Tensor x, Tensor g, int extent, Tensor? residual=None) -> Tensor");
+  m.def("excite_backward(Tensor grad_out, Tensor x, Tensor g, int extent) -> (Tensor, Tensor)");
+}
+
+// `import genet_ops._C` loads the library; the ops live in torch.ops.genet_ops.
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module);
+}

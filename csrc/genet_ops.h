@@ -1,0 +1,54 @@
+// Shared by every backend: tile geometry, argument checks and the layout rule.
+// The Python fake functions (genet_ops/_layout.py) mirror check_* and the layout
+// rule exactly, so that fake tensors and real outputs agree on shape and strides.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace genet_ops {
+
+// How x is tiled: tiles of eh x ew pixels, th x tw of them, the last row/column
+// possibly partial. extent 0 (global) is one tile covering the plane.
+struct TileGeom {
+  int64_t N, C, H, W;
+  int64_t eh, ew;  // tile height/width (never 0, so kernels may divide by it)
+  int64_t th, tw;  // number of tiles along H and W
+
+  int64_t tile_rows(int64_t ty) const { return std::min(eh, H - ty * eh); }
+  int64_t tile_cols(int64_t tx) const { return std::min(ew, W - tx * ew); }
+};
+
+TileGeom tile_geom(const at::Tensor& x, int64_t extent);
+
+// The two memory layouts kernels are written for.
+enum class Layout { NCHW, NHWC };
+
+// The tensor a kernel reads for x: x itself when it is dense NCHW or dense
+// channels_last, else a contiguous copy. Outputs are empty_like(this).
+at::Tensor kernel_input(const at::Tensor& x);
+// NCHW if xk.is_contiguous() (this wins when both hold, e.g. C == 1), else NHWC.
+Layout layout_of(const at::Tensor& xk);
+// t (same shape as xk) with exactly xk's strides: t itself or a copy.
+at::Tensor like_layout(const at::Tensor& t, const at::Tensor& xk);
+// g (N, C, th, tw) as the kernel reads it: contiguous in the layout's order.
+at::Tensor g_for_layout(const at::Tensor& g, Layout layout);
+
+// Argument checks: each error names the argument and what was expected.
+void check_x(const at::Tensor& x, const char* name);
+void check_extent(int64_t extent);
+// residual / grad_out: same shape, dtype and device as x.
+void check_same(const at::Tensor& t, const at::Tensor& x, const char* name);
+// g: (N, C, ceil(H/e), ceil(W/e)) or (N, C, 1, 1) for e = 0, x's dtype and device.
+void check_g(const at::Tensor& g, const at::Tensor& x, int64_t extent);
+
+// Float type in which reductions accumulate: double for double, else float.
+template <typename scalar_t>
+struct Acc { using type = float; };
+template <>
+struct Acc<double> { using type = double; };
+template <typename scalar_t>
+using acc_t = typename Acc<scalar_t>::type;
+
+}  // namespace genet_ops

@@ -99,7 +99,7 @@ setup(
     name="genet-ops",
     version="0.1.0",
     description="Fused gather-excite (GENet) operators for PyTorch: CPU, CUDA, Triton and Ascend kernels",
-    packages=find_packages(include=["genet_ops", "genet_ops.*", "models", "models.*"]),
+    packages=find_packages(include=["genet_ops", "genet_ops.*"]),  # models/ and train.py run from the checkout
     python_requires=">=3.10",
     install_requires=["torch>=2.6"],
     ext_modules=ext_modules,

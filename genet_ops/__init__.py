@@ -11,6 +11,7 @@ from __future__ import annotations
 from . import _extension, backend
 from .backend import get_backend, set_backend
 from .ops import excite, gather_excite
+from .module import GatherExcite
 
 if backend.triton_available():
     from . import triton as _triton  # noqa: F401  (registers the *_triton ops)
@@ -31,4 +32,4 @@ def backend_info() -> dict:
     }
 
 
-__all__ = ["gather_excite", "excite", "backend_info", "get_backend", "set_backend", "__version__"]
+__all__ = ["gather_excite", "excite", "GatherExcite", "backend_info", "get_backend", "set_backend", "__version__"]

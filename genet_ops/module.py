@@ -1,0 +1,214 @@
+"""GatherExcite: the GENet block as an nn.Module, with timm's argument names.
+
+Three variants (Hu et al., "Gather-Excite", NeurIPS 2018):
+
+    GE-θ⁻   GatherExcite(C, extent=e)                                   no parameters
+    GE-θ    GatherExcite(C, extent=e, extra_params=True, feat_size=S)   learned depthwise gather
+    GE-θ⁺   GatherExcite(C, extent=e, extra_params=True, use_mlp=True, feat_size=S)
+
+extent 0 gathers over the whole feature map (global), extent e over e x e tiles.
+
+``fused=True`` runs the genet_ops custom ops (gather_excite for θ⁻; the learned
+gather followed by the excite op for θ and θ⁺), ``fused=False`` the plain PyTorch
+eager math of the seed. Both have exactly the same parameters, buffers and state_dict
+keys, so a checkpoint moves between them; ``GatherExcite.set_fused(model, flag)``
+switches every GatherExcite inside a model.
+
+``forward(x, residual=None)`` returns ``x * sigmoid(gather(x)) (+ residual)``: passing the
+residual branch's shortcut here lets the fused op do the add in the same pass.
+
+The learned gather (DESIGN §3):
+  * global (extent 0): one depthwise conv with kernel = feat_size, no padding, no bias,
+    then BatchNorm -> (N, C, 1, 1). feat_size is the input's spatial size and is required.
+  * extent e (a power of two): log2(e) depthwise 3x3 stride-2 pad-1 convs (no bias),
+    BatchNorm after each, ReLU between them, not after the last -> (N, C, ceil(H/e), ceil(W/e)).
+GE-θ⁺ (as in the authors' RN50-GEPP prototxt) adds, after θ's gather: ReLU, 1x1 conv
+C -> C*rd_ratio with bias, ReLU, 1x1 conv back to C with bias. BayesWatch's
+pytorch-GENet θ⁺ differs: its MLP convs have no bias and there is no ReLU between the
+gather and the first 1x1 conv. timm's GatherExcite differs too: there use_mlp
+defaults to True and also applies to the parameter-free gather; here use_mlp
+defaults to False and requires extra_params=True (θ⁻ is the paper's parameter-free form).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .ops import excite, gather_excite
+
+__all__ = ["GatherExcite"]
+
+
+def _make_divisible(v: float, divisor: int = 1) -> int:
+    """Nearest multiple of divisor to v, at least divisor (timm's rounding, round_limit 0)."""
+    return max(divisor, int(v + divisor / 2) // divisor * divisor)
+
+
+def _tile_mean(x: torch.Tensor, extent: int) -> torch.Tensor:
+    """Eager gather for θ⁻: the mean of each tile (partial tiles at the border averaged
+    over the pixels they really hold) -> (N, C, ceil(H/e), ceil(W/e))."""
+    if extent == 0 or (extent >= x.shape[-2] and extent >= x.shape[-1]):
+        return x.mean(dim=(2, 3), keepdim=True)
+    # ceil_mode windows that run past the border are clipped, and with padding=0 the
+    # divisor is the clipped window's size: exactly |t|.
+    k = (min(extent, x.shape[-2]), min(extent, x.shape[-1]))
+    return F.avg_pool2d(x, k, k, ceil_mode=True)
+
+
+def _expand_tiles(s: torch.Tensor, extent: int, H: int, W: int) -> torch.Tensor:
+    """(N, C, th, tw) -> something broadcastable to (N, C, H, W): each pixel its tile's value."""
+    if s.shape[-2] == 1 and s.shape[-1] == 1:
+        return s  # global: broadcasting does the rest
+    n, c, th, tw = s.shape
+    s = s[:, :, :, None, :, None].expand(n, c, th, extent, tw, extent).reshape(n, c, th * extent, tw * extent)
+    return s[:, :, :H, :W]
+
+
+class GatherExcite(nn.Module):
+    """Gather-excite block (GE-θ⁻ / GE-θ / GE-θ⁺). See the module docstring.
+
+    Args:
+        channels: number of input (and output) channels C.
+        feat_size: spatial size (int or (H, W)) of the input; required for the global
+            learned gather (extra_params=True, extent=0), ignored otherwise.
+        extra_params: learn the gather with depthwise convs (GE-θ) instead of averaging.
+        extent: 0 for global, else the tile size. Any extent >= 0 for θ⁻; 0, 2, 4, 8, ...
+            (0 or a power of two >= 2) for θ and θ⁺.
+        use_mlp: add the 1x1-conv MLP after the learned gather (GE-θ⁺).
+        rd_ratio: MLP reduction ratio (1/16 in the paper).
+        rd_channels: MLP hidden channels; overrides rd_ratio when given.
+        rd_divisor: round the MLP hidden channels to a multiple of this.
+        fused: run the genet_ops custom ops (True) or the plain PyTorch math (False).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        feat_size=None,
+        extra_params: bool = False,
+        extent: int = 0,
+        use_mlp: bool = False,
+        rd_ratio: float = 1.0 / 16,
+        rd_channels: Optional[int] = None,
+        rd_divisor: int = 1,
+        fused: bool = True,
+    ):
+        super().__init__()
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"GatherExcite: channels must be a positive int, got {channels!r}")
+        if isinstance(extent, bool) or not isinstance(extent, int) or extent < 0:
+            raise ValueError(f"GatherExcite: extent must be an int >= 0 (0 means global), got {extent!r}")
+        if use_mlp and not extra_params:
+            raise ValueError(
+                "GatherExcite: use_mlp=True needs extra_params=True (GE-θ⁺ = learned gather + MLP); "
+                "the parameter-free GE-θ⁻ has no MLP"
+            )
+        self.channels = channels
+        self.extent = extent
+        self.extra_params = bool(extra_params)
+        self.use_mlp = bool(use_mlp)
+        self.fused = bool(fused)
+        self.feat_size = None
+        self.gather: Optional[nn.Sequential] = None
+        self.mlp: Optional[nn.Sequential] = None
+
+        if self.extra_params:
+            if extent == 0:
+                if feat_size is None:
+                    raise ValueError(
+                        "GatherExcite: feat_size (the input's spatial size) is required for the global "
+                        "learned gather (extra_params=True, extent=0): its depthwise conv has kernel = feat_size"
+                    )
+                fs = (feat_size, feat_size) if isinstance(feat_size, int) else tuple(feat_size)
+                if len(fs) != 2 or not all(isinstance(v, int) and v >= 1 for v in fs):
+                    raise ValueError(f"GatherExcite: feat_size must be a positive int or (H, W), got {feat_size!r}")
+                self.feat_size = fs
+                self.gather = nn.Sequential()
+                self.gather.add_module("conv1", nn.Conv2d(channels, channels, fs, groups=channels, bias=False))
+                self.gather.add_module("bn1", nn.BatchNorm2d(channels))
+            else:
+                if extent < 2 or extent & (extent - 1):
+                    raise ValueError(
+                        f"GatherExcite: with extra_params=True, extent must be 0 (global) or a power of two "
+                        f">= 2 (2, 4, 8, ...; log2(extent) stride-2 convs), got {extent}"
+                    )
+                n_conv = int(math.log2(extent))
+                self.gather = nn.Sequential()
+                for i in range(1, n_conv + 1):
+                    self.gather.add_module(
+                        f"conv{i}", nn.Conv2d(channels, channels, 3, stride=2, padding=1, groups=channels, bias=False)
+                    )
+                    self.gather.add_module(f"bn{i}", nn.BatchNorm2d(channels))
+                    if i < n_conv:
+                        self.gather.add_module(f"act{i}", nn.ReLU(inplace=True))
+            if self.use_mlp:
+                if rd_channels is None:
+                    if not rd_ratio > 0:
+                        raise ValueError(f"GatherExcite: rd_ratio must be > 0, got {rd_ratio!r}")
+                    rd_channels = _make_divisible(channels * rd_ratio, rd_divisor)
+                if not isinstance(rd_channels, int) or rd_channels < 1:
+                    raise ValueError(f"GatherExcite: rd_channels must be a positive int, got {rd_channels!r}")
+                self.mlp = nn.Sequential()
+                self.mlp.add_module("act0", nn.ReLU())
+                self.mlp.add_module("fc1", nn.Conv2d(channels, rd_channels, 1, bias=True))
+                self.mlp.add_module("act1", nn.ReLU(inplace=True))
+                self.mlp.add_module("fc2", nn.Conv2d(rd_channels, channels, 1, bias=True))
+
+    @property
+    def variant(self) -> str:
+        return "theta+" if self.use_mlp else "theta" if self.extra_params else "theta-"
+
+    def extra_repr(self) -> str:
+        s = f"{self.channels}, variant={self.variant}, extent={self.extent}, fused={self.fused}"
+        if self.feat_size is not None:
+            s += f", feat_size={self.feat_size}"
+        return s
+
+    @staticmethod
+    def set_fused(model: nn.Module, fused: bool = True) -> nn.Module:
+        """Switch every GatherExcite inside model to the fused ops (True) or eager math (False)."""
+        for m in model.modules():
+            if isinstance(m, GatherExcite):
+                m.fused = bool(fused)
+        return model
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(
+                f"GatherExcite: expected input of shape (N, {self.channels}, H, W), got {list(x.shape)}"
+            )
+        if self.feat_size is not None and tuple(x.shape[-2:]) != self.feat_size:
+            raise ValueError(
+                f"GatherExcite: this global learned gather was built for feat_size {self.feat_size} "
+                f"(its conv kernel), but the input is {tuple(x.shape[-2:])}; build it with that feat_size"
+            )
+
+    def gather_g(self, x: torch.Tensor) -> torch.Tensor:
+        """The gathered map g (before the sigmoid) for θ / θ⁺ -> (N, C, ceil(H/e), ceil(W/e))."""
+        g = self.gather(x)
+        if self.mlp is not None:
+            g = self.mlp(g)
+        return g
+
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        self._check_input(x)
+        if residual is not None and residual.shape != x.shape:
+            raise ValueError(f"GatherExcite: residual must have the input's shape {list(x.shape)}, got {list(residual.shape)}")
+        H, W = x.shape[-2:]
+        if self.fused:
+            # The ops want residual and g in x's dtype (they differ under autocast).
+            if residual is not None and residual.dtype != x.dtype:
+                residual = residual.to(x.dtype)
+            if self.gather is None:
+                return gather_excite(x, self.extent, residual)
+            g = self.gather_g(x)
+            return excite(x, g.to(x.dtype), self.extent, residual)
+
+        # Eager: the seed's math, x * sigmoid(upsample(gather(x))).
+        g = _tile_mean(x, self.extent) if self.gather is None else self.gather_g(x)
+        y = x * _expand_tiles(torch.sigmoid(g), self.extent, H, W)
+        return y if residual is None else y + residual

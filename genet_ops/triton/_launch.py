@@ -1,0 +1,177 @@
+"""Host side of the Triton kernels: block sizes and grid per input, autotune configs,
+stride arguments, and what changes under the Triton interpreter (TRITON_INTERPRET=1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+from torch._subclasses.fake_tensor import is_fake
+from torch._subclasses.functional_tensor import FunctionalTensor, FunctionalTensorMode
+
+from .. import _layout as L
+
+INTERPRET: bool = bool(triton.knobs.runtime.interpret)
+
+# Bytes of each loaded tensor in one [A, R, T, K] block: 8 KiB is 4096 bf16 or 2048 fp32
+# elements, 8 to 16 per thread at 4 to 8 warps. The backward kernels hold two loaded
+# tensors (x and dy), so half of that.
+FWD_BLOCK_BYTES = 8192
+BWD_BLOCK_BYTES = 4096
+# channels_last: channels per program (one 128-byte line of bf16 per pixel).
+CL_CHANNELS = 64
+# Pack fewer units per program rather than launch fewer programs than this (2 per SM of
+# an H100); not under the interpreter, where fewer programs only run faster.
+MIN_PROGRAMS = 0 if INTERPRET else 264
+# Widest access per thread: 16 bytes.
+VEC_BYTES = 16
+# Rows wider than this (padded to tiles of a power-of-two width) do not fit one block;
+# such inputs (global extent on W > 16384) take the reference kernels.
+MAX_ROW = 16384
+
+AUTOTUNE_KEY = ["BLOCK_A", "BLOCK_R", "BLOCK_T", "BLOCK_K", "CL"]
+
+
+def autotune_configs() -> list:
+    """A handful of launch configs; one under the interpreter, where timing means nothing."""
+    if INTERPRET:
+        return [triton.Config({}, num_warps=4)]
+    return [triton.Config({}, num_warps=w) for w in (4, 8)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    CL: bool  # channels_last kernels (the channel axis is contiguous)
+    H: int  # the plane as the kernel sees it: (1, H*W) for a flattened NCHW plane
+    W: int
+    EH: int  # tile height, clamped to H (e >= H is the same single tile-row)
+    EW: int  # tile width, clamped to W
+    TH: int
+    TW: int
+    BLOCK_A: int
+    BLOCK_R: int
+    BLOCK_T: int
+    BLOCK_K: int
+    SINGLE: bool  # a whole tile-row fits one block: each tile is read once
+    VEC: int  # elements per access on the contiguous axis that the compiler may assume
+    grid: tuple
+
+    def meta(self) -> dict:
+        return dict(CL=self.CL, VEC=self.VEC, BLOCK_A=self.BLOCK_A, BLOCK_R=self.BLOCK_R,
+                    BLOCK_T=self.BLOCK_T, BLOCK_K=self.BLOCK_K)
+
+
+def _pow2(n: int) -> int:
+    return triton.next_power_of_2(max(int(n), 1))
+
+
+def plan(xk: torch.Tensor, extent: int, block_bytes: int, others=()) -> Plan | None:
+    """Block shape, vector width and grid for the kernel input xk (dense NCHW or
+    channels_last), whose pixel-shaped tensors (y, dx, residual, dy) are xk and others;
+    None when a row is too wide for one block."""
+    N, C, H, W = (int(s) for s in xk.shape)
+    t = L.tile_geom((N, C, H, W), extent)
+    tensors = (xk, *others)
+    block = block_bytes // xk.element_size()
+    cl = not L.is_nchw(xk)
+    EH, EW = min(t.eh, H), min(t.ew, W)
+    flat = False
+    if not cl and t.th == t.tw == 1 and H > 1 and _pow2(H * W) <= block and all(_flat_planes(u) for u in tensors):
+        # one tile per plane, each plane contiguous: see it as one row of H*W pixels, so
+        # that accesses run over whole planes (tiny odd planes such as 7x7 included)
+        H, W = 1, H * W
+        EH, EW = H, W
+        flat = True
+    BLOCK_K, BLOCK_T = _pow2(EW), _pow2(t.tw)
+    cols = BLOCK_K * BLOCK_T
+    if cols > MAX_ROW:
+        return None
+    rows = _pow2(EH)
+    if cl:
+        BLOCK_A = max(1, min(_pow2(C), CL_CHANNELS, block // cols))
+        min_a = min(BLOCK_A, VEC_BYTES // xk.element_size())  # keep channel vectors whole
+        while BLOCK_A > min_a and N * t.th * triton.cdiv(C, BLOCK_A) < MIN_PROGRAMS:
+            BLOCK_A //= 2
+        BLOCK_R = max(1, min(rows, block // (BLOCK_A * cols)))
+        grid = (N * t.th, triton.cdiv(C, BLOCK_A))
+        vec = _vec(tensors, 1, min(BLOCK_A, VEC_BYTES // xk.element_size()), (C,))
+    else:
+        BLOCK_R = max(1, min(rows, block // cols))
+        units = N * C * t.th
+        BLOCK_A = max(1, min(_pow2(units), block // (BLOCK_R * cols))) if BLOCK_R >= EH else 1
+        while BLOCK_A > 1 and triton.cdiv(units, BLOCK_A) < MIN_PROGRAMS:
+            BLOCK_A //= 2
+        grid = (triton.cdiv(units, BLOCK_A),)
+        # a flattened plane never steps along H: its stride does not matter
+        vec = _vec(tensors, 3, min(BLOCK_K, VEC_BYTES // xk.element_size()), (EW, W), ignore=2 if flat else None)
+    return Plan(cl, H, W, EH, EW, t.th, t.tw, BLOCK_A, BLOCK_R, BLOCK_T, BLOCK_K, BLOCK_R >= EH, vec, grid)
+
+
+def _flat_planes(t: torch.Tensor) -> bool:
+    """Each (n, c) plane of t is H*W consecutive elements."""
+    return int(t.stride(3)) == 1 and int(t.stride(2)) == int(t.shape[3])
+
+
+def _vec(tensors, dim: int, limit: int, extents, ignore: int | None = None) -> int:
+    """The widest power of two v <= limit such that, in every tensor, axis `dim` has
+    stride 1 and every other stride and the storage offset are multiples of v, and v
+    divides every extent: then each v-run on that axis is v aligned elements, all in or
+    all out of bounds."""
+    v = limit
+    while v > 1:
+        if all(e % v == 0 for e in extents) and all(_aligned(t, dim, v, ignore) for t in tensors):
+            return v
+        v //= 2
+    return 1
+
+
+def _aligned(t: torch.Tensor, dim: int, v: int, ignore: int | None) -> bool:
+    if int(t.stride(dim)) != 1 or int(t.storage_offset()) % v:
+        return False
+    return all(int(st) % v == 0 for d, (sz, st) in enumerate(zip(t.shape, t.stride()))
+               if d not in (dim, ignore) and sz > 1)
+
+
+def strides(t: torch.Tensor) -> tuple:
+    return tuple(int(s) for s in t.stride())
+
+
+def check_device(xk: torch.Tensor) -> None:
+    if not INTERPRET and runnable(xk) and xk.device.type != "cuda":
+        raise RuntimeError(
+            f"genet_ops: the Triton kernels run on CUDA tensors (or anywhere under TRITON_INTERPRET=1), "
+            f"got x on {xk.device}"
+        )
+
+
+def runnable(*tensors: torch.Tensor) -> bool:
+    """Whether a kernel launch can happen now. Compiled kernels are traced through
+    wrap_triton on fake tensors; interpreted ones cannot be (they read memory), so there
+    the fake kernel only allocates the outputs, and keep_opaque() below keeps the op
+    whole in compiled graphs, to run on real tensors."""
+    if not INTERPRET:
+        return True
+    return not any(is_fake(t) or isinstance(t, FunctionalTensor) or t.device.type == "meta" for t in tensors)
+
+
+def keep_opaque(op) -> None:
+    """Under the interpreter, don't let AOTAutograd decompose the triton_op into its
+    kernels (it cannot trace an interpreted kernel): it stays one op in the graph."""
+    if INTERPRET:
+        op.register_torch_dispatch(
+            FunctionalTensorMode, lambda mode, op_, types, args, kwargs: mode.__torch_dispatch__(op_, types, args, kwargs)
+        )
+
+
+def empty_in_layout(g: torch.Tensor, nchw: bool) -> torch.Tensor:
+    """torch.empty_like(L.g_for_layout(g, nchw)) without copying g."""
+    fmt = torch.contiguous_format if nchw else torch.channels_last
+    return torch.empty_like(g) if g.is_contiguous(memory_format=fmt) else torch.empty_like(g, memory_format=fmt)
+
+
+def schema(op: str) -> str:
+    """The argument list of genet_ops::<op>, for its Triton twin."""
+    from .. import ops
+
+    return "(" + ops.SCHEMAS[op].split("(", 1)[1]

@@ -1,0 +1,126 @@
+"""genet_ops::excite_triton and genet_ops::excite_backward_triton.
+
+Forward: y = x * sigmoid(g_t) (+ residual), g given per tile.
+Backward: dx = dy * s_t ;  dg_t = s_t (1 - s_t) * sum_t(dy * x).
+s is known before any pixel is read, so both kernels stream over row chunks once:
+x is read once, dy once, and dg is written at the end.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import triton_op, wrap_triton
+
+from .. import _layout as L, ops, reference
+from . import _launch as P
+from ._tiles import acc_zeros, chunk_offsets, load_acc, per_pixel, plane_base, program_units, tile_offsets, tile_sum
+
+
+@triton.autotune(configs=P.autotune_configs(), key=P.AUTOTUNE_KEY)
+@triton.jit
+def _excite_kernel(
+    x, g, res, y, N, C, H, W, EH, EW, TH, TW,
+    s_xn, s_xc, s_xh, s_xw,  # x's strides, also y's
+    s_gn, s_gc, s_gh, s_gw,
+    s_rn, s_rc, s_rh, s_rw,
+    HAS_RES: tl.constexpr, F64: tl.constexpr, CL: tl.constexpr, VEC: tl.constexpr,
+    BLOCK_A: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    n, c, tr, valid = program_units(N, C, TH, CL, VEC, BLOCK_A)
+    go, gm = tile_offsets(n, c, tr, valid, TW, s_gn, s_gc, s_gh, s_gw, BLOCK_T)
+    s = per_pixel(tl.sigmoid(load_acc(g + go, gm, F64)))
+    xb = plane_base(n, c, s_xn, s_xc)
+    rb = plane_base(n, c, s_rn, s_rc)
+    for i0 in range(0, EH, BLOCK_R):
+        o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+        out = load_acc(x + o, m, F64) * s
+        if HAS_RES:
+            ro, _ = chunk_offsets(rb, tr, valid, i0, H, W, EH, EW, s_rh, s_rw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+            out += load_acc(res + ro, m, F64)
+        tl.store(y + o, out.to(y.dtype.element_ty), mask=m)
+
+
+@triton.autotune(configs=P.autotune_configs(), key=P.AUTOTUNE_KEY)
+@triton.jit
+def _excite_backward_kernel(
+    dy, x, g, dx, dg, N, C, H, W, EH, EW, TH, TW,
+    s_xn, s_xc, s_xh, s_xw,  # x's strides, also dx's
+    s_dn, s_dc, s_dh, s_dw,  # dy's strides
+    s_gn, s_gc, s_gh, s_gw,
+    s_qn, s_qc, s_qh, s_qw,  # dg's strides
+    F64: tl.constexpr, CL: tl.constexpr, VEC: tl.constexpr,
+    BLOCK_A: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    n, c, tr, valid = program_units(N, C, TH, CL, VEC, BLOCK_A)
+    go, gm = tile_offsets(n, c, tr, valid, TW, s_gn, s_gc, s_gh, s_gw, BLOCK_T)
+    sig = tl.sigmoid(load_acc(g + go, gm, F64))
+    s = per_pixel(sig)
+    xb = plane_base(n, c, s_xn, s_xc)
+    db = plane_base(n, c, s_dn, s_dc)
+    sum_dyx = acc_zeros(BLOCK_A, BLOCK_T, F64)
+    for i0 in range(0, EH, BLOCK_R):
+        o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+        do, _ = chunk_offsets(db, tr, valid, i0, H, W, EH, EW, s_dh, s_dw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+        dyv = load_acc(dy + do, m, F64)
+        xv = load_acc(x + o, m, F64)
+        tl.store(dx + o, (dyv * s).to(dx.dtype.element_ty), mask=m)
+        sum_dyx += tile_sum(dyv * xv)
+    qo, qm = tile_offsets(n, c, tr, valid, TW, s_qn, s_qc, s_qh, s_qw, BLOCK_T)
+    tl.store(dg + qo, (sig * (1.0 - sig) * sum_dyx).to(dg.dtype.element_ty), mask=qm)
+
+
+@triton_op("genet_ops::excite_triton", mutates_args=(), schema=P.schema("excite"))
+def excite_triton(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch.Tensor | None = None) -> torch.Tensor:
+    L.check_x(x)
+    L.check_extent(extent)
+    L.check_g(g, x, extent)
+    if residual is not None:
+        L.check_same(residual, x, "residual")
+    xk = L.kernel_input(x)
+    P.check_device(xk)
+    y = torch.empty_like(xk)
+    if xk.numel() == 0 or not P.runnable(xk, g, y):
+        return y
+    p = P.plan(xk, extent, P.FWD_BLOCK_BYTES, (y,) + ((residual,) if residual is not None else ()))
+    if p is None:  # rows too wide for one block
+        return y.copy_(reference.excite(xk, g, extent, residual))
+    has_res = residual is not None
+    res = residual if has_res else xk
+    wrap_triton(_excite_kernel)[p.grid](
+        xk, g, res, y, xk.shape[0], xk.shape[1], p.H, p.W, p.EH, p.EW, p.TH, p.TW,
+        *P.strides(xk), *P.strides(g), *(P.strides(res) if has_res else (0, 0, 0, 0)),
+        HAS_RES=has_res, F64=xk.dtype == torch.float64, **p.meta(),
+    )
+    return y
+
+
+@triton_op("genet_ops::excite_backward_triton", mutates_args=(), schema=P.schema("excite_backward"))
+def excite_backward_triton(grad_out: torch.Tensor, x: torch.Tensor, g: torch.Tensor, extent: int):
+    L.check_x(x)
+    L.check_extent(extent)
+    L.check_g(g, x, extent)
+    L.check_same(grad_out, x, "grad_out")
+    xk = L.kernel_input(x)
+    P.check_device(xk)
+    dx = torch.empty_like(xk)
+    dg = P.empty_in_layout(g, L.is_nchw(xk))
+    if xk.numel() == 0:
+        return dx, dg.zero_()
+    if not P.runnable(xk, grad_out, g, dx, dg):
+        return dx, dg
+    p = P.plan(xk, extent, P.BWD_BLOCK_BYTES, (dx, grad_out))
+    if p is None:
+        rdx, rdg = reference.excite_backward(grad_out, xk, g, extent)
+        return dx.copy_(rdx), dg.copy_(rdg)
+    wrap_triton(_excite_backward_kernel)[p.grid](
+        grad_out, xk, g, dx, dg, xk.shape[0], xk.shape[1], p.H, p.W, p.EH, p.EW, p.TH, p.TW,
+        *P.strides(xk), *P.strides(grad_out), *P.strides(g), *P.strides(dg),
+        F64=xk.dtype == torch.float64, **p.meta(),
+    )
+    return dx, dg
+
+
+P.keep_opaque(excite_triton)
+P.keep_opaque(excite_backward_triton)
+ops.register_excite_autograd(excite_triton, torch.ops.genet_ops.excite_backward_triton)

@@ -1,0 +1,146 @@
+"""genet_ops::gather_excite_triton and genet_ops::gather_excite_backward_triton.
+
+Forward: g_t = mean of x over tile t; y = x * sigmoid(g_t) (+ residual).
+Backward: dx = dy * s_t + s_t (1 - s_t) / |t| * sum_t(dy * x).
+Each program owns BLOCK_A tile-rows (see _tiles). When a whole tile-row fits one block
+(SINGLE) x (and dy) are read once and kept in registers; otherwise a first sweep over row
+chunks reduces and a second one (mostly from L2) writes.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import triton_op, wrap_triton
+
+from .. import _layout as L, ops, reference
+from . import _launch as P
+from ._tiles import acc_zeros, chunk_offsets, load_acc, per_pixel, plane_base, program_units, tile_counts, tile_sum
+
+
+@triton.autotune(configs=P.autotune_configs(), key=P.AUTOTUNE_KEY)
+@triton.jit
+def _gather_excite_kernel(
+    x, res, y, N, C, H, W, EH, EW, TH,
+    s_xn, s_xc, s_xh, s_xw,  # x's strides, also y's (y = empty_like(x))
+    s_rn, s_rc, s_rh, s_rw,
+    HAS_RES: tl.constexpr, F64: tl.constexpr, SINGLE: tl.constexpr, CL: tl.constexpr, VEC: tl.constexpr,
+    BLOCK_A: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    n, c, tr, valid = program_units(N, C, TH, CL, VEC, BLOCK_A)
+    xb = plane_base(n, c, s_xn, s_xc)
+    rb = plane_base(n, c, s_rn, s_rc)
+    cnt = tile_counts(tr, H, W, EH, EW, BLOCK_T)
+    if SINGLE:
+        o, m = chunk_offsets(xb, tr, valid, 0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+        xv = load_acc(x + o, m, F64)
+        s = per_pixel(tl.sigmoid(tile_sum(xv) / cnt))
+        out = xv * s
+        if HAS_RES:
+            ro, _ = chunk_offsets(rb, tr, valid, 0, H, W, EH, EW, s_rh, s_rw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+            out += load_acc(res + ro, m, F64)
+        tl.store(y + o, out.to(y.dtype.element_ty), mask=m)
+    else:
+        total = acc_zeros(BLOCK_A, BLOCK_T, F64)
+        for i0 in range(0, EH, BLOCK_R):
+            o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+            total += tile_sum(load_acc(x + o, m, F64))
+        s = per_pixel(tl.sigmoid(total / cnt))
+        for i0 in range(0, EH, BLOCK_R):
+            o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+            out = load_acc(x + o, m, F64) * s
+            if HAS_RES:
+                ro, _ = chunk_offsets(rb, tr, valid, i0, H, W, EH, EW, s_rh, s_rw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+                out += load_acc(res + ro, m, F64)
+            tl.store(y + o, out.to(y.dtype.element_ty), mask=m)
+
+
+@triton.autotune(configs=P.autotune_configs(), key=P.AUTOTUNE_KEY)
+@triton.jit
+def _gather_excite_backward_kernel(
+    dy, x, dx, N, C, H, W, EH, EW, TH,
+    s_xn, s_xc, s_xh, s_xw,  # x's strides, also dx's
+    s_dn, s_dc, s_dh, s_dw,  # dy's strides
+    F64: tl.constexpr, SINGLE: tl.constexpr, CL: tl.constexpr, VEC: tl.constexpr,
+    BLOCK_A: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    n, c, tr, valid = program_units(N, C, TH, CL, VEC, BLOCK_A)
+    xb = plane_base(n, c, s_xn, s_xc)
+    db = plane_base(n, c, s_dn, s_dc)
+    cnt = tile_counts(tr, H, W, EH, EW, BLOCK_T)
+    if SINGLE:
+        o, m = chunk_offsets(xb, tr, valid, 0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+        do, _ = chunk_offsets(db, tr, valid, 0, H, W, EH, EW, s_dh, s_dw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+        xv = load_acc(x + o, m, F64)
+        dyv = load_acc(dy + do, m, F64)
+        sig = tl.sigmoid(tile_sum(xv) / cnt)
+        coef = per_pixel(sig * (1.0 - sig) / cnt * tile_sum(dyv * xv))
+        tl.store(dx + o, (dyv * per_pixel(sig) + coef).to(dx.dtype.element_ty), mask=m)
+    else:
+        sum_x = acc_zeros(BLOCK_A, BLOCK_T, F64)
+        sum_dyx = acc_zeros(BLOCK_A, BLOCK_T, F64)
+        for i0 in range(0, EH, BLOCK_R):
+            o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+            do, _ = chunk_offsets(db, tr, valid, i0, H, W, EH, EW, s_dh, s_dw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+            xv = load_acc(x + o, m, F64)
+            dyv = load_acc(dy + do, m, F64)
+            sum_x += tile_sum(xv)
+            sum_dyx += tile_sum(dyv * xv)
+        sig = tl.sigmoid(sum_x / cnt)
+        coef = per_pixel(sig * (1.0 - sig) / cnt * sum_dyx)
+        s = per_pixel(sig)
+        for i0 in range(0, EH, BLOCK_R):  # the second sweep needs dy only
+            o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+            do, _ = chunk_offsets(db, tr, valid, i0, H, W, EH, EW, s_dh, s_dw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+            dyv = load_acc(dy + do, m, F64)
+            tl.store(dx + o, (dyv * s + coef).to(dx.dtype.element_ty), mask=m)
+
+
+@triton_op("genet_ops::gather_excite_triton", mutates_args=(), schema=P.schema("gather_excite"))
+def gather_excite_triton(x: torch.Tensor, extent: int, residual: torch.Tensor | None = None) -> torch.Tensor:
+    L.check_x(x)
+    L.check_extent(extent)
+    if residual is not None:
+        L.check_same(residual, x, "residual")
+    xk = L.kernel_input(x)
+    P.check_device(xk)
+    y = torch.empty_like(xk)
+    if xk.numel() == 0 or not P.runnable(xk, y):
+        return y
+    p = P.plan(xk, extent, P.FWD_BLOCK_BYTES, (y,) + ((residual,) if residual is not None else ()))
+    if p is None:  # rows too wide for one block
+        return y.copy_(reference.gather_excite(xk, extent, residual))
+    has_res = residual is not None
+    res = residual if has_res else xk
+    wrap_triton(_gather_excite_kernel)[p.grid](
+        xk, res, y, xk.shape[0], xk.shape[1], p.H, p.W, p.EH, p.EW, p.TH,
+        *P.strides(xk), *(P.strides(res) if has_res else (0, 0, 0, 0)),
+        HAS_RES=has_res, F64=xk.dtype == torch.float64, SINGLE=p.SINGLE, **p.meta(),
+    )
+    return y
+
+
+@triton_op("genet_ops::gather_excite_backward_triton", mutates_args=(), schema=P.schema("gather_excite_backward"))
+def gather_excite_backward_triton(grad_out: torch.Tensor, x: torch.Tensor, extent: int) -> torch.Tensor:
+    L.check_x(x)
+    L.check_extent(extent)
+    L.check_same(grad_out, x, "grad_out")
+    xk = L.kernel_input(x)
+    P.check_device(xk)
+    dx = torch.empty_like(xk)
+    if xk.numel() == 0 or not P.runnable(xk, grad_out, dx):
+        return dx
+    p = P.plan(xk, extent, P.BWD_BLOCK_BYTES, (dx, grad_out))
+    if p is None:
+        return dx.copy_(reference.gather_excite_backward(grad_out, xk, extent))
+    wrap_triton(_gather_excite_backward_kernel)[p.grid](
+        grad_out, xk, dx, xk.shape[0], xk.shape[1], p.H, p.W, p.EH, p.EW, p.TH,
+        *P.strides(xk), *P.strides(grad_out),
+        F64=xk.dtype == torch.float64, SINGLE=p.SINGLE, **p.meta(),
+    )
+    return dx
+
+
+P.keep_opaque(gather_excite_triton)
+P.keep_opaque(gather_excite_backward_triton)
+ops.register_gather_excite_autograd(gather_excite_triton, torch.ops.genet_ops.gather_excite_backward_triton)

@@ -1,0 +1,132 @@
+"""Compile the Triton kernels for a CUDA target on a machine without a GPU.
+
+The interpreter checks what the kernels compute; this checks that the real compiler
+(Triton -> PTX -> ptxas cubin) accepts them, with the specialisations a real launch
+would get, and reports registers, spills and whether the loads are vectorised.
+
+    python -m genet_ops.triton._aot        # a few representative launches, sm_90
+
+Must run without TRITON_INTERPRET. Nothing is launched.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import tempfile
+
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource, make_backend
+
+
+def compile_launch(kernel, args, kwargs, arch: int = 90) -> list[dict]:
+    """Compile `kernel[grid](*args, **kwargs)` for sm_<arch>, once per autotune config."""
+    from triton.runtime.jit import create_function_from_signature
+
+    jit = kernel.fn if hasattr(kernel, "configs") else kernel
+    configs = kernel.configs if hasattr(kernel, "configs") else [triton.Config({})]
+    target = GPUTarget("cuda", arch, 32)
+    backend = make_backend(target)
+    binder = create_function_from_signature(jit.signature, jit.params, backend)
+    results = []
+    for cfg in configs:
+        kw = {**kwargs, **cfg.all_kwargs()}
+        bound, spec, _ = binder(*args, **kw)
+        options, signature, constexprs, attrs = jit._pack_args(backend, kw, bound, spec, None)
+        compiled = triton.compile(ASTSource(jit, signature, constexprs, attrs), target=target,
+                                  options=options.__dict__)
+        results.append({"kernel": jit.__name__, "num_warps": cfg.num_warps, **_usage(compiled)})
+    return results
+
+
+def _usage(compiled) -> dict:
+    ptx = compiled.asm["ptx"]
+    info = {
+        "ld_v4": len(re.findall(r"ld\.global(?:\.\w+)*\.v4", ptx)),
+        "ld_v2": len(re.findall(r"ld\.global(?:\.\w+)*\.v2", ptx)),
+        "ld": len(re.findall(r"ld\.global", ptx)),
+        "st": len(re.findall(r"st\.global", ptx)),
+    }
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(compiled.asm["cubin"])
+        f.flush()
+        cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+        res = subprocess.run([cuobjdump, "-res-usage", f.name], capture_output=True, text=True).stdout
+    m = re.search(r"REG:(\d+).*?STACK:(\d+)", res)
+    if m:
+        info["regs"], info["stack"] = int(m.group(1)), int(m.group(2))
+    return info
+
+
+@contextlib.contextmanager
+def capture_launches():
+    """Run the triton_op bodies on CPU tensors, recording each launch instead of running it."""
+    from . import _launch, excite, gather_excite
+
+    launches = []
+
+    class _Capture:
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launches.append((self.kernel, grid, args, kwargs))
+
+    saved = [(m, m.wrap_triton) for m in (excite, gather_excite)]
+    saved_check = _launch.check_device
+    try:
+        for m, _ in saved:
+            m.wrap_triton = _Capture
+        _launch.check_device = lambda xk: None
+        yield launches
+    finally:
+        for m, fn in saved:
+            m.wrap_triton = fn
+        _launch.check_device = saved_check
+
+
+def representative_launches():
+    """WRN-16-8 / ResNet-50-like shapes, both layouts, one-sweep and two-sweep plans."""
+    from genet_ops import _layout as L
+
+    ops = torch.ops.genet_ops
+    cases = [
+        ((4, 256, 56, 56), 0, torch.bfloat16, False),  # global, NCHW, two sweeps
+        ((4, 512, 7, 7), 0, torch.bfloat16, False),  # tiny planes, several per program
+        ((4, 128, 8, 8), 0, torch.bfloat16, True),  # tiny planes, channels_last
+        ((4, 64, 56, 56), 2, torch.float16, True),  # local extent, channels_last
+        ((4, 64, 28, 28), 4, torch.float32, False),  # local extent, NCHW, several tile-rows
+        ((2, 64, 112, 112), 0, torch.float32, True),  # large global plane, channels_last
+        ((2, 16, 14, 14), 0, torch.float64, False),  # float64
+    ]
+    with capture_launches() as launches:
+        for shape, e, dtype, cl in cases:
+            fmt = torch.channels_last if cl else torch.contiguous_format
+            x = torch.empty(shape, dtype=dtype).to(memory_format=fmt)
+            g = torch.empty(L.g_shape(shape, e), dtype=dtype)
+            ops.gather_excite_triton(x, e, x)
+            ops.gather_excite_backward_triton(x, x, e)
+            ops.excite_triton(x, g, e)
+            ops.excite_backward_triton(x, x, g, e)
+    return launches
+
+
+def main(arch: int = 90) -> list[dict]:
+    assert not triton.knobs.runtime.interpret, "run without TRITON_INTERPRET"
+    rows = []
+    for kernel, grid, args, kwargs in representative_launches():
+        x = args[1] if kernel.fn.__name__.endswith("backward_kernel") else args[0]
+        for r in compile_launch(kernel, args, kwargs, arch):
+            r.update(shape=tuple(x.shape), dtype=str(x.dtype).replace("torch.", ""),
+                     layout="cl" if kwargs["CL"] else "nchw", grid=grid, vec=kwargs["VEC"],
+                     block=(kwargs["BLOCK_A"], kwargs["BLOCK_R"], kwargs["BLOCK_T"], kwargs["BLOCK_K"]))
+            rows.append(r)
+            print(" ".join(f"{k}={v}" for k, v in r.items()), flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

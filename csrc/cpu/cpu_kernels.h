@@ -1,0 +1,59 @@
+// What the op entry points (gather_excite_cpu.cpp, excite_cpu.cpp) hand to the loop
+// kernels, and the per-ISA kernel tables. Nothing here depends on the instruction set.
+#pragma once
+
+#include "genet_ops.h"
+
+namespace genet_ops::cpu {
+
+// One kernel call: raw pointers into tensors that all have x's layout (kernel_input /
+// like_layout), and g / dg contiguous in that layout's order (g_for_layout).
+struct Args {
+  TileGeom t;
+  Layout layout;
+  at::ScalarType dtype;
+  const void* x = nullptr;
+  const void* other = nullptr;  // residual (forward, may be null) or grad_out (backward)
+  const void* g = nullptr;      // excite, excite_backward
+  void* out = nullptr;          // y or dx
+  void* dg = nullptr;           // excite_backward
+  int64_t cblock = 0;           // NHWC: channels per work unit (see channel_block)
+};
+
+using KernelFn = void (*)(const Args&);
+
+struct Kernels {
+  const char* isa;
+  KernelFn gather_excite;
+  KernelFn gather_excite_backward;
+  KernelFn excite;
+  KernelFn excite_backward;
+};
+
+// Each ISA translation unit (kernels_default.cpp, kernels_avx2.cpp) defines these in
+// its own namespace; only the table below refers to them.
+#define GENET_OPS_DECLARE_ISA(ns)                 \
+  namespace ns {                                  \
+  void gather_excite(const Args& a);              \
+  void gather_excite_backward(const Args& a);     \
+  void excite(const Args& a);                     \
+  void excite_backward(const Args& a);            \
+  }
+GENET_OPS_DECLARE_ISA(isa_default)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define GENET_OPS_HAVE_AVX2 1
+GENET_OPS_DECLARE_ISA(isa_avx2)
+#endif
+#undef GENET_OPS_DECLARE_ISA
+
+// The kernels for this CPU, chosen once (cpu_dispatch.cpp).
+const Kernels& kernels();
+
+// Args for xk (already kernel_input) with geometry, layout, dtype and x filled in.
+Args make_args(const at::Tensor& xk, int64_t extent);
+
+// NHWC: how many channels one work unit covers, so that the tile row it sweeps twice
+// (x in forward, grad_out in backward) stays in the core's L2 between the sweeps.
+int64_t channel_block(const TileGeom& t, int64_t elem_size);
+
+}  // namespace genet_ops::cpu

@@ -1,2 +1,47 @@
-"""Triton kernels for the genet_ops ops (draft docstring, finalised below)."""
+"""Triton kernels for the genet_ops ops, as torch.library.triton_op custom ops.
+
+Ops (same argument lists as the main ops in genet_ops.ops.SCHEMAS, same checks from
+genet_ops._layout, same output layout as genet_ops.reference):
+
+    genet_ops::gather_excite_triton(x, extent, residual=None) -> y
+    genet_ops::gather_excite_backward_triton(grad_out, x, extent) -> dx
+    genet_ops::excite_triton(x, g, extent, residual=None) -> y
+    genet_ops::excite_backward_triton(grad_out, x, g, extent) -> (dx, dg)
+
+The forward ops are differentiable through genet_ops.ops.register_*_autograd (the helper
+shared with the main ops), whose backward calls the *_backward_triton ops. Kernels are
+launched through torch.library.wrap_triton, so torch.compile traces into them on a GPU.
+On CUDA without compiled C++ kernels the main ops route here (genet_ops.backend);
+GENET_OPS_BACKEND=triton picks them explicitly.
+
+Dtypes: float16, bfloat16, float32 with float32 accumulation; float64 natively with
+float64 accumulation. Layouts: NCHW-contiguous and channels_last natively (x is never
+copied; y, dx and dg take the layout rule of genet_ops._layout); residual, grad_out and
+g go to the kernels with their own strides; any other x is made contiguous first. Empty
+inputs give empty outputs (dg zero). Global extent on planes wider than 16384 pixels
+takes the reference kernels.
+
+Design (gather_excite.py, excite.py, _tiles.py, _launch.py): one program owns a group of
+units, a unit being one tile-row of one (n, c) plane, as a [A, R, T, K] block (units, rows,
+tiles of the row, columns of a tile). NCHW: A consecutive tile-rows (tiny planes: several
+whole planes per program; a global extent on a contiguous plane is seen as one row of
+H*W pixels). channels_last: A channels of one (n, tile-row), so each pixel's channel
+vector is one coalesced access. When a tile-row fits the register budget (8 KiB per
+loaded tensor forward, 4 KiB backward) each pixel is read once; otherwise the kernel
+loops over row chunks (gather_excite: a reducing sweep, then an exciting one; excite and
+its backward need one sweep). A host-checked vector width lets the compiler issue 16-byte
+accesses. Autotune: num_warps 4 or 8 (a single config under the interpreter).
+
+Verified so far WITHOUT a GPU only:
+- tests/test_triton.py under TRITON_INTERPRET=1 on CPU tensors: parity with the float64
+  reference (fp32/fp16/bf16, and float64), NCHW / channels_last / strided views, partial
+  tiles, extents 0-4 and larger than the plane, residual, N=0 and H=0, gradients through
+  the autograd registration, gradcheck, torch.library.opcheck, torch.compile(fullgraph)
+  (under the interpreter each op stays one graph node: an interpreted kernel cannot be
+  traced, see _launch.keep_opaque);
+- _aot.py: the kernels compile for sm_90 with Triton's real compiler and ptxas (no
+  spills at 8 warps on the shapes there, 16-byte loads where the shapes allow).
+Not yet run on a GPU: real launches, torch.compile tracing into the kernels, autotuning,
+and any timing (see issue 3's GPU check).
+"""
 from . import excite, gather_excite  # noqa: F401  (register genet_ops::*_triton)

@@ -22,12 +22,16 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource, make_backend
 
 
-def compile_launch(kernel, args, kwargs, arch: int = 90) -> list[dict]:
-    """Compile `kernel[grid](*args, **kwargs)` for sm_<arch>, once per autotune config."""
+def compile_launch(kernel, args, kwargs, arch: int = 90, all_configs: bool = True) -> list[dict]:
+    """Compile `kernel[grid](*args, **kwargs)` for sm_<arch>, once per autotune config that
+    survives pruning (or for the first one only)."""
     from triton.runtime.jit import create_function_from_signature
 
     jit = kernel.fn if hasattr(kernel, "configs") else kernel
     configs = kernel.configs if hasattr(kernel, "configs") else [triton.Config({})]
+    if hasattr(kernel, "early_config_prune") and kernel.early_config_prune and len(configs) > 1:
+        configs = kernel.early_config_prune(configs, dict(zip(jit.arg_names, args)), **kwargs)
+    configs = configs if all_configs else configs[:1]
     target = GPUTarget("cuda", arch, 32)
     backend = make_backend(target)
     binder = create_function_from_signature(jit.signature, jit.params, backend)
@@ -88,20 +92,23 @@ def capture_launches():
         _launch.check_device = saved_check
 
 
-def representative_launches():
-    """WRN-16-8 / ResNet-50-like shapes, both layouts, one-sweep and two-sweep plans."""
+CASES = [
+    # (shape, extent, dtype, channels_last): WRN-16-8 / ResNet-50-like planes
+    ((4, 256, 56, 56), 0, torch.bfloat16, False),  # global, NCHW: whole flattened plane / two sweeps
+    ((4, 512, 7, 7), 0, torch.bfloat16, False),  # tiny planes, several per program
+    ((4, 128, 8, 8), 0, torch.bfloat16, True),  # tiny planes, channels_last
+    ((4, 64, 56, 56), 2, torch.float16, True),  # local extent, channels_last
+    ((4, 64, 28, 28), 4, torch.float32, False),  # local extent, NCHW, several tile-rows
+    ((2, 64, 112, 112), 0, torch.float32, True),  # large global plane, channels_last, two sweeps
+    ((2, 16, 14, 14), 0, torch.float64, False),  # float64
+]
+
+
+def representative_launches(cases=CASES):
+    """The launches the four ops make for each case (residual on)."""
     from genet_ops import _layout as L
 
     ops = torch.ops.genet_ops
-    cases = [
-        ((4, 256, 56, 56), 0, torch.bfloat16, False),  # global, NCHW, two sweeps
-        ((4, 512, 7, 7), 0, torch.bfloat16, False),  # tiny planes, several per program
-        ((4, 128, 8, 8), 0, torch.bfloat16, True),  # tiny planes, channels_last
-        ((4, 64, 56, 56), 2, torch.float16, True),  # local extent, channels_last
-        ((4, 64, 28, 28), 4, torch.float32, False),  # local extent, NCHW, several tile-rows
-        ((2, 64, 112, 112), 0, torch.float32, True),  # large global plane, channels_last
-        ((2, 16, 14, 14), 0, torch.float64, False),  # float64
-    ]
     with capture_launches() as launches:
         for shape, e, dtype, cl in cases:
             fmt = torch.channels_last if cl else torch.contiguous_format
@@ -114,12 +121,12 @@ def representative_launches():
     return launches
 
 
-def main(arch: int = 90) -> list[dict]:
+def main(arch: int = 90, cases=CASES, all_configs: bool = True) -> list[dict]:
     assert not triton.knobs.runtime.interpret, "run without TRITON_INTERPRET"
     rows = []
-    for kernel, grid, args, kwargs in representative_launches():
+    for kernel, grid, args, kwargs in representative_launches(cases):
         x = args[1] if kernel.fn.__name__.endswith("backward_kernel") else args[0]
-        for r in compile_launch(kernel, args, kwargs, arch):
+        for r in compile_launch(kernel, args, kwargs, arch, all_configs):
             r.update(shape=tuple(x.shape), dtype=str(x.dtype).replace("torch.", ""),
                      layout="cl" if kwargs["CL"] else "nchw", grid=grid, vec=kwargs["VEC"],
                      block=(kwargs["BLOCK_A"], kwargs["BLOCK_R"], kwargs["BLOCK_T"], kwargs["BLOCK_K"]))

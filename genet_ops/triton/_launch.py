@@ -30,14 +30,27 @@ VEC_BYTES = 16
 # such inputs (global extent on W > 16384) take the reference kernels.
 MAX_ROW = 16384
 
-AUTOTUNE_KEY = ["BLOCK_A", "BLOCK_R", "BLOCK_T", "BLOCK_K", "CL"]
+# Shape class of a launch (a missing name, e.g. SINGLE for excite, is skipped by the autotuner).
+AUTOTUNE_KEY = ["BLOCK_A", "BLOCK_R", "BLOCK_T", "BLOCK_K", "CL", "VEC", "SINGLE", "HAS_RES"]
 
 
 def autotune_configs() -> list:
     """A handful of launch configs; one under the interpreter, where timing means nothing."""
     if INTERPRET:
         return [triton.Config({}, num_warps=4)]
-    return [triton.Config({}, num_warps=w) for w in (4, 8)]
+    return [triton.Config({}, num_warps=w) for w in (2, 4, 8)]
+
+
+def prune_configs(configs, named_args, **kwargs) -> list:
+    """Keep the warp counts that give each thread between VEC (a whole 16-byte access)
+    and 32 elements of the block; else the fewest warps."""
+    a = {**named_args, **kwargs}
+    elems = a["BLOCK_A"] * a["BLOCK_R"] * a["BLOCK_T"] * a["BLOCK_K"]
+    keep = [c for c in configs if a["VEC"] <= elems // (32 * c.num_warps) <= 32]
+    return keep or [min(configs, key=lambda c: c.num_warps)]
+
+
+AUTOTUNE = dict(configs=autotune_configs(), key=AUTOTUNE_KEY, prune_configs_by={"early_config_prune": prune_configs})
 
 
 @dataclass(frozen=True)
@@ -90,7 +103,7 @@ def plan(xk: torch.Tensor, extent: int, block_bytes: int, others=()) -> Plan | N
     rows = _pow2(EH)
     if cl:
         BLOCK_A = max(1, min(_pow2(C), CL_CHANNELS, block // cols))
-        min_a = min(BLOCK_A, VEC_BYTES // xk.element_size())  # keep channel vectors whole
+        min_a = min(BLOCK_A, 32 // xk.element_size())  # whole 32-byte sectors of each pixel
         while BLOCK_A > min_a and N * t.th * triton.cdiv(C, BLOCK_A) < MIN_PROGRAMS:
             BLOCK_A //= 2
         BLOCK_R = max(1, min(rows, block // (BLOCK_A * cols)))

@@ -17,7 +17,7 @@ from . import _launch as P
 from ._tiles import acc_zeros, chunk_offsets, load_acc, per_pixel, plane_base, program_units, tile_offsets, tile_sum
 
 
-@triton.autotune(configs=P.autotune_configs(), key=P.AUTOTUNE_KEY)
+@triton.autotune(**P.AUTOTUNE)
 @triton.jit
 def _excite_kernel(
     x, g, res, y, N, C, H, W, EH, EW, TH, TW,
@@ -41,7 +41,7 @@ def _excite_kernel(
         tl.store(y + o, out.to(y.dtype.element_ty), mask=m)
 
 
-@triton.autotune(configs=P.autotune_configs(), key=P.AUTOTUNE_KEY)
+@triton.autotune(**P.AUTOTUNE)
 @triton.jit
 def _excite_backward_kernel(
     dy, x, g, dx, dg, N, C, H, W, EH, EW, TH, TW,

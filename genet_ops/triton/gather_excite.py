@@ -18,7 +18,7 @@ from . import _launch as P
 from ._tiles import acc_zeros, chunk_offsets, load_acc, per_pixel, plane_base, program_units, tile_counts, tile_sum
 
 
-@triton.autotune(configs=P.autotune_configs(), key=P.AUTOTUNE_KEY)
+@triton.autotune(**P.AUTOTUNE)
 @triton.jit
 def _gather_excite_kernel(
     x, res, y, N, C, H, W, EH, EW, TH,
@@ -55,7 +55,7 @@ def _gather_excite_kernel(
             tl.store(y + o, out.to(y.dtype.element_ty), mask=m)
 
 
-@triton.autotune(configs=P.autotune_configs(), key=P.AUTOTUNE_KEY)
+@triton.autotune(**P.AUTOTUNE)
 @triton.jit
 def _gather_excite_backward_kernel(
     dy, x, dx, N, C, H, W, EH, EW, TH,

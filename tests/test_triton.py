@@ -33,14 +33,17 @@ INTERPRET = P.INTERPRET
 ATOL = {torch.float32: 1e-6, torch.float16: 1e-4, torch.bfloat16: 1e-3, torch.float64: 1e-12}
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 LAYOUTS = ["nchw", "channels_last", "strided"]
-# (shape, extent, residual): global on tiny odd planes, partial tiles along H, W or both,
-# extent 1 (SiLU), extent larger than the plane
+# (shape, extent, residual): global on tiny odd planes and on planes that allow vector
+# accesses, partial tiles along H, W or both, extent 1 (SiLU), extent between W and H,
+# extent larger than the plane
 CASES = [
     ((2, 3, 7, 7), 0, True),
+    ((2, 3, 4, 6), 0, False),
     ((2, 3, 9, 10), 2, False),
     ((1, 4, 8, 7), 3, True),
     ((2, 2, 6, 9), 4, False),
     ((1, 3, 5, 6), 1, True),
+    ((1, 2, 9, 3), 4, True),
     ((1, 2, 5, 7), 9, False),
 ]
 CASE_IDS = [f"{'x'.join(map(str, s))}-e{e}{'-res' if r else ''}" for s, e, r in CASES]

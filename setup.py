@@ -66,6 +66,22 @@ def _cuda_wanted():
     return True
 
 
+def _ascend_extension(sources, cxx_flags, kwargs):
+    """Ascend C kernels (csrc/ascend/build.py): built and added to genet_ops._C only where
+    CANN, SOC_VERSION and torch_npu are found; otherwise one line says why, nothing changes."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("genet_ascend_build", os.path.join(ROOT, "csrc", "ascend", "build.py"))
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    extra = build.configure(ROOT, _log)
+    if extra:
+        sources += extra["sources"]
+        cxx_flags += extra["extra_compile_args"]
+        for key in ("include_dirs", "library_dirs", "libraries", "extra_link_args"):
+            kwargs[key] = kwargs.get(key, []) + extra[key]
+
+
 def _extensions():
     with_cuda = _cuda_wanted()
     from torch.utils import cpp_extension
@@ -78,6 +94,7 @@ def _extensions():
         extra_link_args=["-fopenmp"],
         py_limited_api=False,
     )
+    _ascend_extension(sources, cxx_flags, kwargs)
     if not with_cuda:
         return [cpp_extension.CppExtension("genet_ops._C", sources, extra_compile_args={"cxx": cxx_flags}, **kwargs)], cpp_extension
     sources += rel("csrc/cuda/*.cu") + rel("csrc/cuda/*.cpp")

@@ -18,8 +18,8 @@ Dtypes: float16, bfloat16, float32 with float32 accumulation; float64 natively w
 float64 accumulation. Layouts: NCHW-contiguous and channels_last natively (x is never
 copied; y, dx and dg take the layout rule of genet_ops._layout); residual, grad_out and
 g go to the kernels with their own strides; any other x is made contiguous first. Empty
-inputs give empty outputs (dg zero). Global extent on planes wider than 16384 pixels
-takes the reference kernels.
+inputs give empty outputs (dg zero). Global extent on planes wider than 16384 pixels,
+and samples of 2**31 elements or more, take the reference kernels.
 
 Design (gather_excite.py, excite.py, _tiles.py, _launch.py): one program owns a group of
 units, a unit being one tile-row of one (n, c) plane, as a [A, R, T, K] block (units, rows,

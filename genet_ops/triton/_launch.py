@@ -27,7 +27,8 @@ MIN_PROGRAMS = 0 if INTERPRET else 264
 # Widest access per thread: 16 bytes.
 VEC_BYTES = 16
 # Rows wider than this (padded to tiles of a power-of-two width) do not fit one block;
-# such inputs (global extent on W > 16384) take the reference kernels.
+# such inputs (global extent on W > 16384) take the reference kernels, as do samples
+# whose offsets do not fit int32.
 MAX_ROW = 16384
 
 # Shape class of a launch (a missing name, e.g. SINGLE for excite, is skipped by the autotuner).
@@ -82,10 +83,13 @@ def _pow2(n: int) -> int:
 def plan(xk: torch.Tensor, extent: int, block_bytes: int, others=()) -> Plan | None:
     """Block shape, vector width and grid for the kernel input xk (dense NCHW or
     channels_last), whose pixel-shaped tensors (y, dx, residual, dy) are xk and others;
-    None when a row is too wide for one block."""
+    None when a row is too wide for one block or a sample too large for int32 offsets."""
     N, C, H, W = (int(s) for s in xk.shape)
     t = L.tile_geom((N, C, H, W), extent)
     tensors = (xk, *others)
+    if any(sum((int(sz) - 1) * abs(int(st)) for sz, st in zip(u.shape[1:], u.stride()[1:])) >= 2**31
+           for u in tensors):
+        return None
     block = block_bytes // xk.element_size()
     cl = not L.is_nchw(xk)
     EH, EW = min(t.eh, H), min(t.ew, W)

@@ -83,7 +83,7 @@ def excite_triton(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch
     if xk.numel() == 0 or not P.runnable(xk, g, y):
         return y
     p = P.plan(xk, extent, P.FWD_BLOCK_BYTES, (y,) + ((residual,) if residual is not None else ()))
-    if p is None:  # rows too wide for one block
+    if p is None:  # rows too wide for one block, or huge samples
         return y.copy_(reference.excite(xk, g, extent, residual))
     has_res = residual is not None
     res = residual if has_res else xk

@@ -108,7 +108,7 @@ def gather_excite_triton(x: torch.Tensor, extent: int, residual: torch.Tensor | 
     if xk.numel() == 0 or not P.runnable(xk, y):
         return y
     p = P.plan(xk, extent, P.FWD_BLOCK_BYTES, (y,) + ((residual,) if residual is not None else ()))
-    if p is None:  # rows too wide for one block
+    if p is None:  # rows too wide for one block, or huge samples
         return y.copy_(reference.gather_excite(xk, extent, residual))
     has_res = residual is not None
     res = residual if has_res else xk

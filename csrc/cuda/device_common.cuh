@@ -1,0 +1,109 @@
+// Device helpers shared by the CUDA kernels: the launch macro, 16-byte vectors,
+// sigmoid in the accumulation type, and a fast 32-bit divmod for work-unit decoding.
+//
+// Everything here also compiles as plain C++ under GENET_EMU (csrc/cuda/emu/), where a
+// host emulator runs the same kernels on CPU tensors so that their indexing and
+// reductions are tested on machines without a GPU.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#ifdef GENET_EMU
+#include "emu/emu.h"
+#else
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <cuda_runtime.h>
+#endif
+
+#include "genet_ops.h"
+
+namespace genet_ops {
+namespace cuda {
+
+#ifdef GENET_EMU
+#define GENET_LAUNCH(kernel, grid, block, smem, stream, ...) \
+  ::gemu::launch((grid), (block), (smem), (kernel), __VA_ARGS__)
+#define GENET_SET_SMEM(kernel, bytes) ((void)0)
+#else
+// Every launch is followed by a launch check (bad configuration, missing image for
+// this GPU, ...): errors surface at the op, not at some later synchronisation.
+#define GENET_LAUNCH(kernel, grid, block, smem, stream, ...)   \
+  do {                                                         \
+    (kernel)<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__); \
+    C10_CUDA_KERNEL_LAUNCH_CHECK();                            \
+  } while (0)
+// Raise a kernel's dynamic shared-memory limit above the default 48 KB.
+#define GENET_SET_SMEM(kernel, bytes)                                                     \
+  C10_CUDA_CHECK(cudaFuncSetAttribute((kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, \
+                                      (int)(bytes)))
+#endif
+
+// V elements of T in one aligned register block: one 16-byte (or narrower) access.
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Vec {
+  T v[V];
+};
+
+template <typename T, int V>
+__device__ __forceinline__ Vec<T, V> load_vec(const T* p) {
+  return *reinterpret_cast<const Vec<T, V>*>(p);
+}
+
+template <typename T, int V>
+__device__ __forceinline__ void store_vec(T* p, const Vec<T, V>& v) {
+  *reinterpret_cast<Vec<T, V>*>(p) = v;
+}
+
+__device__ __forceinline__ float sigmoid_acc(float g) {
+  // Precise expf (the extension is built without --use_fast_math): the sigmoid runs
+  // once per tile, never per element, so accuracy costs nothing here.
+  return 1.0f / (1.0f + expf(-g));
+}
+__device__ __forceinline__ double sigmoid_acc(double g) { return 1.0 / (1.0 + exp(-g)); }
+
+// n / d and n % d for 0 <= n < 2^31 and 1 <= d < 2^31 without a hardware divide:
+// q = (umulhi(n, m) + n) >> s with s = ceil(log2 d), m = floor(2^32 (2^s - d) / d) + 1.
+struct DivMod {
+  uint32_t d = 1, m = 1, s = 0;
+  DivMod() = default;
+  explicit DivMod(int64_t divisor) {
+    d = static_cast<uint32_t>(divisor);
+    s = 0;
+    while ((uint64_t{1} << s) < d) ++s;
+    m = static_cast<uint32_t>(((uint64_t{1} << 32) * ((uint64_t{1} << s) - d)) / d + 1);
+  }
+  __host__ __device__ __forceinline__ uint32_t div(uint32_t n) const {
+#if defined(__CUDA_ARCH__)
+    const uint32_t hi = __umulhi(n, m);
+#else
+    const uint32_t hi = static_cast<uint32_t>((static_cast<uint64_t>(n) * m) >> 32);
+#endif
+    return (hi + n) >> s;
+  }
+  // q = n / d, returns n % d.
+  __host__ __device__ __forceinline__ uint32_t divmod(uint32_t n, uint32_t& q) const {
+    q = div(n);
+    return n - q * d;
+  }
+};
+
+// Unit index -> (quotient, remainder) with the 32-bit fast path when the plan allows.
+__device__ __forceinline__ int64_t split(int64_t u, const DivMod& dm, bool idx32, int64_t& q) {
+  if (idx32) {
+    uint32_t q32;
+    const uint32_t r = dm.divmod(static_cast<uint32_t>(u), q32);
+    q = q32;
+    return r;
+  }
+  q = u / static_cast<int64_t>(dm.d);
+  return u - q * static_cast<int64_t>(dm.d);
+}
+
+}  // namespace cuda
+}  // namespace genet_ops

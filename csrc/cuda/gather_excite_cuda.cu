@@ -1,0 +1,108 @@
+// CUDA kernels of genet_ops::gather_excite and genet_ops::gather_excite_backward:
+// argument checks, layout, plan, launch on the current stream, registration.
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include <optional>
+
+#include "gather_excite_kernels.cuh"
+#include "launch.h"
+
+namespace genet_ops {
+namespace cuda {
+
+template <typename T>
+static void launch_gather_excite(const at::Tensor& xk, const at::Tensor& rk, at::Tensor& y, const TileGeom& t,
+                                 Layout layout) {
+  const uintptr_t addrs = addr_of(xk) | addr_of(rk) | addr_of(y);
+  const int es = sizeof(T), as = sizeof(acc_t<T>);
+  const T* xp = xk.const_data_ptr<T>();
+  const T* rp = ptr_or_null<T>(rk);
+  T* yp = y.mutable_data_ptr<T>();
+  const stream_t stream = current_stream();
+  if (layout == Layout::NCHW) {
+    const NchwPlan P = plan_nchw(t, es, addrs, kItems, 1, as);
+    with_vec<T>(P.V, [&](auto vc) {
+      constexpr int V = decltype(vc)::value;
+      auto kernel = &ge_fwd_nchw<T, V>;
+      allow_smem(kernel, P.smem);
+      GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, xp, rp, yp, P);
+    });
+  } else {
+    const NhwcPlan P = plan_nhwc(t, es, addrs, kItems, 1, as);
+    with_vec<T>(P.V, [&](auto vc) {
+      constexpr int V = decltype(vc)::value;
+      auto kernel = &ge_fwd_nhwc<T, V>;
+      allow_smem(kernel, P.smem);
+      GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, xp, rp, yp, P);
+    });
+  }
+}
+
+template <typename T>
+static void launch_gather_excite_backward(const at::Tensor& dyk, const at::Tensor& xk, at::Tensor& dx,
+                                          const TileGeom& t, Layout layout) {
+  const uintptr_t addrs = addr_of(dyk) | addr_of(xk) | addr_of(dx);
+  const int es = sizeof(T), as = sizeof(acc_t<T>);
+  const T* dyp = dyk.const_data_ptr<T>();
+  const T* xp = xk.const_data_ptr<T>();
+  T* dxp = dx.mutable_data_ptr<T>();
+  const stream_t stream = current_stream();
+  if (layout == Layout::NCHW) {
+    const NchwPlan P = plan_nchw(t, es, addrs, kItems, 2, as);
+    with_vec<T>(P.V, [&](auto vc) {
+      constexpr int V = decltype(vc)::value;
+      auto kernel = &ge_bwd_nchw<T, V>;
+      allow_smem(kernel, P.smem);
+      GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, dyp, xp, dxp, P);
+    });
+  } else {
+    const NhwcPlan P = plan_nhwc(t, es, addrs, kItems, 2, as);
+    with_vec<T>(P.V, [&](auto vc) {
+      constexpr int V = decltype(vc)::value;
+      auto kernel = &ge_bwd_nhwc<T, V>;
+      allow_smem(kernel, P.smem);
+      GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, dyp, xp, dxp, P);
+    });
+  }
+}
+
+at::Tensor gather_excite_cuda(const at::Tensor& x, int64_t extent, const std::optional<at::Tensor>& residual) {
+  check_x(x, "x");
+  check_extent(extent);
+  if (residual.has_value()) check_same(*residual, x, "residual");
+  check_on_device(x, "x");
+  const DeviceScope scope(x);
+  const at::Tensor xk = kernel_input(x);
+  const at::Tensor rk = residual.has_value() ? like_layout(*residual, xk) : at::Tensor();
+  at::Tensor y = at::empty_like(xk);
+  if (xk.numel() == 0) return y;
+  const TileGeom t = tile_geom(xk, extent);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xk.scalar_type(), "gather_excite_cuda",
+                                  [&] { launch_gather_excite<scalar_t>(xk, rk, y, t, layout_of(xk)); });
+  return y;
+}
+
+at::Tensor gather_excite_backward_cuda(const at::Tensor& grad_out, const at::Tensor& x, int64_t extent) {
+  check_x(x, "x");
+  check_extent(extent);
+  check_same(grad_out, x, "grad_out");
+  check_on_device(x, "x");
+  const DeviceScope scope(x);
+  const at::Tensor xk = kernel_input(x);
+  const at::Tensor dyk = like_layout(grad_out, xk);
+  at::Tensor dx = at::empty_like(xk);
+  if (xk.numel() == 0) return dx;
+  const TileGeom t = tile_geom(xk, extent);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xk.scalar_type(), "gather_excite_backward_cuda",
+                                  [&] { launch_gather_excite_backward<scalar_t>(dyk, xk, dx, t, layout_of(xk)); });
+  return dx;
+}
+
+}  // namespace cuda
+}  // namespace genet_ops
+
+TORCH_LIBRARY_IMPL(genet_ops, GENET_DISPATCH_KEY, m) {
+  m.impl("gather_excite", &genet_ops::cuda::gather_excite_cuda);
+  m.impl("gather_excite_backward", &genet_ops::cuda::gather_excite_backward_cuda);
+}

@@ -1,0 +1,146 @@
+// Device side of the launch plans (plan.h): which unit a team owns, where its items
+// lie, and the per-column bookkeeping for tiles narrower than a vector.
+#pragma once
+
+#include "plan.h"
+#include "reduce.cuh"
+
+namespace genet_ops {
+namespace cuda {
+
+__device__ __forceinline__ int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Where a thread sits in its team and which unit the team owns.
+struct TeamPos {
+  int tt;      // lane in the team
+  int c_l;     // lane across the contiguous direction (columns / channels)
+  int r_l;     // lane across rows / pixels
+  int64_t u;   // unit index
+  bool on;     // the unit exists (the last block may have idle teams)
+};
+
+__device__ __forceinline__ TeamPos team_pos(int T, int Tc, int teams, int64_t units) {
+  TeamPos q;
+  const int tid = threadIdx.x;
+  q.tt = tid & (T - 1);
+  q.c_l = q.tt & (Tc - 1);
+  q.r_l = q.tt / Tc;
+  q.u = static_cast<int64_t>(blockIdx.x) * teams + tid / T;
+  q.on = q.u < units;
+  return q;
+}
+
+// ------------------------------------------------------------------------------ NCHW
+struct NchwUnit {
+  int64_t base;   // offset of the unit's first element
+  int64_t rows;   // rows of the unit (1 when flat)
+  int64_t cols;   // elements per row of the unit
+  int64_t gidx;   // offset in g (N, C, th, tw contiguous) of the unit's first tile
+  int64_t count;  // pixels in each of the unit's tiles
+};
+
+__device__ __forceinline__ NchwUnit nchw_unit(const NchwPlan& P, const TeamPos& q) {
+  NchwUnit U{0, 0, 0, 0, 1};
+  if (!q.on) return U;
+  int64_t t, p;
+  const int64_t cu = split(q.u, P.dm_nu, P.idx32, t);  // t = plane * th + ty
+  const int64_t ty = split(t, P.dm_th, P.idx32, p);
+  const int64_t rows = imin(P.eh, P.H - ty * P.eh);
+  U.base = p * P.plane + ty * P.eh * P.W;
+  if (P.flat) {
+    U.rows = 1;
+    U.cols = rows * P.W;
+    U.count = U.cols;
+    U.gidx = t;  // tw == 1
+  } else {
+    U.base += cu * P.ucols;
+    U.rows = rows;
+    U.cols = imin(P.ucols, P.W - cu * P.ucols);
+    U.count = rows * (P.multi ? P.grp : U.cols);
+    U.gidx = t * P.tw + (P.multi ? cu * (P.V / P.grp) : cu);
+  }
+  return U;
+}
+
+// Item walk of one NCHW thread: rows r_l + rr * R, column vectors c_l + cc * Tc.
+struct NchwItems {
+  int rr = 0, cc = 0;
+  __device__ __forceinline__ void next(int CC) {
+    if (++cc == CC) {
+      cc = 0;
+      ++rr;
+    }
+  }
+  // Offset of the current item, or -1 when it lies outside the unit.
+  __device__ __forceinline__ int64_t offset(const NchwPlan& P, const NchwUnit& U, const TeamPos& q, int V) const {
+    const int64_t row = q.r_l + static_cast<int64_t>(rr) * P.R;
+    const int64_t col = static_cast<int64_t>(q.c_l + cc * P.Tc) * V;
+    if (row >= U.rows || col >= U.cols) return -1;
+    return U.base + row * P.W + col;
+  }
+};
+
+// Sum each run of grp consecutive columns into its first slot (per half of size V).
+template <int V, int NV, typename A>
+__device__ __forceinline__ void group_columns(A (&acc)[NV], int grp) {
+#pragma unroll
+  for (int w = 1; w < V; w <<= 1) {
+    if (w < grp) {
+#pragma unroll
+      for (int i = 0; i < NV; i += 2 * w) acc[i] += acc[i + w];
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------ NHWC
+struct NhwcUnit {
+  int64_t pix0;   // pixel index (n * H + i) * W + j of the tile's top-left pixel
+  int64_t gbase;  // offset in g (N, th, tw, C contiguous) of the tile's channel 0
+  int64_t c;      // first channel of this lane
+  int rows, cols;
+  int64_t count;
+  bool lane_on;   // the unit exists and this lane's channels are inside C
+};
+
+__device__ __forceinline__ NhwcUnit nhwc_unit(const NhwcPlan& P, const TeamPos& q, int V) {
+  NhwcUnit U{0, 0, 0, 0, 1, 1, false};
+  if (!q.on) return U;
+  int64_t t, t2, n;
+  const int64_t cg = split(q.u, P.dm_cg, P.idx32, t);  // t = (n * th + ty) * tw + tx
+  const int64_t tx = split(t, P.dm_tw, P.idx32, t2);
+  const int64_t ty = split(t2, P.dm_th, P.idx32, n);
+  U.rows = static_cast<int>(imin(P.eh, P.H - ty * P.eh));
+  U.cols = static_cast<int>(imin(P.ew, P.W - tx * P.ew));
+  U.count = static_cast<int64_t>(U.rows) * U.cols;
+  U.pix0 = (n * P.H + ty * P.eh) * P.W + tx * P.ew;
+  U.gbase = t * P.C;
+  U.c = (cg * P.Tc + q.c_l) * V;
+  U.lane_on = U.c < P.C;
+  return U;
+}
+
+// Pixel walk of one NHWC thread: pixels r_l, r_l + R, ... of the tile, row-major.
+struct NhwcItems {
+  int i, j, di, dj;
+  __device__ __forceinline__ NhwcItems(const NhwcPlan& P, const NhwcUnit& U, const TeamPos& q) {
+    i = q.r_l / U.cols;
+    j = q.r_l - i * U.cols;
+    di = P.R / U.cols;
+    dj = P.R - di * U.cols;
+  }
+  __device__ __forceinline__ void next(const NhwcUnit& U) {
+    i += di;
+    j += dj;
+    if (j >= U.cols) {
+      j -= U.cols;
+      ++i;
+    }
+  }
+  __device__ __forceinline__ int64_t offset(const NhwcPlan& P, const NhwcUnit& U) const {
+    if (!U.lane_on || i >= U.rows) return -1;
+    return (U.pix0 + static_cast<int64_t>(i) * P.W + j) * P.C + U.c;
+  }
+};
+
+}  // namespace cuda
+}  // namespace genet_ops

@@ -1,0 +1,386 @@
+// A CPU stand-in for the small part of CANN's kernel_operator.h (Ascend C) that
+// kernels/genet_ops_kernels.cpp uses, written for tests/test_ascend.py only. It is NOT
+// CANN, it models no timing, pipes or concurrency (cores run one after another, every
+// instruction completes at once), and it encodes our reading of the public docs:
+//
+//  * Unified Buffer: each core gets `ub_capacity` bytes; TPipe::InitBuffer carves 32-byte
+//    aligned buffers out of it and fails when they do not fit.
+//  * TQue<pos, depth>: InitBuffer's `num` buffers can be allocated at once, at most
+//    `depth` EnQue may be outstanding (not yet DeQue'd); EnQue/DeQue are FIFO; every
+//    AllocTensor hands out NaN-filled memory, so reading unwritten data shows up.
+//  * DataCopyPad GM->UB: blockCount rows of blockLen bytes, GM rows srcStride bytes
+//    apart; each UB row starts 32-byte aligned; with isPad the rightPadding elements
+//    after a row are set to paddingValue (the rest of the 32-byte row is left as is).
+//    UB->GM writes exactly blockLen bytes per row, GM rows dstStride bytes apart.
+//    blockCount <= 4095, blockLen < 2^21, right padding <= 32 bytes.
+//  * Vector instructions: operands must start 32-byte aligned in UB and `count` elements
+//    must lie inside the operand's buffer; arithmetic is float32 (IEEE), Cast rounds to
+//    nearest even; ReduceSum checks its work buffer against the documented minimum.
+//  * GM: every access must fall inside a buffer the harness registered.
+//  * Scalar/vector ordering: UB the vector unit read or wrote since the last
+//    SetFlag/WaitFlag<V_S> may not be touched by GetValue/SetValue (a scalar read of a
+//    vector result, or a scalar write under a pending vector access, would race on the
+//    chip); UB written by SetValue since the last SetFlag/WaitFlag<S_V> may not be used
+//    by a vector instruction.
+// A violation throws std::runtime_error with what and where.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#define __aicore__
+#define __global__
+#define __gm__
+#define GM_ADDR uint8_t*
+#define KERNEL_TASK_TYPE_DEFAULT(x) ((void)0)
+
+using half = _Float16;
+
+struct bfloat16_t {
+  uint16_t bits = 0;
+  bfloat16_t() = default;
+  bfloat16_t(int v) : bfloat16_t(static_cast<float>(v)) {}
+  bfloat16_t(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) { bits = static_cast<uint16_t>((u >> 16) | 0x40); return; }  // NaN
+    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
+    bits = static_cast<uint16_t>(u >> 16);
+  }
+  explicit operator float() const {
+    uint32_t u = static_cast<uint32_t>(bits) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+};
+
+namespace genet_emu {
+struct Region { const uint8_t* p; int64_t bytes; const char* name; };
+inline std::vector<Region>& gm_regions() { static std::vector<Region> r; return r; }
+inline int64_t& ub_capacity() { static int64_t c = 192 * 1024; return c; }
+inline int64_t& block_idx() { static int64_t v = 0; return v; }
+inline int64_t& block_num() { static int64_t v = 1; return v; }
+[[noreturn]] inline void fail(const std::string& what) { throw std::runtime_error("ascendc-emu: " + what); }
+struct Span { const uint8_t* p; int64_t bytes; bool write; };
+inline std::vector<Span>& vec_pending() { static std::vector<Span> v; return v; }     // since last V_S
+inline std::vector<Span>& scalar_pending() { static std::vector<Span> v; return v; }  // since last S_V
+inline bool overlaps(const Span& a, const uint8_t* p, int64_t bytes) { return p < a.p + a.bytes && a.p < p + bytes; }
+inline void vector_access(const void* ptr, int64_t bytes, bool write, const char* op) {
+  const uint8_t* p = static_cast<const uint8_t*>(ptr);
+  for (const Span& s : scalar_pending())
+    if (overlaps(s, p, bytes))
+      fail(std::string(op) + ": vector access to UB written by SetValue without SetFlag/WaitFlag<S_V>");
+  vec_pending().push_back({p, bytes, write});
+}
+inline void scalar_access(const void* ptr, int64_t bytes, bool write, const char* op) {
+  const uint8_t* p = static_cast<const uint8_t*>(ptr);
+  for (const Span& s : vec_pending())
+    if ((s.write || write) && overlaps(s, p, bytes))
+      fail(std::string(op) + ": scalar access to UB the vector unit " + (s.write ? "wrote" : "reads") +
+           " without SetFlag/WaitFlag<V_S>");
+  if (write) scalar_pending().push_back({p, bytes, true});
+}
+inline void check_gm(const void* p, int64_t bytes, const char* op) {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  for (const Region& r : gm_regions())
+    if (b >= r.p && b + bytes <= r.p + r.bytes) return;
+  fail(std::string(op) + ": GM access of " + std::to_string(bytes) + " bytes outside every registered buffer");
+}
+}  // namespace genet_emu
+
+namespace AscendC {
+
+enum class TPosition { GM, VECIN, VECOUT, VECCALC };
+using QuePosition = TPosition;
+enum class HardEvent { V_S, S_V, MTE2_V, V_MTE3 };
+using TEventID = int32_t;
+enum class RoundMode { CAST_NONE, CAST_RINT, CAST_FLOOR, CAST_CEIL, CAST_ROUND, CAST_TRUNC, CAST_ODD };
+enum pipe_t { PIPE_S, PIPE_V, PIPE_MTE2, PIPE_MTE3, PIPE_ALL };
+
+template <typename A, typename B>
+struct IsSameType { static constexpr bool value = std::is_same<A, B>::value; };
+
+inline int64_t GetBlockIdx() { return genet_emu::block_idx(); }
+inline int64_t GetBlockNum() { return genet_emu::block_num(); }
+template <pipe_t p> inline void PipeBarrier() {}
+template <HardEvent e> inline void SetFlag(int32_t) {}
+template <HardEvent e> inline void WaitFlag(int32_t) {
+  if (e == HardEvent::V_S) genet_emu::vec_pending().clear();
+  if (e == HardEvent::S_V) genet_emu::scalar_pending().clear();
+}
+
+class TPipe;
+inline TPipe*& current_pipe() { static TPipe* p = nullptr; return p; }
+inline TPipe* GetTPipePtr() { return current_pipe(); }
+
+template <typename T>
+class LocalTensor {
+ public:
+  LocalTensor() = default;
+  LocalTensor(T* p, int64_t cap, const uint8_t* ub) : p_(p), cap_(cap), ub_(ub) {}
+  LocalTensor operator[](int64_t off) const {
+    if (off < 0 || off > cap_) genet_emu::fail("LocalTensor[] offset " + std::to_string(off) + " outside its buffer");
+    return LocalTensor(p_ + off, cap_ - off, ub_);
+  }
+  T GetValue(int64_t i) const {
+    check(i, 1, "GetValue", false);
+    genet_emu::scalar_access(p_ + i, sizeof(T), false, "GetValue");
+    return p_[i];
+  }
+  void SetValue(int64_t i, T v) const {
+    check(i, 1, "SetValue", false);
+    genet_emu::scalar_access(p_ + i, sizeof(T), true, "SetValue");
+    p_[i] = v;
+  }
+  void vread(int64_t n, const char* op) const { check(0, n, op); genet_emu::vector_access(p_, n * sizeof(T), false, op); }
+  void vwrite(int64_t n, const char* op) const { check(0, n, op); genet_emu::vector_access(p_, n * sizeof(T), true, op); }
+  T* ptr() const { return p_; }
+  int64_t cap() const { return cap_; }
+  void check(int64_t first, int64_t count, const char* op, bool aligned = true) const {
+    if (p_ == nullptr) genet_emu::fail(std::string(op) + " on an unset LocalTensor");
+    if (first < 0 || count < 0 || first + count > cap_)
+      genet_emu::fail(std::string(op) + ": elements [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                      ") outside a buffer of " + std::to_string(cap_));
+    if (aligned && (reinterpret_cast<const uint8_t*>(p_) - ub_) % 32 != 0)
+      genet_emu::fail(std::string(op) + ": operand not 32-byte aligned in UB");
+  }
+
+ private:
+  T* p_ = nullptr;
+  int64_t cap_ = 0;
+  const uint8_t* ub_ = nullptr;
+};
+
+template <typename T>
+class GlobalTensor {
+ public:
+  void SetGlobalBuffer(T* p, uint64_t = 0) { p_ = p; }
+  GlobalTensor operator[](uint64_t off) const { GlobalTensor g; g.p_ = p_ + off; return g; }
+  T* ptr() const { return p_; }
+ private:
+  T* p_ = nullptr;
+};
+
+struct DataCopyExtParams {
+  uint16_t blockCount = 1;
+  uint32_t blockLen = 0;
+  uint32_t srcStride = 0;
+  uint32_t dstStride = 0;
+  uint32_t rsv = 0;
+};
+
+template <typename T>
+struct DataCopyPadExtParams {
+  bool isPad = false;
+  uint8_t leftPadding = 0;
+  uint8_t rightPadding = 0;
+  T paddingValue = 0;
+};
+
+class TPipe {
+ public:
+  TPipe() : ub_(genet_emu::ub_capacity(), 0xff) {
+    current_pipe() = this;
+    genet_emu::vec_pending().clear();
+    genet_emu::scalar_pending().clear();
+  }
+  ~TPipe() { if (current_pipe() == this) current_pipe() = nullptr; }
+  template <typename Q>
+  void InitBuffer(Q& q, int32_t num, uint32_t bytes) {
+    if (bytes % 32 != 0) genet_emu::fail("InitBuffer: " + std::to_string(bytes) + " bytes is not a multiple of 32");
+    q.init(carve(int64_t(num) * bytes), num, bytes, ub_.data());
+  }
+  template <typename B>
+  void InitBuffer(B& b, uint32_t bytes) {
+    if (bytes % 32 != 0) genet_emu::fail("InitBuffer: " + std::to_string(bytes) + " bytes is not a multiple of 32");
+    b.init(carve(bytes), bytes, ub_.data());
+  }
+  TEventID FetchEventID(HardEvent) { return 0; }
+  int64_t used() const { return used_; }
+
+ private:
+  uint8_t* carve(int64_t bytes) {
+    if (used_ + bytes > int64_t(ub_.size()))
+      genet_emu::fail("Unified Buffer overflow: " + std::to_string(used_ + bytes) + " > " + std::to_string(ub_.size()) +
+                      " bytes");
+    uint8_t* p = ub_.data() + used_;
+    used_ += bytes;
+    return p;
+  }
+  std::vector<uint8_t> ub_;
+  int64_t used_ = 0;
+};
+
+template <TPosition pos, int depth>
+class TQue {
+ public:
+  void init(uint8_t* base, int32_t num, uint32_t bytes, const uint8_t* ub) {
+    base_ = base; num_ = num; bytes_ = bytes; ub_ = ub;
+    state_.assign(num, 0);
+  }
+  template <typename T>
+  LocalTensor<T> AllocTensor() {
+    for (int i = 0; i < num_; ++i) {
+      if (state_[i] == 0) {
+        state_[i] = 1;
+        std::memset(base_ + i * bytes_, 0xff, bytes_);  // NaN: catches reads of unwritten data
+        return LocalTensor<T>(reinterpret_cast<T*>(base_ + i * bytes_), bytes_ / sizeof(T), ub_);
+      }
+    }
+    genet_emu::fail("AllocTensor: all " + std::to_string(num_) + " buffers of the queue are in use");
+  }
+  template <typename T>
+  void EnQue(const LocalTensor<T>& t) {  // depth = how many EnQue may run ahead of DeQue
+    if (int(fifo_.size()) >= depth) genet_emu::fail("EnQue: queue depth " + std::to_string(depth) + " exceeded");
+    fifo_.push_back(index(t.ptr()));
+    state_[fifo_.back()] = 2;
+  }
+  template <typename T>
+  LocalTensor<T> DeQue() {
+    if (fifo_.empty()) genet_emu::fail("DeQue on an empty queue");
+    const int i = fifo_.front();
+    fifo_.erase(fifo_.begin());
+    state_[i] = 1;
+    return LocalTensor<T>(reinterpret_cast<T*>(base_ + i * bytes_), bytes_ / sizeof(T), ub_);
+  }
+  template <typename T>
+  void FreeTensor(const LocalTensor<T>& t) { state_[index(t.ptr())] = 0; }
+
+ private:
+  int index(const void* p) const {
+    const int64_t off = static_cast<const uint8_t*>(p) - base_;
+    if (base_ == nullptr || off < 0 || off % bytes_ != 0 || off / bytes_ >= num_)
+      genet_emu::fail("tensor does not belong to this queue");
+    return static_cast<int>(off / bytes_);
+  }
+  uint8_t* base_ = nullptr;
+  int32_t num_ = 0;
+  uint32_t bytes_ = 0;
+  const uint8_t* ub_ = nullptr;
+  std::vector<int> state_;  // 0 free, 1 allocated, 2 queued
+  std::vector<int> fifo_;
+};
+
+template <TPosition pos>
+class TBuf {
+ public:
+  void init(uint8_t* base, uint32_t bytes, const uint8_t* ub) { base_ = base; bytes_ = bytes; ub_ = ub; }
+  template <typename T>
+  LocalTensor<T> Get() const {
+    if (base_ == nullptr) genet_emu::fail("TBuf::Get before InitBuffer");
+    return LocalTensor<T>(reinterpret_cast<T*>(base_), bytes_ / sizeof(T), ub_);
+  }
+ private:
+  uint8_t* base_ = nullptr;
+  uint32_t bytes_ = 0;
+  const uint8_t* ub_ = nullptr;
+};
+
+// ------------------------------------------------------------------ data movement
+template <typename T>
+void DataCopyPad(const LocalTensor<T>& dst, const GlobalTensor<T>& src, const DataCopyExtParams& p,
+                 const DataCopyPadExtParams<T>& pad) {
+  if (p.blockCount < 1 || p.blockCount > 4095) genet_emu::fail("DataCopyPad: blockCount " + std::to_string(p.blockCount));
+  if (p.blockLen < 1 || p.blockLen > 2097151 || p.blockLen % sizeof(T)) genet_emu::fail("DataCopyPad: blockLen");
+  if ((pad.leftPadding + pad.rightPadding) * sizeof(T) > 32) genet_emu::fail("DataCopyPad: padding over 32 bytes");
+  const int64_t row_elems = p.blockLen / sizeof(T);
+  const int64_t ub_row = ((pad.isPad ? pad.leftPadding + pad.rightPadding : 0) * int64_t(sizeof(T)) + p.blockLen + 31) / 32 * 32;
+  const int64_t ub_pitch = ub_row / sizeof(T) + p.dstStride * 32 / sizeof(T);
+  const uint8_t* g = reinterpret_cast<const uint8_t*>(src.ptr());
+  for (int64_t r = 0; r < p.blockCount; ++r) {
+    const uint8_t* row = g + r * (int64_t(p.blockLen) + p.srcStride);
+    genet_emu::check_gm(row, p.blockLen, "DataCopyPad GM->UB");
+    dst.check(r * ub_pitch, ub_row / sizeof(T), "DataCopyPad GM->UB");
+    T* out = dst.ptr() + r * ub_pitch;
+    int64_t c = 0;
+    if (pad.isPad) for (int64_t i = 0; i < pad.leftPadding; ++i) out[c++] = pad.paddingValue;
+    std::memcpy(out + c, row, p.blockLen);
+    c += row_elems;
+    if (pad.isPad) for (int64_t i = 0; i < pad.rightPadding; ++i) out[c++] = pad.paddingValue;
+  }
+}
+
+template <typename T>
+void DataCopyPad(const GlobalTensor<T>& dst, const LocalTensor<T>& src, const DataCopyExtParams& p) {
+  if (p.blockCount < 1 || p.blockCount > 4095) genet_emu::fail("DataCopyPad UB->GM: blockCount");
+  if (p.blockLen < 1 || p.blockLen > 2097151 || p.blockLen % sizeof(T)) genet_emu::fail("DataCopyPad UB->GM: blockLen");
+  const int64_t ub_pitch = (int64_t(p.blockLen) + 31) / 32 * 32 / sizeof(T) + p.srcStride * 32 / sizeof(T);
+  uint8_t* g = reinterpret_cast<uint8_t*>(dst.ptr());
+  for (int64_t r = 0; r < p.blockCount; ++r) {
+    uint8_t* row = g + r * (int64_t(p.blockLen) + p.dstStride);
+    genet_emu::check_gm(row, p.blockLen, "DataCopyPad UB->GM");
+    src.check(r * ub_pitch, p.blockLen / sizeof(T), "DataCopyPad UB->GM");
+    std::memcpy(row, src.ptr() + r * ub_pitch, p.blockLen);
+  }
+}
+
+// ------------------------------------------------------------------ vector unit
+#define GENET_EMU_UNARY(NAME, EXPR)                                                      \
+  template <typename T>                                                                  \
+  void NAME(const LocalTensor<T>& dst, const LocalTensor<T>& src, int32_t n) {           \
+    src.vread(n, #NAME); dst.vwrite(n, #NAME);                                            \
+    for (int32_t i = 0; i < n; ++i) { const float v = float(src.ptr()[i]); dst.ptr()[i] = T(EXPR); } \
+  }
+GENET_EMU_UNARY(Exp, std::exp(v))
+#undef GENET_EMU_UNARY
+
+template <typename T, typename S>
+void Muls(const LocalTensor<T>& dst, const LocalTensor<T>& src, S s, int32_t n) {
+  src.vread(n, "Muls"); dst.vwrite(n, "Muls");
+  for (int32_t i = 0; i < n; ++i) dst.ptr()[i] = T(float(src.ptr()[i]) * float(s));
+}
+template <typename T, typename S>
+void Adds(const LocalTensor<T>& dst, const LocalTensor<T>& src, S s, int32_t n) {
+  src.vread(n, "Adds"); dst.vwrite(n, "Adds");
+  for (int32_t i = 0; i < n; ++i) dst.ptr()[i] = T(float(src.ptr()[i]) + float(s));
+}
+#define GENET_EMU_BINARY(NAME, OP)                                                                       \
+  template <typename T>                                                                                  \
+  void NAME(const LocalTensor<T>& dst, const LocalTensor<T>& a, const LocalTensor<T>& b, int32_t n) {    \
+    a.vread(n, #NAME); b.vread(n, #NAME); dst.vwrite(n, #NAME);                                          \
+    for (int32_t i = 0; i < n; ++i) dst.ptr()[i] = T(float(a.ptr()[i]) OP float(b.ptr()[i]));           \
+  }
+GENET_EMU_BINARY(Add, +)
+GENET_EMU_BINARY(Mul, *)
+GENET_EMU_BINARY(Div, /)
+#undef GENET_EMU_BINARY
+
+template <typename T, typename S>
+void Duplicate(const LocalTensor<T>& dst, S s, int32_t n) {
+  dst.vwrite(n, "Duplicate");
+  for (int32_t i = 0; i < n; ++i) dst.ptr()[i] = T(s);
+}
+
+template <typename D, typename S>
+void Cast(const LocalTensor<D>& dst, const LocalTensor<S>& src, RoundMode mode, int32_t n) {
+  src.vread(n, "Cast"); dst.vwrite(n, "Cast");
+  const bool narrowing = sizeof(D) < sizeof(S);
+  if (narrowing && mode != RoundMode::CAST_RINT && mode != RoundMode::CAST_NONE) genet_emu::fail("Cast: round mode");
+  for (int32_t i = 0; i < n; ++i) dst.ptr()[i] = D(float(src.ptr()[i]));  // both round to nearest even
+}
+
+template <typename T>
+void ReduceSum(const LocalTensor<T>& dst, const LocalTensor<T>& src, const LocalTensor<T>& work, int32_t n) {
+  static_assert(std::is_same<T, float>::value, "the kernels reduce in fp32");
+  src.vread(n, "ReduceSum");
+  dst.check(0, 1, "ReduceSum", false);
+  genet_emu::vector_access(dst.ptr(), sizeof(T), true, "ReduceSum");
+  const int64_t need = ((std::max<int64_t>(1, (n + 63) / 64)) + 7) / 8 * 8;
+  work.vwrite(need, "ReduceSum work");
+  float acc = 0.0f;  // repeats of 64 summed in order (Atlas A2, "tensor first n" form)
+  for (int32_t r = 0; r < n; r += 64) {
+    float part = 0.0f;
+    for (int32_t i = r; i < n && i < r + 64; ++i) part += src.ptr()[i];
+    acc += part;
+  }
+  dst.ptr()[0] = acc;
+}
+
+}  // namespace AscendC

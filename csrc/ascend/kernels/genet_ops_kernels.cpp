@@ -1,0 +1,593 @@
+// Ascend C vector kernels for genet_ops: gather_excite, excite and their backward ops,
+// for float16, bfloat16 and float32 inputs with float32 arithmetic, NCHW-contiguous.
+// Semantics: DESIGN.md §2 and genet_ops/reference.py.
+//
+// Built by csrc/ascend/CMakeLists.txt with CANN's ascendc_library() for Atlas A2/A3
+// (Ascend910B*/Ascend910_93*); the host side is csrc/ascend/launcher.cpp. NOT compiled or
+// run on the machines this was written on (no CANN, no NPU): see csrc/ascend/README.md.
+//
+// Shape of the work (tiling_data.h has the vocabulary, tiling.cpp the choices):
+//  * AI vector cores take contiguous ranges of items, an item being one (plane, band of
+//    tiles, segment of tiles); global extent makes a plane one row and one tile, so an
+//    item is a whole (n, c) plane.
+//  * RESIDENT mode: an item's block fits a queue buffer. It is copied in once
+//    (DataCopyPad, one 32-byte-aligned UB row per view row, zero right padding),
+//    converted to fp32, reduced per tile, scaled by s_t = sigmoid(mean), written back.
+//    The next item's copy-in is issued before this item's compute (TQue depth 2), so
+//    MTE2, the vector unit and MTE3 overlap across items.
+//  * STREAM mode: one tile per item, too big for UB: chunks of whole tile rows (or of
+//    32-byte multiples of one row). gather_excite reads the tile twice (sum, then
+//    scale); excite never needs two sweeps (dx is elementwise, dg accumulates).
+//  * Sums accumulate in fp32 (ReduceSum on fp32 buffers, fp32 accumulators); each
+//    output element is rounded once (RoundMode::CAST_RINT) to the input dtype.
+#include "kernel_operator.h"
+
+#define GENET_FN __aicore__ inline
+#include "../tiling_data.h"
+
+using namespace AscendC;
+
+namespace {
+
+constexpr int32_t kSlot = 8;  // one 32-byte slot of fp32 in the ReduceSum area
+
+__aicore__ inline void VectorToScalar() {  // scalar reads what the vector unit wrote
+  TEventID id = GetTPipePtr()->FetchEventID(HardEvent::V_S);
+  SetFlag<HardEvent::V_S>(id);
+  WaitFlag<HardEvent::V_S>(id);
+}
+
+__aicore__ inline void ScalarToVector() {  // vector reads what the scalar unit wrote
+  TEventID id = GetTPipePtr()->FetchEventID(HardEvent::S_V);
+  SetFlag<HardEvent::S_V>(id);
+  WaitFlag<HardEvent::S_V>(id);
+}
+
+template <typename T>
+__aicore__ inline void ToFloat(const LocalTensor<float>& dst, const LocalTensor<T>& src, int32_t n) {
+  if constexpr (IsSameType<T, float>::value) {
+    Muls(dst, src, 1.0f, n);
+  } else {
+    Cast(dst, src, RoundMode::CAST_NONE, n);  // exact: fp16/bf16 -> fp32
+  }
+}
+
+template <typename T>
+__aicore__ inline void FromFloat(const LocalTensor<T>& dst, const LocalTensor<float>& src, int32_t n) {
+  if constexpr (IsSameType<T, float>::value) {
+    Muls(dst, src, 1.0f, n);
+  } else {
+    Cast(dst, src, RoundMode::CAST_RINT, n);  // round to nearest even, as torch does
+  }
+}
+
+template <typename T, int OP>
+class GenetKernel {
+ public:
+  static constexpr bool kExcite = OP == GENET_OP_EX_FWD || OP == GENET_OP_EX_BWD;
+  static constexpr bool kForward = OP == GENET_OP_GE_FWD || OP == GENET_OP_EX_FWD;
+
+  __aicore__ inline GenetKernel() {}
+
+  // x: the input; aux: residual (forward ops, may be null) or grad_out (backward ops);
+  // g: excite's gate (N, C, th, tw); out: y or dx; dg: excite_backward's d g.
+  __aicore__ inline void Init(GM_ADDR x, GM_ADDR aux, GM_ADDR g, GM_ADDR out, GM_ADDR dg, const GenetTiling& t) {
+    t_ = t;
+    hasAux_ = kForward ? t.has_residual != 0 : true;
+    xGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(x));
+    outGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(out));
+    if (hasAux_) auxGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(aux));
+    if constexpr (kExcite) gGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(g));
+    if constexpr (OP == GENET_OP_EX_BWD) dgGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(dg));
+
+    // Exactly the buffers genet_ub_bytes() counts (the unit test tallies them too).
+    const uint32_t block = static_cast<uint32_t>(t.buf_elems * sizeof(T));
+    pipe_.InitBuffer(qX_, GENET_BUFFER_NUM, block);
+    if (hasAux_) pipe_.InitBuffer(qAux_, GENET_BUFFER_NUM, block);
+    pipe_.InitBuffer(qOut_, GENET_BUFFER_NUM, block);
+    pipe_.InitBuffer(workA_, static_cast<uint32_t>(t.buf_elems * sizeof(float)));
+    pipe_.InitBuffer(workB_, static_cast<uint32_t>(t.buf_elems * sizeof(float)));
+    if (t.row_elems > 0)
+      pipe_.InitBuffer(rowBuf_, static_cast<uint32_t>(genet_row_buffers(OP) * t.row_elems * sizeof(float)));
+    pipe_.InitBuffer(tileBuf_, static_cast<uint32_t>(GENET_TILE_ARRAYS * t.tile_elems * sizeof(float)));
+    if constexpr (kExcite)
+      pipe_.InitBuffer(qG_, GENET_BUFFER_NUM, static_cast<uint32_t>(t.tile_elems * sizeof(T)));
+    if constexpr (OP == GENET_OP_EX_BWD)
+      pipe_.InitBuffer(qDg_, GENET_BUFFER_NUM, static_cast<uint32_t>(t.tile_elems * sizeof(T)));
+    pipe_.InitBuffer(redBuf_, static_cast<uint32_t>((t.red_elems + GENET_RED_SLOTS) * sizeof(float)));
+
+    wA_ = workA_.Get<float>();
+    wB_ = workB_.Get<float>();
+    LocalTensor<float> tiles = tileBuf_.Get<float>();
+    tMean_ = tiles[0];
+    tSig_ = tiles[t.tile_elems];
+    tTmp_ = tiles[2 * t.tile_elems];
+    tOne_ = tiles[3 * t.tile_elems];
+    tAux_ = tiles[4 * t.tile_elems];
+    LocalTensor<float> red = redBuf_.Get<float>();
+    redWork_ = red[0];
+    redDst_ = red[t.red_elems];
+    accA_ = red[t.red_elems + kSlot];
+    accB_ = red[t.red_elems + 2 * kSlot];
+    if (t.row_elems > 0) {
+      LocalTensor<float> rows = rowBuf_.Get<float>();
+      // GE_FWD: colX, srow | GE_BWD: colX, colD, srow, crow | EX_FWD: srow | EX_BWD: colD, srow
+      if constexpr (OP == GENET_OP_GE_FWD) { colX_ = rows[0]; srow_ = rows[t.row_elems]; }
+      if constexpr (OP == GENET_OP_GE_BWD) {
+        colX_ = rows[0]; colD_ = rows[t.row_elems]; srow_ = rows[2 * t.row_elems]; crow_ = rows[3 * t.row_elems];
+      }
+      if constexpr (OP == GENET_OP_EX_FWD) { srow_ = rows[0]; }
+      if constexpr (OP == GENET_OP_EX_BWD) { colD_ = rows[0]; srow_ = rows[t.row_elems]; }
+    }
+  }
+
+  __aicore__ inline void Process() {
+    const int64_t core = GetBlockIdx();
+    if (core >= t_.used_cores) return;
+    int64_t begin, end;
+    genet_core_range(t_, core, begin, end);
+    if (begin >= end) return;
+    if (t_.mode == GENET_MODE_RESIDENT) {
+      LoadBlock(genet_block(t_, begin));
+      for (int64_t i = begin; i < end; ++i) {
+        const GenetBlock b = genet_block(t_, i);
+        if (i + 1 < end) LoadBlock(genet_block(t_, i + 1));  // prefetch: overlaps this compute
+        ComputeBlock(b);
+        StoreBlock(b);
+      }
+    } else {
+      for (int64_t i = begin; i < end; ++i) StreamTile(genet_block(t_, i));
+    }
+  }
+
+ private:
+  // ----------------------------------------------------------------- copies
+  __aicore__ inline void LoadRect(TQue<QuePosition::VECIN, 2>& q, const GlobalTensor<T>& gm,
+                                  int64_t offset, int64_t rows, int64_t cols) {
+    const int64_t pitch = genet_pitch(cols, t_.align);
+    LocalTensor<T> l = q.template AllocTensor<T>();
+    DataCopyExtParams cp{static_cast<uint16_t>(rows), static_cast<uint32_t>(cols * sizeof(T)),
+                         static_cast<uint32_t>((t_.cols - cols) * sizeof(T)), 0, 0};
+    DataCopyPadExtParams<T> pad;  // zero right padding up to the 32-byte row end
+    pad.isPad = true;
+    pad.leftPadding = 0;
+    pad.rightPadding = static_cast<uint8_t>(pitch - cols);
+    DataCopyPad(l, gm[offset], cp, pad);
+    q.EnQue(l);
+  }
+
+  __aicore__ inline void StoreRect(int64_t offset, int64_t rows, int64_t cols) {
+    LocalTensor<T> y = qOut_.template DeQue<T>();
+    DataCopyExtParams cp{static_cast<uint16_t>(rows), static_cast<uint32_t>(cols * sizeof(T)), 0,
+                         static_cast<uint32_t>((t_.cols - cols) * sizeof(T)), 0};
+    DataCopyPad(outGm_[offset], y, cp);
+    qOut_.FreeTensor(y);
+  }
+
+  __aicore__ inline void LoadG(int64_t offset, int64_t n) {
+    LocalTensor<T> l = qG_.template AllocTensor<T>();
+    DataCopyExtParams cp{1, static_cast<uint32_t>(n * sizeof(T)), 0, 0, 0};
+    DataCopyPadExtParams<T> pad;
+    pad.isPad = false;
+    pad.leftPadding = 0;
+    pad.rightPadding = 0;
+    DataCopyPad(l, gGm_[offset], cp, pad);
+    qG_.EnQue(l);
+  }
+
+  // s_t = sigmoid(g_t) for excite: g segment -> tSig_ (fp32).
+  __aicore__ inline void GateFromG(int32_t n) {
+    LocalTensor<T> gl = qG_.template DeQue<T>();
+    ToFloat(tMean_, gl, n);
+    qG_.FreeTensor(gl);
+    PipeBarrier<PIPE_V>();
+    Sigmoid(tSig_, tMean_, n);
+  }
+
+  __aicore__ inline void StoreDg(int64_t offset, int32_t n) {  // tAux_ (fp32, scalar-written) -> dg
+    ScalarToVector();
+    LocalTensor<T> d = qDg_.template AllocTensor<T>();
+    FromFloat(d, tAux_, n);
+    qDg_.EnQue(d);
+    d = qDg_.template DeQue<T>();
+    DataCopyExtParams cp{1, static_cast<uint32_t>(n * sizeof(T)), 0, 0, 0};
+    DataCopyPad(dgGm_[offset], d, cp);
+    qDg_.FreeTensor(d);
+  }
+
+  // ------------------------------------------------------------ vector helpers
+  // 1 / (1 + exp(-v)) on fp32 tile arrays (n <= tile_elems).
+  __aicore__ inline void Sigmoid(const LocalTensor<float>& dst, const LocalTensor<float>& src, int32_t n) {
+    Muls(tTmp_, src, -1.0f, n);
+    PipeBarrier<PIPE_V>();
+    Exp(tTmp_, tTmp_, n);
+    PipeBarrier<PIPE_V>();
+    Adds(tTmp_, tTmp_, 1.0f, n);
+    Duplicate(tOne_, 1.0f, n);
+    PipeBarrier<PIPE_V>();
+    Div(dst, tOne_, tTmp_, n);
+    PipeBarrier<PIPE_V>();
+  }
+
+  // col[c] = sum over the block's rows of w[r * pitch + c] (fp32).
+  __aicore__ inline void ColumnSums(const LocalTensor<float>& col, const LocalTensor<float>& w, int64_t rows,
+                                    int32_t pitch) {
+    Muls(col, w, 1.0f, pitch);
+    for (int64_t r = 1; r < rows; ++r) {
+      PipeBarrier<PIPE_V>();
+      Add(col, col, w[r * pitch], pitch);
+    }
+    PipeBarrier<PIPE_V>();
+  }
+
+  // sum of col[c0, c1) on the scalar unit (after VectorToScalar()).
+  __aicore__ inline float SumRange(const LocalTensor<float>& col, int64_t c0, int64_t c1) {
+    float acc = 0.0f;
+    for (int64_t c = c0; c < c1; ++c) acc += col.GetValue(c);
+    return acc;
+  }
+
+  __aicore__ inline void FillRange(const LocalTensor<float>& row, int64_t c0, int64_t c1, float v) {
+    for (int64_t c = c0; c < c1; ++c) row.SetValue(c, v);
+  }
+
+  // w[r * pitch + c] *= srow[c] for every row (fp32, in place).
+  __aicore__ inline void ScaleRows(const LocalTensor<float>& dst, const LocalTensor<float>& w, int64_t rows,
+                                   int32_t pitch) {
+    for (int64_t r = 0; r < rows; ++r) Mul(dst[r * pitch], w[r * pitch], srow_, pitch);
+    PipeBarrier<PIPE_V>();
+  }
+
+  __aicore__ inline void LoadToFloat(TQue<QuePosition::VECIN, 2>& q, const LocalTensor<float>& w,
+                                     int32_t n) {
+    LocalTensor<T> l = q.template DeQue<T>();
+    ToFloat(w, l, n);
+    q.FreeTensor(l);
+    PipeBarrier<PIPE_V>();
+  }
+
+  __aicore__ inline void EmitOut(const LocalTensor<float>& w, int32_t n) {
+    LocalTensor<T> y = qOut_.template AllocTensor<T>();
+    FromFloat(y, w, n);
+    qOut_.EnQue(y);
+  }
+
+  // ReduceSum of w[0, n) into acc[0] (fp32), without leaving the vector pipe.
+  __aicore__ inline void Accumulate(const LocalTensor<float>& acc, const LocalTensor<float>& w, int32_t n) {
+    ReduceSum(redDst_, w, redWork_, n);
+    PipeBarrier<PIPE_V>();
+    Add(acc, acc, redDst_, 1);
+    PipeBarrier<PIPE_V>();
+  }
+
+  // --------------------------------------------------------- RESIDENT mode
+  __aicore__ inline void LoadBlock(const GenetBlock& b) {
+    if constexpr (OP == GENET_OP_GE_BWD || OP == GENET_OP_EX_BWD) {
+      LoadRect(qAux_, auxGm_, b.gm_offset, b.rows, b.cols);  // grad_out
+      LoadRect(qX_, xGm_, b.gm_offset, b.rows, b.cols);
+    } else {
+      LoadRect(qX_, xGm_, b.gm_offset, b.rows, b.cols);
+      if (hasAux_) LoadRect(qAux_, auxGm_, b.gm_offset, b.rows, b.cols);  // residual
+    }
+    if constexpr (kExcite) LoadG(b.g_offset, b.ntiles);
+  }
+
+  __aicore__ inline void StoreBlock(const GenetBlock& b) {
+    StoreRect(b.gm_offset, b.rows, b.cols);
+    if constexpr (OP == GENET_OP_EX_BWD) {
+      LocalTensor<T> d = qDg_.template DeQue<T>();
+      DataCopyExtParams cp{1, static_cast<uint32_t>(b.ntiles * sizeof(T)), 0, 0, 0};
+      DataCopyPad(dgGm_[b.g_offset], d, cp);
+      qDg_.FreeTensor(d);
+    }
+  }
+
+  __aicore__ inline void ComputeBlock(const GenetBlock& b) {
+    const int32_t pitch = static_cast<int32_t>(genet_pitch(b.cols, t_.align));
+    const int32_t n = static_cast<int32_t>(b.rows) * pitch;
+    const int32_t nt = static_cast<int32_t>(b.ntiles);
+    const bool one = b.ntiles == 1;  // one tile: whole-block vector ops, no column sums
+
+    if constexpr (OP == GENET_OP_GE_FWD) {
+      LoadToFloat(qX_, wA_, n);
+      if (one) {
+        ReduceSum(redDst_, wA_, redWork_, n);  // zero padding adds nothing
+        VectorToScalar();
+        tMean_.SetValue(0, redDst_.GetValue(0) / static_cast<float>(b.rows * b.cols));
+        ScalarToVector();
+        Sigmoid(tSig_, tMean_, 1);
+        VectorToScalar();
+        Muls(wA_, wA_, tSig_.GetValue(0), n);
+      } else {
+        ColumnSums(colX_, wA_, b.rows, pitch);
+        VectorToScalar();
+        for (int64_t k = 0; k < b.ntiles; ++k) {
+          int64_t c0, c1;
+          genet_tile_cols(t_, b, k, c0, c1);
+          tMean_.SetValue(k, SumRange(colX_, c0, c1) / static_cast<float>(b.rows * (c1 - c0)));
+        }
+        ScalarToVector();
+        Sigmoid(tSig_, tMean_, nt);
+        VectorToScalar();
+        for (int64_t k = 0; k < b.ntiles; ++k) {
+          int64_t c0, c1;
+          genet_tile_cols(t_, b, k, c0, c1);
+          FillRange(srow_, c0, c1, tSig_.GetValue(k));
+        }
+        ScalarToVector();
+        ScaleRows(wA_, wA_, b.rows, pitch);
+      }
+      PipeBarrier<PIPE_V>();
+      if (hasAux_) {
+        LoadToFloat(qAux_, wB_, n);
+        Add(wA_, wA_, wB_, n);
+        PipeBarrier<PIPE_V>();
+      }
+      EmitOut(wA_, n);
+    }
+
+    if constexpr (OP == GENET_OP_GE_BWD) {
+      // dx = dy * s_t + s_t (1 - s_t) / |t| * sum_t(dy * x)
+      LoadToFloat(qX_, wA_, n);
+      if (one) {
+        ReduceSum(redDst_, wA_, redWork_, n);
+        PipeBarrier<PIPE_V>();
+        LoadToFloat(qAux_, wB_, n);
+        Mul(wA_, wA_, wB_, n);
+        PipeBarrier<PIPE_V>();
+        ReduceSum(accA_, wA_, redWork_, n);
+        VectorToScalar();
+        const float cnt = static_cast<float>(b.rows * b.cols);
+        const float sumDyx = accA_.GetValue(0);
+        tMean_.SetValue(0, redDst_.GetValue(0) / cnt);
+        ScalarToVector();
+        Sigmoid(tSig_, tMean_, 1);
+        VectorToScalar();
+        const float s = tSig_.GetValue(0);
+        Muls(wB_, wB_, s, n);
+        PipeBarrier<PIPE_V>();
+        Adds(wB_, wB_, s * (1.0f - s) / cnt * sumDyx, n);
+        PipeBarrier<PIPE_V>();
+        EmitOut(wB_, n);
+      } else {
+        ColumnSums(colX_, wA_, b.rows, pitch);
+        LoadToFloat(qAux_, wB_, n);
+        Mul(wA_, wA_, wB_, n);
+        PipeBarrier<PIPE_V>();
+        ColumnSums(colD_, wA_, b.rows, pitch);
+        VectorToScalar();
+        for (int64_t k = 0; k < b.ntiles; ++k) {
+          int64_t c0, c1;
+          genet_tile_cols(t_, b, k, c0, c1);
+          const float cnt = static_cast<float>(b.rows * (c1 - c0));
+          tMean_.SetValue(k, SumRange(colX_, c0, c1) / cnt);
+          tAux_.SetValue(k, SumRange(colD_, c0, c1) / cnt);
+        }
+        ScalarToVector();
+        Sigmoid(tSig_, tMean_, nt);
+        VectorToScalar();
+        for (int64_t k = 0; k < b.ntiles; ++k) {
+          int64_t c0, c1;
+          genet_tile_cols(t_, b, k, c0, c1);
+          const float s = tSig_.GetValue(k);
+          FillRange(srow_, c0, c1, s);
+          FillRange(crow_, c0, c1, s * (1.0f - s) * tAux_.GetValue(k));
+        }
+        ScalarToVector();
+        ScaleRows(wA_, wB_, b.rows, pitch);  // wA = dy * s
+        for (int64_t r = 0; r < b.rows; ++r) Add(wA_[r * pitch], wA_[r * pitch], crow_, pitch);
+        PipeBarrier<PIPE_V>();
+        EmitOut(wA_, n);
+      }
+    }
+
+    if constexpr (OP == GENET_OP_EX_FWD) {
+      GateFromG(nt);
+      LoadToFloat(qX_, wA_, n);
+      VectorToScalar();
+      if (one) {
+        Muls(wA_, wA_, tSig_.GetValue(0), n);
+      } else {
+        for (int64_t k = 0; k < b.ntiles; ++k) {
+          int64_t c0, c1;
+          genet_tile_cols(t_, b, k, c0, c1);
+          FillRange(srow_, c0, c1, tSig_.GetValue(k));
+        }
+        ScalarToVector();
+        ScaleRows(wA_, wA_, b.rows, pitch);
+      }
+      PipeBarrier<PIPE_V>();
+      if (hasAux_) {
+        LoadToFloat(qAux_, wB_, n);
+        Add(wA_, wA_, wB_, n);
+        PipeBarrier<PIPE_V>();
+      }
+      EmitOut(wA_, n);
+    }
+
+    if constexpr (OP == GENET_OP_EX_BWD) {
+      // dx = dy * s_t ; dg_t = s_t (1 - s_t) * sum_t(dy * x)
+      GateFromG(nt);
+      LoadToFloat(qX_, wA_, n);
+      LoadToFloat(qAux_, wB_, n);
+      Mul(wA_, wA_, wB_, n);
+      PipeBarrier<PIPE_V>();
+      if (one) {
+        ReduceSum(redDst_, wA_, redWork_, n);
+        VectorToScalar();
+        const float s = tSig_.GetValue(0);
+        tAux_.SetValue(0, s * (1.0f - s) * redDst_.GetValue(0));
+        Muls(wB_, wB_, s, n);
+      } else {
+        ColumnSums(colD_, wA_, b.rows, pitch);
+        VectorToScalar();
+        for (int64_t k = 0; k < b.ntiles; ++k) {
+          int64_t c0, c1;
+          genet_tile_cols(t_, b, k, c0, c1);
+          const float s = tSig_.GetValue(k);
+          tAux_.SetValue(k, s * (1.0f - s) * SumRange(colD_, c0, c1));
+          FillRange(srow_, c0, c1, s);
+        }
+        ScalarToVector();
+        ScaleRows(wB_, wB_, b.rows, pitch);
+      }
+      PipeBarrier<PIPE_V>();
+      EmitOut(wB_, n);
+      ScalarToVector();  // tAux_ was written by the scalar unit
+      LocalTensor<T> d = qDg_.template AllocTensor<T>();
+      FromFloat(d, tAux_, nt);
+      qDg_.EnQue(d);
+    }
+  }
+
+  // ----------------------------------------------------------- STREAM mode
+  // Phases of a sweep over a tile's chunks: which streams are read, what is computed.
+  enum Phase { kSum, kApply };
+
+  __aicore__ inline void LoadChunk(const GenetChunk& k, Phase phase) {
+    const bool wantX = !(OP == GENET_OP_GE_BWD && phase == kApply);  // gather_excite dx needs only dy
+    const bool wantAux = hasAux_ && !(OP == GENET_OP_GE_FWD && phase == kSum);
+    if (wantAux && !kForward) LoadRect(qAux_, auxGm_, k.gm_offset, k.rows, k.cols);
+    if (wantX) LoadRect(qX_, xGm_, k.gm_offset, k.rows, k.cols);
+    if (wantAux && kForward) LoadRect(qAux_, auxGm_, k.gm_offset, k.rows, k.cols);
+  }
+
+  __aicore__ inline void ComputeChunk(const GenetChunk& k, Phase phase, float s, float coef) {
+    const int32_t n = static_cast<int32_t>(k.rows * genet_pitch(k.cols, t_.align));
+    if (phase == kSum) {  // gather_excite ops only: accA += sum x ; accB += sum dy * x
+      LoadToFloat(qX_, wA_, n);
+      Accumulate(accA_, wA_, n);
+      if constexpr (OP == GENET_OP_GE_BWD) {
+        LoadToFloat(qAux_, wB_, n);
+        Mul(wA_, wA_, wB_, n);
+        PipeBarrier<PIPE_V>();
+        Accumulate(accB_, wA_, n);
+      }
+      return;
+    }
+    if constexpr (kForward) {  // y = x * s (+ residual)
+      LoadToFloat(qX_, wA_, n);
+      Muls(wA_, wA_, s, n);
+      PipeBarrier<PIPE_V>();
+      if (hasAux_) {
+        LoadToFloat(qAux_, wB_, n);
+        Add(wA_, wA_, wB_, n);
+        PipeBarrier<PIPE_V>();
+      }
+      EmitOut(wA_, n);
+    }
+    if constexpr (OP == GENET_OP_GE_BWD) {  // dx = dy * s + coef
+      LoadToFloat(qAux_, wB_, n);
+      Muls(wB_, wB_, s, n);
+      PipeBarrier<PIPE_V>();
+      Adds(wB_, wB_, coef, n);
+      PipeBarrier<PIPE_V>();
+      EmitOut(wB_, n);
+    }
+    if constexpr (OP == GENET_OP_EX_BWD) {  // dx = dy * s ; accB += sum dy * x
+      LoadToFloat(qX_, wA_, n);
+      LoadToFloat(qAux_, wB_, n);
+      Mul(wA_, wA_, wB_, n);
+      PipeBarrier<PIPE_V>();
+      Accumulate(accB_, wA_, n);
+      Muls(wB_, wB_, s, n);
+      PipeBarrier<PIPE_V>();
+      EmitOut(wB_, n);
+    }
+  }
+
+  __aicore__ inline void Sweep(const GenetBlock& b, Phase phase, float s, float coef) {
+    const int64_t chunks = genet_chunks(t_, b);
+    LoadChunk(genet_chunk(t_, b, 0), phase);
+    for (int64_t c = 0; c < chunks; ++c) {
+      const GenetChunk k = genet_chunk(t_, b, c);
+      if (c + 1 < chunks) LoadChunk(genet_chunk(t_, b, c + 1), phase);  // prefetch
+      ComputeChunk(k, phase, s, coef);
+      if (phase == kApply) StoreRect(k.gm_offset, k.rows, k.cols);
+    }
+  }
+
+  __aicore__ inline void StreamTile(const GenetBlock& b) {  // b is a single tile
+    const float cnt = static_cast<float>(b.rows * b.cols);
+    float s = 0.0f, coef = 0.0f;
+    Duplicate(accA_, 0.0f, kSlot);
+    Duplicate(accB_, 0.0f, kSlot);
+    PipeBarrier<PIPE_V>();
+    if constexpr (kExcite) {
+      LoadG(b.g_offset, 1);
+      GateFromG(1);
+      VectorToScalar();
+      s = tSig_.GetValue(0);
+    } else {
+      Sweep(b, kSum, 0.0f, 0.0f);  // first sweep: the tile's sums
+      VectorToScalar();
+      const float sumX = accA_.GetValue(0), sumDyx = accB_.GetValue(0);
+      tMean_.SetValue(0, sumX / cnt);
+      ScalarToVector();
+      Sigmoid(tSig_, tMean_, 1);
+      VectorToScalar();
+      s = tSig_.GetValue(0);
+      coef = s * (1.0f - s) / cnt * sumDyx;
+    }
+    Sweep(b, kApply, s, coef);  // second (or only) sweep: write
+    if constexpr (OP == GENET_OP_EX_BWD) {
+      VectorToScalar();
+      tAux_.SetValue(0, s * (1.0f - s) * accB_.GetValue(0));
+      StoreDg(b.g_offset, 1);
+    }
+  }
+
+  TPipe pipe_;
+  // Every queue holds GENET_BUFFER_NUM (2) buffers (InitBuffer): double buffering. The
+  // queue *depth* (consecutive EnQue without DeQue) is 2 for inputs, which are preloaded
+  // one item ahead, and 1 for outputs, as the Ascend C docs recommend.
+  TQue<QuePosition::VECIN, 2> qX_, qAux_, qG_;
+  TQue<QuePosition::VECOUT, 1> qOut_, qDg_;
+  TBuf<QuePosition::VECCALC> workA_, workB_, rowBuf_, tileBuf_, redBuf_;
+  GlobalTensor<T> xGm_, auxGm_, gGm_, outGm_, dgGm_;
+  LocalTensor<float> wA_, wB_, colX_, colD_, srow_, crow_;
+  LocalTensor<float> tMean_, tSig_, tTmp_, tOne_, tAux_;
+  LocalTensor<float> redWork_, redDst_, accA_, accB_;
+  GenetTiling t_;
+  bool hasAux_ = false;
+};
+
+}  // namespace
+
+// ------------------------------------------------------------------ entries
+// One kernel per (op, dtype). The generated host functions are
+// aclrtlaunch_<name>(blockDim, stream, <GM pointers as void*>..., GenetTiling*).
+#define GENET_KERNELS(T, SUFFIX)                                                                       \
+  extern "C" __global__ __aicore__ void genet_ge_fwd_##SUFFIX(GM_ADDR x, GM_ADDR residual, GM_ADDR y,   \
+                                                              GenetTiling tiling) {                    \
+    KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
+    GenetKernel<T, GENET_OP_GE_FWD> k;                                                                 \
+    k.Init(x, residual, nullptr, y, nullptr, tiling);                                                  \
+    k.Process();                                                                                       \
+  }                                                                                                    \
+  extern "C" __global__ __aicore__ void genet_ge_bwd_##SUFFIX(GM_ADDR grad_out, GM_ADDR x, GM_ADDR dx,  \
+                                                              GenetTiling tiling) {                    \
+    KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
+    GenetKernel<T, GENET_OP_GE_BWD> k;                                                                 \
+    k.Init(x, grad_out, nullptr, dx, nullptr, tiling);                                                 \
+    k.Process();                                                                                       \
+  }                                                                                                    \
+  extern "C" __global__ __aicore__ void genet_ex_fwd_##SUFFIX(GM_ADDR x, GM_ADDR g, GM_ADDR residual,   \
+                                                              GM_ADDR y, GenetTiling tiling) {         \
+    KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
+    GenetKernel<T, GENET_OP_EX_FWD> k;                                                                 \
+    k.Init(x, residual, g, y, nullptr, tiling);                                                        \
+    k.Process();                                                                                       \
+  }                                                                                                    \
+  extern "C" __global__ __aicore__ void genet_ex_bwd_##SUFFIX(GM_ADDR grad_out, GM_ADDR x, GM_ADDR g,   \
+                                                              GM_ADDR dx, GM_ADDR dg,                  \
+                                                              GenetTiling tiling) {                    \
+    KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
+    GenetKernel<T, GENET_OP_EX_BWD> k;                                                                 \
+    k.Init(x, grad_out, g, dx, dg, tiling);                                                            \
+    k.Process();                                                                                       \
+  }
+
+GENET_KERNELS(half, fp16)
+GENET_KERNELS(bfloat16_t, bf16)
+GENET_KERNELS(float, fp32)

@@ -1,0 +1,251 @@
+// PrivateUse1 (torch_npu) kernels of the genet_ops library: argument checks, layout,
+// tiling, and the launch of the Ascend C kernels (kernels/genet_ops_kernels.cpp) on the
+// current NPU stream through torch_npu's task queue.
+//
+// Compiled into genet_ops._C only where setup.py finds CANN and torch_npu
+// (csrc/ascend/build.py). NOT compiled or run on the machines this was written on.
+//
+// Layout: the kernels read NCHW. A channels_last x (and residual / grad_out / g) is
+// copied to NCHW-contiguous, the kernel writes an NCHW result, and that is copied into a
+// channels_last output, so outputs keep the layout rule every backend follows
+// (empty_like(kernel_input(x)), and g_for_layout for excite_backward's dg), which is what
+// the fake functions in genet_ops/ops.py promise. Those copies cost two extra passes; a
+// native NHWC kernel is future work (see README).
+// Dtypes: float16, bfloat16, float32. float64 is refused with a message naming the
+// workaround (GENET_OPS_BACKEND=reference).
+#include <ATen/ATen.h>
+#include <c10/core/DeviceGuard.h>
+#include <torch/library.h>
+
+#include <cstdlib>
+#include <functional>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "torch_npu/csrc/core/npu/NPUStream.h"
+#include "torch_npu/csrc/framework/OpCommand.h"
+#include "tiling/platform/platform_ascendc.h"
+
+#include "genet_ops.h"
+#include "tiling.h"
+
+#include "aclrtlaunch_genet_ex_bwd_bf16.h"
+#include "aclrtlaunch_genet_ex_bwd_fp16.h"
+#include "aclrtlaunch_genet_ex_bwd_fp32.h"
+#include "aclrtlaunch_genet_ex_fwd_bf16.h"
+#include "aclrtlaunch_genet_ex_fwd_fp16.h"
+#include "aclrtlaunch_genet_ex_fwd_fp32.h"
+#include "aclrtlaunch_genet_ge_bwd_bf16.h"
+#include "aclrtlaunch_genet_ge_bwd_fp16.h"
+#include "aclrtlaunch_genet_ge_bwd_fp32.h"
+#include "aclrtlaunch_genet_ge_fwd_bf16.h"
+#include "aclrtlaunch_genet_ge_fwd_fp16.h"
+#include "aclrtlaunch_genet_ge_fwd_fp32.h"
+
+namespace genet_ops {
+namespace ascend {
+namespace {
+
+struct Platform {
+  int64_t cores = 0;  // AI vector cores
+  int64_t ub = 0;     // Unified Buffer bytes per core
+};
+
+const Platform& platform() {
+  static Platform p;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    auto* info = platform_ascendc::PlatformAscendCManager::GetInstance();
+    TORCH_CHECK(info != nullptr, "genet_ops: cannot read the Ascend platform info (PlatformAscendCManager)");
+    p.cores = static_cast<int64_t>(info->GetCoreNumAiv());
+    uint64_t ub = 0;
+    info->GetCoreMemSize(platform_ascendc::CoreMemType::UB, ub);
+    p.ub = static_cast<int64_t>(ub);
+    TORCH_CHECK(p.cores > 0 && p.ub > 0, "genet_ops: Ascend platform reports ", p.cores, " vector cores and ",
+                p.ub, " bytes of UB");
+  });
+  return p;
+}
+
+// GENET_OPS_ASCEND_UB_BYTES caps the UB budget (testing the segment / STREAM paths on
+// small shapes); GENET_OPS_ASCEND_CORES caps the cores. Both default to the hardware.
+int64_t env_cap(const char* name, int64_t hw) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return hw;
+  const long long cap = std::atoll(v);
+  return cap > 0 && cap < hw ? cap : hw;
+}
+
+GenetTiling plan(const at::Tensor& x, int64_t extent, int op, bool residual) {
+  TilingRequest rq;
+  rq.N = x.size(0);
+  rq.C = x.size(1);
+  rq.H = x.size(2);
+  rq.W = x.size(3);
+  rq.extent = extent;
+  rq.op = op;
+  rq.dtype_bytes = x.element_size();
+  rq.has_residual = residual;
+  rq.core_num = env_cap("GENET_OPS_ASCEND_CORES", platform().cores);
+  rq.ub_bytes = env_cap("GENET_OPS_ASCEND_UB_BYTES", platform().ub);
+  try {
+    return compute_tiling(rq);
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, e.what());
+  }
+  return GenetTiling{};  // not reached
+}
+
+void check_dtype(const at::Tensor& x) {
+  const auto dt = x.scalar_type();
+  TORCH_CHECK_VALUE(dt == at::kHalf || dt == at::kBFloat16 || dt == at::kFloat,
+                    "genet_ops: the Ascend kernels support float16, bfloat16 and float32; got ", dt,
+                    " on ", x.device(), ". Set GENET_OPS_BACKEND=reference (or genet_ops.set_backend('reference')) "
+                    "to run the pure-PyTorch implementation instead.");
+}
+
+void* ptr(const at::Tensor& t) { return t.defined() ? const_cast<void*>(t.data_ptr()) : nullptr; }
+
+// Runs `launch` in order on the current NPU stream, through torch_npu's task queue (so it
+// is ordered after ops torch_npu queued before it). `keep` holds the tensors alive until
+// the launch has been issued.
+void enqueue(const char* name, std::vector<at::Tensor> keep, std::function<uint32_t(aclrtStream)> launch) {
+  aclrtStream stream = c10_npu::getCurrentNPUStream().stream(false);
+  // A non-zero return is reported by torch_npu as a failed launch of `name`.
+  auto call = [stream, keep = std::move(keep), launch = std::move(launch)]() -> int {
+    return static_cast<int>(launch(stream));
+  };
+  at_npu::native::OpCommand::RunOpApi(name, call);
+}
+
+#define GENET_SELECT(OPNAME, DT, ...)                                                         \
+  switch (DT) {                                                                               \
+    case at::kHalf: return ACLRT_LAUNCH_KERNEL(genet_##OPNAME##_fp16)(__VA_ARGS__);           \
+    case at::kBFloat16: return ACLRT_LAUNCH_KERNEL(genet_##OPNAME##_bf16)(__VA_ARGS__);       \
+    default: return ACLRT_LAUNCH_KERNEL(genet_##OPNAME##_fp32)(__VA_ARGS__);                  \
+  }
+
+// NCHW-contiguous view of a kernel operand, and the output in the layout rule's strides.
+struct Io {
+  at::Tensor xk;   // kernel_input(x): what the layout rule is defined on
+  at::Tensor xc;   // NCHW-contiguous x the kernel reads
+  bool nhwc;
+};
+
+Io prepare(const at::Tensor& x) {
+  Io io;
+  io.xk = kernel_input(x);
+  io.nhwc = layout_of(io.xk) == Layout::NHWC;
+  io.xc = io.nhwc ? io.xk.contiguous() : io.xk;
+  return io;
+}
+
+// The kernel's NCHW result in the output layout (a copy for channels_last).
+at::Tensor finish(const at::Tensor& result, const Io& io) {
+  return io.nhwc ? like_layout(result, io.xk) : result;
+}
+
+// --------------------------------------------------------------------- ops
+at::Tensor gather_excite_npu(const at::Tensor& x, int64_t extent, const c10::optional<at::Tensor>& residual) {
+  check_x(x, "x");
+  check_extent(extent);
+  if (residual.has_value()) check_same(*residual, x, "residual");
+  check_dtype(x);
+  const c10::OptionalDeviceGuard guard(at::device_of(x));
+  const Io io = prepare(x);
+  at::Tensor y = at::empty_like(io.xc);
+  const bool has_res = residual.has_value();
+  const GenetTiling t = plan(io.xc, extent, GENET_OP_GE_FWD, has_res);
+  if (t.items == 0) return finish(y, io);
+  at::Tensor rc = has_res ? residual->contiguous() : at::Tensor();
+  const auto dt = x.scalar_type();
+  enqueue("genet_gather_excite", {io.xc, rc, y}, [=](aclrtStream s) -> uint32_t {
+    GenetTiling tl = t;
+    GENET_SELECT(ge_fwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(io.xc), ptr(rc), ptr(y), &tl)
+  });
+  return finish(y, io);
+}
+
+at::Tensor gather_excite_backward_npu(const at::Tensor& grad_out, const at::Tensor& x, int64_t extent) {
+  check_x(x, "x");
+  check_extent(extent);
+  check_same(grad_out, x, "grad_out");
+  check_dtype(x);
+  const c10::OptionalDeviceGuard guard(at::device_of(x));
+  const Io io = prepare(x);
+  at::Tensor dx = at::empty_like(io.xc);
+  const GenetTiling t = plan(io.xc, extent, GENET_OP_GE_BWD, false);
+  if (t.items == 0) return finish(dx, io);
+  at::Tensor dyc = grad_out.contiguous();
+  const auto dt = x.scalar_type();
+  enqueue("genet_gather_excite_backward", {dyc, io.xc, dx}, [=](aclrtStream s) -> uint32_t {
+    GenetTiling tl = t;
+    GENET_SELECT(ge_bwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(dyc), ptr(io.xc), ptr(dx), &tl)
+  });
+  return finish(dx, io);
+}
+
+at::Tensor excite_npu(const at::Tensor& x, const at::Tensor& g, int64_t extent,
+                      const c10::optional<at::Tensor>& residual) {
+  check_x(x, "x");
+  check_extent(extent);
+  check_g(g, x, extent);
+  if (residual.has_value()) check_same(*residual, x, "residual");
+  check_dtype(x);
+  const c10::OptionalDeviceGuard guard(at::device_of(x));
+  const Io io = prepare(x);
+  at::Tensor y = at::empty_like(io.xc);
+  const bool has_res = residual.has_value();
+  const GenetTiling t = plan(io.xc, extent, GENET_OP_EX_FWD, has_res);
+  if (t.items == 0) return finish(y, io);
+  at::Tensor gc = g.contiguous();
+  at::Tensor rc = has_res ? residual->contiguous() : at::Tensor();
+  const auto dt = x.scalar_type();
+  enqueue("genet_excite", {io.xc, gc, rc, y}, [=](aclrtStream s) -> uint32_t {
+    GenetTiling tl = t;
+    GENET_SELECT(ex_fwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(io.xc), ptr(gc), ptr(rc), ptr(y), &tl)
+  });
+  return finish(y, io);
+}
+
+std::tuple<at::Tensor, at::Tensor> excite_backward_npu(const at::Tensor& grad_out, const at::Tensor& x,
+                                                       const at::Tensor& g, int64_t extent) {
+  check_x(x, "x");
+  check_extent(extent);
+  check_g(g, x, extent);
+  check_same(grad_out, x, "grad_out");
+  check_dtype(x);
+  const c10::OptionalDeviceGuard guard(at::device_of(x));
+  const Io io = prepare(x);
+  at::Tensor dx = at::empty_like(io.xc);
+  at::Tensor dgc = at::empty(g.sizes(), g.options());  // NCHW-contiguous, what the kernel writes
+  const at::Tensor dg_like = g_for_layout(g, io.nhwc ? Layout::NHWC : Layout::NCHW);
+  const GenetTiling t = plan(io.xc, extent, GENET_OP_EX_BWD, false);
+  if (t.items == 0) {
+    dgc.zero_();
+    return {finish(dx, io), like_layout(dgc, dg_like)};
+  }
+  at::Tensor dyc = grad_out.contiguous();
+  at::Tensor gc = g.contiguous();
+  const auto dt = x.scalar_type();
+  enqueue("genet_excite_backward", {dyc, io.xc, gc, dx, dgc}, [=](aclrtStream s) -> uint32_t {
+    GenetTiling tl = t;
+    GENET_SELECT(ex_bwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(dyc), ptr(io.xc), ptr(gc), ptr(dx),
+                 ptr(dgc), &tl)
+  });
+  return {finish(dx, io), like_layout(dgc, dg_like)};
+}
+
+#undef GENET_SELECT
+
+}  // namespace
+}  // namespace ascend
+}  // namespace genet_ops
+
+TORCH_LIBRARY_IMPL(genet_ops, PrivateUse1, m) {
+  m.impl("gather_excite", &genet_ops::ascend::gather_excite_npu);
+  m.impl("gather_excite_backward", &genet_ops::ascend::gather_excite_backward_npu);
+  m.impl("excite", &genet_ops::ascend::excite_npu);
+  m.impl("excite_backward", &genet_ops::ascend::excite_backward_npu);
+}

@@ -31,6 +31,17 @@ T* mptr(void* p) {
   return static_cast<T*>(p);
 }
 
+// NCHW units are processed in batches of about kBatchElems elements: a first sweep
+// over the batch gathers every tile, one vectorised sigmoid covers all its tiles (small
+// planes have a tile or two each), the per-tile values are spread to per-column tables
+// (one row of ldw per unit), and the second sweep finds the batch still in L2. Keeping
+// these phases apart keeps scalar stores away from the vector loads that read them.
+constexpr int64_t kBatchElems = 16384;
+
+inline int64_t batch_units(int64_t elems_per_unit) {
+  return std::max<int64_t>(1, kBatchElems / std::max<int64_t>(elems_per_unit, 1));
+}
+
 // NCHW unit u = (plane, ty): offset of its first element, rows in it.
 struct NchwUnit {
   int64_t plane, ty, rows, off;
@@ -79,6 +90,13 @@ inline void tile_sums(A* out, const A* col, const TileGeom& t) {
   }
 }
 
+// g[tx] = the mean of tile tx of a tile row with `rows` rows, from its column sums.
+template <typename A>
+inline void tile_means(A* g, const A* col, int64_t rows, const TileGeom& t) {
+  tile_sums(g, col, t);
+  for (int64_t tx = 0; tx < t.tw; ++tx) g[tx] /= A(rows * t.tile_cols(tx));
+}
+
 // col[j] = per_tile[tile of column j], for j < W.
 template <typename A>
 inline void expand_cols(A* col, const A* per_tile, const TileGeom& t) {
@@ -94,29 +112,38 @@ void gather_excite_nchw(const Args& a) {
   const T* x = cptr<T>(a.x);
   const T* res = cptr<T>(a.other);
   T* y = mptr<T>(a.out);
+  const int64_t per = batch_units(t.eh * t.W);
+  const bool tiled = t.tw > 1;  // else a tile row is one tile, reduced flat
+  const int64_t ldw = tiled ? round_up_step<T>(t.W) : 0;
   at::parallel_for(0, t.N * t.C * t.th, grain(t.eh * t.W), [&](int64_t begin, int64_t end) {
-    const int64_t ncol = t.tw > 1 ? t.W : 0;
-    AccRow<T> col(ncol), scol(ncol), tile(t.tw > 1 ? t.tw : 0);
-    for (int64_t i = begin; i < end; ++i) {
-      const NchwUnit u(t, i);
-      const T* xu = x + u.off;
-      const T* ru = res ? res + u.off : nullptr;
-      T* yu = y + u.off;
-      if (t.tw == 1) {
-        const int64_t len = u.rows * t.W;
-        const A s = sigmoid(sum_flat(xu, len) / A(len));
-        scale_row(yu, xu, ru, Bcast<A>(s), len);
-        continue;
+    AccRow<T> col(ldw), gb(per * t.tw), sb(per * ldw);
+    A* g = gb.data();
+    for (int64_t b0 = begin; b0 < end; b0 += per) {
+      const int64_t b1 = std::min(end, b0 + per);
+      for (int64_t i = b0; i < b1; ++i) {  // sweep 1: the mean of every tile
+        const NchwUnit u(t, i);
+        A* gi = g + (i - b0) * t.tw;
+        if (!tiled) {
+          gi[0] = sum_flat(x + u.off, u.rows * t.W) / A(u.rows * t.W);
+          continue;
+        }
+        col_sums(col.data(), x + u.off, u.rows, t.W);
+        tile_means(gi, col.data(), u.rows, t);
       }
-      col.zero(t.W);
-      for (int64_t r = 0; r < u.rows; ++r) add_row(col.data(), xu + r * t.W, t.W);
-      tile_sums(tile.data(), col.data(), t);
-      for (int64_t tx = 0; tx < t.tw; ++tx) tile.data()[tx] /= A(u.rows * t.tile_cols(tx));
-      sigmoid_row(tile.data(), tile.data(), A(1), t.tw);
-      expand_cols(scol.data(), tile.data(), t);
-      for (int64_t r = 0; r < u.rows; ++r) {
-        const int64_t o = r * t.W;
-        scale_row(yu + o, xu + o, ru ? ru + o : nullptr, Cols<A>{scol.data()}, t.W);
+      sigmoid_row(g, g, A(1), (b1 - b0) * t.tw);
+      if (tiled)
+        for (int64_t k = 0; k < b1 - b0; ++k) expand_cols(sb.data() + k * ldw, g + k * t.tw, t);
+      for (int64_t i = b0; i < b1; ++i) {  // sweep 2: y = x * s (+ residual)
+        const NchwUnit u(t, i);
+        if (!tiled) {
+          scale_row(y + u.off, x + u.off, res ? res + u.off : nullptr, Bcast<A>(g[i - b0]), u.rows * t.W);
+          continue;
+        }
+        const Cols<A> si{sb.data() + (i - b0) * ldw};
+        for (int64_t r = 0; r < u.rows; ++r) {
+          const int64_t o = u.off + r * t.W;
+          scale_row(y + o, x + o, res ? res + o : nullptr, si, t.W);
+        }
       }
     }
   });
@@ -154,39 +181,52 @@ void gather_excite_backward_nchw(const Args& a) {
   const T* x = cptr<T>(a.x);
   const T* dy = cptr<T>(a.other);
   T* dx = mptr<T>(a.out);
+  const int64_t per = batch_units(t.eh * t.W);
+  const bool tiled = t.tw > 1;
+  const int64_t ldw = tiled ? round_up_step<T>(t.W) : 0;
   at::parallel_for(0, t.N * t.C * t.th, grain(t.eh * t.W), [&](int64_t begin, int64_t end) {
-    const int64_t ncol = t.tw > 1 ? t.W : 0, ntile = t.tw > 1 ? t.tw : 0;
-    AccRow<T> colx(ncol), cold(ncol), scol(ncol), ccol(ncol), ts(ntile), tc(ntile);
-    for (int64_t i = begin; i < end; ++i) {
-      const NchwUnit u(t, i);
-      const T* xu = x + u.off;
-      const T* du = dy + u.off;
-      T* dxu = dx + u.off;
-      if (t.tw == 1) {
-        const int64_t len = u.rows * t.W;
-        A sx, sdyx;
-        sum2_flat(xu, du, len, sx, sdyx);
-        const A cnt = A(len);
-        const A s = sigmoid(sx / cnt);
-        const A c = s * (A(1) - s) / cnt * sdyx;
-        affine_row(dxu, du, Bcast<A>(s), Bcast<A>(c), len);
-        continue;
+    AccRow<T> colx(ldw), cold(ldw), sb(per * t.tw), cb(per * t.tw), scol(per * ldw), ccol(per * ldw);
+    A* s = sb.data();  // per tile: mean of x, then s
+    A* c = cb.data();  // per tile: sum of dy * x, then the constant term of dx
+    for (int64_t b0 = begin; b0 < end; b0 += per) {
+      const int64_t b1 = std::min(end, b0 + per);
+      for (int64_t i = b0; i < b1; ++i) {  // sweep 1: sum x and dy * x per tile
+        const NchwUnit u(t, i);
+        A* si = s + (i - b0) * t.tw;
+        A* ci = c + (i - b0) * t.tw;
+        if (!tiled) {
+          sum2_flat(x + u.off, dy + u.off, u.rows * t.W, si[0], ci[0]);
+          si[0] /= A(u.rows * t.W);
+          continue;
+        }
+        col_sums2(colx.data(), cold.data(), x + u.off, dy + u.off, u.rows, t.W);
+        tile_means(si, colx.data(), u.rows, t);
+        tile_sums(ci, cold.data(), t);
       }
-      colx.zero(t.W);
-      cold.zero(t.W);
-      for (int64_t r = 0; r < u.rows; ++r) add2_row(colx.data(), cold.data(), xu + r * t.W, du + r * t.W, t.W);
-      A* s = ts.data();
-      A* c = tc.data();
-      tile_sums(s, colx.data(), t);
-      tile_sums(c, cold.data(), t);
-      for (int64_t tx = 0; tx < t.tw; ++tx) s[tx] /= A(u.rows * t.tile_cols(tx));
-      sigmoid_row(s, s, A(1), t.tw);
-      for (int64_t tx = 0; tx < t.tw; ++tx) c[tx] = s[tx] * (A(1) - s[tx]) / A(u.rows * t.tile_cols(tx)) * c[tx];
-      expand_cols(scol.data(), s, t);
-      expand_cols(ccol.data(), c, t);
-      for (int64_t r = 0; r < u.rows; ++r) {
-        const int64_t o = r * t.W;
-        affine_row(dxu + o, du + o, Cols<A>{scol.data()}, Cols<A>{ccol.data()}, t.W);
+      const int64_t ntiles = (b1 - b0) * t.tw;
+      sigmoid_row(s, s, A(1), ntiles);
+      for (int64_t k = 0; k < ntiles; ++k) {
+        const A cnt = A(t.tile_rows((b0 + k / t.tw) % t.th) * t.tile_cols(k % t.tw));
+        c[k] = s[k] * (A(1) - s[k]) / cnt * c[k];
+      }
+      if (tiled) {
+        for (int64_t k = 0; k < b1 - b0; ++k) {
+          expand_cols(scol.data() + k * ldw, s + k * t.tw, t);
+          expand_cols(ccol.data() + k * ldw, c + k * t.tw, t);
+        }
+      }
+      for (int64_t i = b0; i < b1; ++i) {  // sweep 2: dx = dy * s + c
+        const NchwUnit u(t, i);
+        const int64_t k = i - b0;
+        if (!tiled) {
+          affine_row(dx + u.off, dy + u.off, Bcast<A>(s[k]), Bcast<A>(c[k]), u.rows * t.W);
+          continue;
+        }
+        const Cols<A> sk{scol.data() + k * ldw}, ck{ccol.data() + k * ldw};
+        for (int64_t r = 0; r < u.rows; ++r) {
+          const int64_t o = u.off + r * t.W;
+          affine_row(dx + o, dy + o, sk, ck, t.W);
+        }
       }
     }
   });
@@ -241,20 +281,28 @@ void excite_nchw(const Args& a) {
   const T* res = cptr<T>(a.other);
   const T* g = cptr<T>(a.g);
   T* y = mptr<T>(a.out);
+  const int64_t per = batch_units(t.eh * t.W);
+  const bool tiled = t.tw > 1;
+  const int64_t ldw = tiled ? round_up_step<T>(t.W) : 0;
   at::parallel_for(0, t.N * t.C * t.th, grain(t.eh * t.W), [&](int64_t begin, int64_t end) {
-    AccRow<T> s(t.tw), scol(t.tw > 1 ? t.W : 0);
-    for (int64_t i = begin; i < end; ++i) {
-      const NchwUnit u(t, i);
-      const T* ru = res ? res + u.off : nullptr;
-      sigmoid_of_g(s.data(), g + i * t.tw, t.tw);  // g row (plane, ty) is unit i's
-      if (t.tw == 1) {
-        scale_row(y + u.off, x + u.off, ru, Bcast<A>(s.data()[0]), u.rows * t.W);
-        continue;
-      }
-      expand_cols(scol.data(), s.data(), t);
-      for (int64_t r = 0; r < u.rows; ++r) {
-        const int64_t o = u.off + r * t.W;
-        scale_row(y + o, x + o, res ? res + o : nullptr, Cols<A>{scol.data()}, t.W);
+    AccRow<T> sb(per * t.tw), scol(per * ldw);
+    A* s = sb.data();
+    for (int64_t b0 = begin; b0 < end; b0 += per) {
+      const int64_t b1 = std::min(end, b0 + per);
+      sigmoid_of_g(s, g + b0 * t.tw, (b1 - b0) * t.tw);  // g rows (plane, ty) = units
+      if (tiled)
+        for (int64_t k = 0; k < b1 - b0; ++k) expand_cols(scol.data() + k * ldw, s + k * t.tw, t);
+      for (int64_t i = b0; i < b1; ++i) {
+        const NchwUnit u(t, i);
+        if (!tiled) {
+          scale_row(y + u.off, x + u.off, res ? res + u.off : nullptr, Bcast<A>(s[i - b0]), u.rows * t.W);
+          continue;
+        }
+        const Cols<A> si{scol.data() + (i - b0) * ldw};
+        for (int64_t r = 0; r < u.rows; ++r) {
+          const int64_t o = u.off + r * t.W;
+          scale_row(y + o, x + o, res ? res + o : nullptr, si, t.W);
+        }
       }
     }
   });
@@ -293,27 +341,30 @@ void excite_backward_nchw(const Args& a) {
   const T* g = cptr<T>(a.g);
   T* dx = mptr<T>(a.out);
   T* dg = mptr<T>(a.dg);
+  const int64_t per = batch_units(t.eh * t.W);
+  const bool tiled = t.tw > 1;
+  const int64_t ldw = tiled ? round_up_step<T>(t.W) : 0;
   at::parallel_for(0, t.N * t.C * t.th, grain(t.eh * t.W), [&](int64_t begin, int64_t end) {
-    const int64_t ncol = t.tw > 1 ? t.W : 0;
-    AccRow<T> s(t.tw), scol(ncol), cold(ncol), sums(t.tw);
-    for (int64_t i = begin; i < end; ++i) {
-      const NchwUnit u(t, i);
-      A* sv = s.data();
-      sigmoid_of_g(sv, g + i * t.tw, t.tw);
-      if (t.tw == 1) {
-        const A sum = excite_bwd_flat(dx + u.off, dy + u.off, x + u.off, sv[0], u.rows * t.W);
-        dg[i] = static_cast<T>(sv[0] * (A(1) - sv[0]) * sum);
-        continue;
+    AccRow<T> sb(per * t.tw), sums(per * t.tw), scol(per * ldw), cold(ldw);
+    A* s = sb.data();
+    A* sum = sums.data();
+    for (int64_t b0 = begin; b0 < end; b0 += per) {
+      const int64_t b1 = std::min(end, b0 + per);
+      sigmoid_of_g(s, g + b0 * t.tw, (b1 - b0) * t.tw);
+      if (tiled)
+        for (int64_t k = 0; k < b1 - b0; ++k) expand_cols(scol.data() + k * ldw, s + k * t.tw, t);
+      for (int64_t i = b0; i < b1; ++i) {  // one sweep: dx, and sum dy * x per tile
+        const NchwUnit u(t, i);
+        const int64_t k = i - b0;
+        if (!tiled) {
+          sum[k] = excite_bwd_flat(dx + u.off, dy + u.off, x + u.off, s[k], u.rows * t.W);
+          continue;
+        }
+        excite_bwd_cols(dx + u.off, cold.data(), dy + u.off, x + u.off, scol.data() + k * ldw, u.rows, t.W);
+        tile_sums(sum + k * t.tw, cold.data(), t);
       }
-      expand_cols(scol.data(), sv, t);
-      cold.zero(t.W);
-      for (int64_t r = 0; r < u.rows; ++r) {
-        const int64_t o = u.off + r * t.W;
-        excite_bwd_row(dx + o, cold.data(), dy + o, x + o, Cols<A>{scol.data()}, t.W);
-      }
-      tile_sums(sums.data(), cold.data(), t);
-      for (int64_t tx = 0; tx < t.tw; ++tx)
-        dg[i * t.tw + tx] = static_cast<T>(sv[tx] * (A(1) - sv[tx]) * sums.data()[tx]);
+      T* d = dg + b0 * t.tw;
+      for (int64_t k = 0; k < (b1 - b0) * t.tw; ++k) d[k] = static_cast<T>(s[k] * (A(1) - s[k]) * sum[k]);
     }
   });
 }

@@ -202,6 +202,77 @@ inline void add2_row(acc_t<T>* ax, acc_t<T>* adyx, const T* x, const T* dy, int6
   }
 }
 
+// ------------------------------------------------- NCHW tile rows (rows x w, row stride w)
+// Column sums reduce over the rows in registers, one vector step of columns at a time,
+// so no accumulator goes through memory between rows.
+
+// col[j] = sum_r x[r][j]
+template <typename T>
+inline void col_sums(acc_t<T>* col, const T* x, int64_t rows, int64_t w) {
+  using IO = VecIO<T>;
+  using V = typename IO::V;
+  V acc[IO::kV], xv[IO::kV];
+  for (int64_t j = 0; j < w; j += IO::kStep) {
+    const int64_t m = std::min(IO::kStep, w - j);
+    for (int k = 0; k < IO::kV; ++k) acc[k] = V(0);
+    for (int64_t r = 0; r < rows; ++r) {
+      load_n(x + r * w + j, m, xv);
+      for (int k = 0; k < IO::kV; ++k) acc[k] += xv[k];
+    }
+    for (int k = 0; k < IO::kV; ++k) acc[k].store(col + j + k * V::size());
+  }
+}
+
+// cx[j] = sum_r x[r][j], cd[j] = sum_r dy[r][j] * x[r][j]
+template <typename T>
+inline void col_sums2(acc_t<T>* cx, acc_t<T>* cd, const T* x, const T* dy, int64_t rows, int64_t w) {
+  using IO = VecIO<T>;
+  using V = typename IO::V;
+  V ax[IO::kV], ad[IO::kV], xv[IO::kV], dv[IO::kV];
+  for (int64_t j = 0; j < w; j += IO::kStep) {
+    const int64_t m = std::min(IO::kStep, w - j);
+    for (int k = 0; k < IO::kV; ++k) ax[k] = ad[k] = V(0);
+    for (int64_t r = 0; r < rows; ++r) {
+      load_n(x + r * w + j, m, xv);
+      load_n(dy + r * w + j, m, dv);
+      for (int k = 0; k < IO::kV; ++k) {
+        ax[k] += xv[k];
+        ad[k] = at::vec::fmadd(dv[k], xv[k], ad[k]);
+      }
+    }
+    for (int k = 0; k < IO::kV; ++k) {
+      ax[k].store(cx + j + k * V::size());
+      ad[k].store(cd + j + k * V::size());
+    }
+  }
+}
+
+// dx[r][j] = dy[r][j] * s[j] and cd[j] = sum_r dy[r][j] * x[r][j]: excite's backward.
+template <typename T>
+inline void excite_bwd_cols(T* dx, acc_t<T>* cd, const T* dy, const T* x, const acc_t<T>* s, int64_t rows,
+                            int64_t w) {
+  using IO = VecIO<T>;
+  using V = typename IO::V;
+  V ad[IO::kV], sv[IO::kV], xv[IO::kV], dv[IO::kV];
+  for (int64_t j = 0; j < w; j += IO::kStep) {
+    const int64_t m = std::min(IO::kStep, w - j);
+    for (int k = 0; k < IO::kV; ++k) {
+      ad[k] = V(0);
+      sv[k] = V::loadu(s + j + k * V::size());
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      load_n(x + r * w + j, m, xv);
+      load_n(dy + r * w + j, m, dv);
+      for (int k = 0; k < IO::kV; ++k) {
+        ad[k] = at::vec::fmadd(dv[k], xv[k], ad[k]);
+        dv[k] = dv[k] * sv[k];
+      }
+      store_n(dx + r * w + j, m, dv);
+    }
+    for (int k = 0; k < IO::kV; ++k) ad[k].store(cd + j + k * V::size());
+  }
+}
+
 // ------------------------------------------------------------------- writes
 
 // y = x * s (+ r): the forward of both ops. S is Bcast or Cols.

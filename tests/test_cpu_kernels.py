@@ -1,0 +1,186 @@
+"""What is specific to the C++ CPU kernels (csrc/cpu): that they are the ones running,
+the edges of their vector loops and work splits, both instruction sets, threading, and
+that the build stays loadable on any x86-64. DESIGN §2 parity in general is test_ops.py.
+"""
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import genet_ops
+from genet_ops import _layout as L, reference as R
+
+pytestmark = pytest.mark.skipif(not genet_ops.backend_info()["extension_loaded"], reason="genet_ops._C not built")
+
+OPS = ("gather_excite", "gather_excite_backward", "excite", "excite_backward")
+DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
+# One rounding of an fp32 (fp64) value each, as the reference: at most an ulp or so
+# apart after different summation orders.
+RTOL = {torch.float64: 1e-12, torch.float32: 2e-6, torch.bfloat16: 8e-3, torch.float16: 1e-3}
+
+
+def rand(shape, dtype, seed, channels_last=False):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def assert_close(out, ref, what):
+    assert out.stride() == ref.stride(), f"{what}: strides {out.stride()} != {ref.stride()}"
+    assert torch.isfinite(out).all(), f"{what}: non-finite values (an element left unwritten?)"
+    tol = RTOL[out.dtype]
+    scale = max(ref.abs().max().item(), 1.0) if ref.numel() else 1.0
+    torch.testing.assert_close(out.double(), ref.double(), rtol=tol, atol=tol * scale, msg=what)
+
+
+def run_all(x, extent, seed=0):
+    """Every op (forward with and without residual, both backwards) on the C++ kernels
+    and on the reference: [(name, out, ref)]."""
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    r = rand(x.shape, x.dtype, seed + 1, cl)
+    dy = rand(x.shape, x.dtype, seed + 2, cl)
+    g = rand(L.g_shape(x.shape, extent), x.dtype, seed + 3).mul_(2)
+    ops = torch.ops.genet_ops
+    out = [
+        ("gather_excite", ops.gather_excite(x, extent), R.gather_excite(x, extent)),
+        ("gather_excite+res", ops.gather_excite(x, extent, r), R.gather_excite(x, extent, r)),
+        ("gather_excite_backward", ops.gather_excite_backward(dy, x, extent), R.gather_excite_backward(dy, x, extent)),
+        ("excite", ops.excite(x, g, extent), R.excite(x, g, extent)),
+        ("excite+res", ops.excite(x, g, extent, r), R.excite(x, g, extent, r)),
+    ]
+    (dx, dg), (rdx, rdg) = ops.excite_backward(dy, x, g, extent), R.excite_backward(dy, x, g, extent)
+    return out + [("excite_backward dx", dx, rdx), ("excite_backward dg", dg, rdg)]
+
+
+def test_cpu_kernels_are_the_cpp_ones():
+    kernels = genet_ops.backend_info()["kernels"]
+    assert all(kernels[op]["cpu"] == "cpp" for op in OPS), kernels
+    for op in OPS:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"genet_ops::{op}", "CPU")
+    assert torch.ops.genet_ops_cpu.isa() in ("avx2", "default")
+
+
+# Widths around the vector step (8 floats / 16 half in AVX2, 4 doubles), channel counts
+# that are no multiple of it: every partial step of the NCHW rows and NHWC channel runs.
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "cl"])
+def test_vector_tails(dtype, channels_last, poison_outputs):
+    for W in (7, 8, 9, 15, 16, 17):
+        for C, H in ((3, 5), (13, 4), (19, 9)):
+            for extent in (0, 2, 3, 4, 8):
+                x = rand((2, C, H, W), dtype, W * 100 + C + extent, channels_last)
+                for what, out, ref in run_all(x, extent):
+                    assert_close(out, ref, f"{what} {tuple(x.shape)} e{extent} cl={channels_last}")
+
+
+# Work-split edges: NHWC channel blocks with a partial last block (a tile row of more
+# than 1 MiB), NCHW planes bigger than a batch, many tiny planes in several batches.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize(
+    "shape,extent,channels_last",
+    [((2, 96, 64, 64), 0, True), ((1, 200, 48, 48), 0, True), ((1, 72, 40, 72), 8, True),
+     ((1, 2, 150, 140), 0, False), ((1, 2, 150, 140), 3, False), ((9, 301, 5, 6), 2, False), ((9, 301, 5, 6), 0, False)],
+    ids=str,
+)
+def test_work_split_edges(shape, extent, channels_last, dtype, poison_outputs):
+    x = rand(shape, dtype, 7, channels_last)
+    for what, out, ref in run_all(x, extent):
+        assert_close(out, ref, f"{what} {shape} e{extent} cl={channels_last}")
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    """Each tile is reduced by one thread in a fixed order: bitwise the same results."""
+    x = rand((8, 64, 20, 20), torch.float32, 3)
+    xs = [x, x.contiguous(memory_format=torch.channels_last)]
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, max(before, 2)):
+            torch.set_num_threads(n)
+            results.append([out for xi in xs for e in (0, 4) for _, out, _ in run_all(xi, e)])
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(torch.get_num_threads() < 2, reason="one thread only")
+def test_parallel_for_starts_openmp_workers():
+    """at::parallel_for in the extension uses torch's OpenMP pool (one libgomp in the
+    process): the first big op in a fresh process adds worker threads."""
+    code = (
+        "import os, torch, genet_ops\n"
+        "n0 = len(os.listdir('/proc/self/task'))\n"
+        "torch.ops.genet_ops.gather_excite(torch.randn(64, 64, 32, 32), 0)\n"
+        "libs = {l.split()[-1] for l in open('/proc/self/maps') if 'libgomp' in l}\n"
+        "print(torch.get_num_threads(), n0, len(os.listdir('/proc/self/task')), len(libs))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    threads, before, after, gomps = map(int, out.stdout.split())
+    assert after - before >= threads - 1, out.stdout
+    assert gomps <= 1, "two OpenMP runtimes loaded"
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 only")
+def test_default_isa_kernels_under_aten_cpu_capability_default():
+    """ATEN_CPU_CAPABILITY=default selects the baseline kernels; they agree with the
+    reference too (on an AVX2 machine this is the only way to run them)."""
+    code = (
+        "import torch, genet_ops, sys\n"
+        "sys.path.insert(0, 'tests')\n"
+        "import test_cpu_kernels as T\n"
+        "assert torch.ops.genet_ops_cpu.isa() == 'default', torch.ops.genet_ops_cpu.isa()\n"
+        "for dtype in T.DTYPES:\n"
+        "    for cl in (False, True):\n"
+        "        for e in (0, 3, 4):\n"
+        "            x = T.rand((2, 19, 9, 17), dtype, 1, cl)\n"
+        "            for what, out, ref in T.run_all(x, e):\n"
+        "                T.assert_close(out, ref, what)\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stdout + out.stderr
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64" or shutil.which("objdump") is None, reason="needs x86-64 objdump")
+def test_avx_instructions_only_in_the_avx2_kernels():
+    """kernels_avx2.cpp is the only code built for AVX2 (target pragma); nothing the
+    extension runs before choosing an ISA may use VEX/EVEX instructions, or importing
+    it would fault on an x86-64 without AVX."""
+    so = genet_ops._C.__file__
+    dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "-C", so], capture_output=True, text=True, check=True).stdout
+    fn_re = re.compile(r"^[0-9a-f]+ <(.*)>:$")
+    insn_re = re.compile(r"^\s+[0-9a-f]+:\s+(v[a-z0-9]+|andn|bextr|blsi|blsr|bzhi|pdep|pext|sarx|shlx|shrx|rorx)\s")
+    offenders, fn = set(), None
+    for line in dis.splitlines():
+        m = fn_re.match(line)
+        if m:
+            fn = m.group(1)
+        elif fn and insn_re.match(line) and "isa_avx2" not in fn and "genet_avx2" not in fn:
+            offenders.add(fn)
+    assert not offenders, f"AVX code outside the AVX2 kernels: {sorted(offenders)[:5]}"
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "cl"])
+@pytest.mark.parametrize("extent", [0, 3])
+def test_opcheck_cpp_kernels(extent, channels_last):
+    x = rand((2, 5, 7, 6), torch.float32, 0, channels_last)
+    dy = rand(x.shape, torch.float32, 1, channels_last)
+    r = rand(x.shape, torch.float32, 2, channels_last)
+    g = rand(L.g_shape(x.shape, extent), torch.float32, 3)
+    ops = torch.ops.genet_ops
+    for op, args in (
+        (ops.gather_excite.default, (x.requires_grad_(), extent, r)),
+        (ops.gather_excite_backward.default, (dy, x.detach(), extent)),
+        (ops.excite.default, (x.detach().requires_grad_(), g.requires_grad_(), extent)),
+        (ops.excite_backward.default, (dy, x.detach(), g.detach(), extent)),
+    ):
+        torch.library.opcheck(op, args)

@@ -42,13 +42,54 @@ inline int64_t batch_units(int64_t elems_per_unit) {
   return std::max<int64_t>(1, kBatchElems / std::max<int64_t>(elems_per_unit, 1));
 }
 
-// NCHW unit u = (plane, ty): offset of its first element, rows in it.
-struct NchwUnit {
-  int64_t plane, ty, rows, off;
-  NchwUnit(const TileGeom& t, int64_t u)
-      : plane(u / t.th), ty(u % t.th), rows(t.tile_rows(u % t.th)),
-        off((u / t.th) * t.H * t.W + (u % t.th) * t.eh * t.W) {}
+// Walks NCHW units b0, b0 + 1, ... = (plane, tile row ty) in memory order: tile rows
+// tile each plane and planes follow each other, so the next unit starts where this
+// one's rows end (no divisions per unit).
+struct NchwWalk {
+  const TileGeom* t;
+  int64_t ty, off;
+  NchwWalk(const TileGeom& g, int64_t u) : t(&g), ty(u % g.th), off((u / g.th) * g.H * g.W + (u % g.th) * g.eh * g.W) {}
+  int64_t rows() const { return t->tile_rows(ty); }
+  int64_t len() const { return rows() * t->W; }
+  void next() {
+    off += len();
+    if (++ty == t->th) ty = 0;
+  }
 };
+
+// Every tile has eh x min(ew, W) pixels (no partial tiles): the tile means of a whole
+// batch then divide by one number, inside the vectorised sigmoid.
+inline bool uniform_tiles(const TileGeom& t) {
+  return t.H % t.eh == 0 && (t.tw == 1 || t.W % t.ew == 0);
+}
+
+// g[k] = sigmoid(g[k] / |tile k|) over the tiles of units [b0, b1) (tw per unit).
+template <typename A>
+inline void sigmoid_of_means(A* g, int64_t b0, int64_t b1, const TileGeom& t) {
+  if (uniform_tiles(t)) return sigmoid_row(g, g, A(t.eh * std::min(t.ew, t.W)), (b1 - b0) * t.tw);
+  NchwWalk u(t, b0);
+  for (int64_t k = 0; k < b1 - b0; ++k, u.next())
+    for (int64_t tx = 0; tx < t.tw; ++tx) g[k * t.tw + tx] /= A(u.rows() * t.tile_cols(tx));
+  sigmoid_row(g, g, A(1), (b1 - b0) * t.tw);
+}
+
+// c[k] = s[k] (1 - s[k]) / |tile k| * c[k]: the constant term of gather_excite's dx.
+template <typename A>
+inline void backward_constants(A* c, const A* s, int64_t b0, int64_t b1, const TileGeom& t) {
+  const int64_t n = (b1 - b0) * t.tw;
+  if (uniform_tiles(t)) {
+    const A cnt = A(t.eh * std::min(t.ew, t.W));
+    for (int64_t k = 0; k < n; ++k) c[k] = s[k] * (A(1) - s[k]) / cnt * c[k];
+    return;
+  }
+  NchwWalk u(t, b0);
+  for (int64_t k = 0; k < b1 - b0; ++k, u.next()) {
+    for (int64_t tx = 0; tx < t.tw; ++tx) {
+      const int64_t j = k * t.tw + tx;
+      c[j] = s[j] * (A(1) - s[j]) / A(u.rows() * t.tile_cols(tx)) * c[j];
+    }
+  }
+}
 
 // NHWC unit u = (n, ty, channel block): first channel c0, nc channels, rows, and the
 // offset of pixel (ty * eh, 0) channel c0.
@@ -80,8 +121,26 @@ inline void for_pixels(const TileGeom& t, const NhwcUnit& u, F&& f) {
 }
 
 // Per-tile sums of per-column accumulators: out[tx] = sum of col over tile tx's columns.
+// Fixed small widths get loops of constant length, which the compiler unrolls.
+template <int EW, typename A>
+inline void group_sums(A* out, const A* col, int64_t groups) {
+  for (int64_t tx = 0; tx < groups; ++tx) {
+    A s = 0;
+    for (int j = 0; j < EW; ++j) s += col[tx * EW + j];
+    out[tx] = s;
+  }
+}
+
 template <typename A>
 inline void tile_sums(A* out, const A* col, const TileGeom& t) {
+  if (t.W % t.ew == 0) {
+    switch (t.ew) {
+      case 2: return group_sums<2>(out, col, t.tw);
+      case 4: return group_sums<4>(out, col, t.tw);
+      case 8: return group_sums<8>(out, col, t.tw);
+      default: break;
+    }
+  }
   for (int64_t tx = 0; tx < t.tw; ++tx) {
     const A* c = col + tx * t.ew;
     A s = 0;
@@ -90,16 +149,23 @@ inline void tile_sums(A* out, const A* col, const TileGeom& t) {
   }
 }
 
-// g[tx] = the mean of tile tx of a tile row with `rows` rows, from its column sums.
-template <typename A>
-inline void tile_means(A* g, const A* col, int64_t rows, const TileGeom& t) {
-  tile_sums(g, col, t);
-  for (int64_t tx = 0; tx < t.tw; ++tx) g[tx] /= A(rows * t.tile_cols(tx));
+// col[j] = per_tile[tile of column j], for j < W.
+template <int EW, typename A>
+inline void group_spread(A* col, const A* v, int64_t groups) {
+  for (int64_t tx = 0; tx < groups; ++tx)
+    for (int j = 0; j < EW; ++j) col[tx * EW + j] = v[tx];
 }
 
-// col[j] = per_tile[tile of column j], for j < W.
 template <typename A>
 inline void expand_cols(A* col, const A* per_tile, const TileGeom& t) {
+  if (t.W % t.ew == 0) {
+    switch (t.ew) {
+      case 2: return group_spread<2>(col, per_tile, t.tw);
+      case 4: return group_spread<4>(col, per_tile, t.tw);
+      case 8: return group_spread<8>(col, per_tile, t.tw);
+      default: break;
+    }
+  }
   for (int64_t tx = 0; tx < t.tw; ++tx) std::fill_n(col + tx * t.ew, t.tile_cols(tx), per_tile[tx]);
 }
 
@@ -120,29 +186,28 @@ void gather_excite_nchw(const Args& a) {
     A* g = gb.data();
     for (int64_t b0 = begin; b0 < end; b0 += per) {
       const int64_t b1 = std::min(end, b0 + per);
-      for (int64_t i = b0; i < b1; ++i) {  // sweep 1: the mean of every tile
-        const NchwUnit u(t, i);
-        A* gi = g + (i - b0) * t.tw;
+      NchwWalk u(t, b0);
+      for (int64_t k = 0; k < b1 - b0; ++k, u.next()) {  // sweep 1: tile sums
         if (!tiled) {
-          gi[0] = sum_flat(x + u.off, u.rows * t.W) / A(u.rows * t.W);
+          g[k] = sum_flat(x + u.off, u.len());
           continue;
         }
-        col_sums(col.data(), x + u.off, u.rows, t.W);
-        tile_means(gi, col.data(), u.rows, t);
+        col_sums(col.data(), x + u.off, u.rows(), t.W);
+        tile_sums(g + k * t.tw, col.data(), t);
       }
-      sigmoid_row(g, g, A(1), (b1 - b0) * t.tw);
+      sigmoid_of_means(g, b0, b1, t);
       if (tiled)
         for (int64_t k = 0; k < b1 - b0; ++k) expand_cols(sb.data() + k * ldw, g + k * t.tw, t);
-      for (int64_t i = b0; i < b1; ++i) {  // sweep 2: y = x * s (+ residual)
-        const NchwUnit u(t, i);
+      u = NchwWalk(t, b0);
+      for (int64_t k = 0; k < b1 - b0; ++k, u.next()) {  // sweep 2: y = x * s (+ residual)
         if (!tiled) {
-          scale_row(y + u.off, x + u.off, res ? res + u.off : nullptr, Bcast<A>(g[i - b0]), u.rows * t.W);
+          scale_row(y + u.off, x + u.off, res ? res + u.off : nullptr, Bcast<A>(g[k]), u.len());
           continue;
         }
-        const Cols<A> si{sb.data() + (i - b0) * ldw};
-        for (int64_t r = 0; r < u.rows; ++r) {
+        const Cols<A> sk{sb.data() + k * ldw};
+        for (int64_t r = 0; r < u.rows(); ++r) {
           const int64_t o = u.off + r * t.W;
-          scale_row(y + o, x + o, res ? res + o : nullptr, si, t.W);
+          scale_row(y + o, x + o, res ? res + o : nullptr, sk, t.W);
         }
       }
     }
@@ -186,44 +251,36 @@ void gather_excite_backward_nchw(const Args& a) {
   const int64_t ldw = tiled ? round_up_step<T>(t.W) : 0;
   at::parallel_for(0, t.N * t.C * t.th, grain(t.eh * t.W), [&](int64_t begin, int64_t end) {
     AccRow<T> colx(ldw), cold(ldw), sb(per * t.tw), cb(per * t.tw), scol(per * ldw), ccol(per * ldw);
-    A* s = sb.data();  // per tile: mean of x, then s
+    A* s = sb.data();  // per tile: sum of x, then s
     A* c = cb.data();  // per tile: sum of dy * x, then the constant term of dx
     for (int64_t b0 = begin; b0 < end; b0 += per) {
       const int64_t b1 = std::min(end, b0 + per);
-      for (int64_t i = b0; i < b1; ++i) {  // sweep 1: sum x and dy * x per tile
-        const NchwUnit u(t, i);
-        A* si = s + (i - b0) * t.tw;
-        A* ci = c + (i - b0) * t.tw;
+      NchwWalk u(t, b0);
+      for (int64_t k = 0; k < b1 - b0; ++k, u.next()) {  // sweep 1: sum x and dy * x per tile
         if (!tiled) {
-          sum2_flat(x + u.off, dy + u.off, u.rows * t.W, si[0], ci[0]);
-          si[0] /= A(u.rows * t.W);
+          sum2_flat(x + u.off, dy + u.off, u.len(), s[k], c[k]);
           continue;
         }
-        col_sums2(colx.data(), cold.data(), x + u.off, dy + u.off, u.rows, t.W);
-        tile_means(si, colx.data(), u.rows, t);
-        tile_sums(ci, cold.data(), t);
+        col_sums2(colx.data(), cold.data(), x + u.off, dy + u.off, u.rows(), t.W);
+        tile_sums(s + k * t.tw, colx.data(), t);
+        tile_sums(c + k * t.tw, cold.data(), t);
       }
-      const int64_t ntiles = (b1 - b0) * t.tw;
-      sigmoid_row(s, s, A(1), ntiles);
-      for (int64_t k = 0; k < ntiles; ++k) {
-        const A cnt = A(t.tile_rows((b0 + k / t.tw) % t.th) * t.tile_cols(k % t.tw));
-        c[k] = s[k] * (A(1) - s[k]) / cnt * c[k];
-      }
+      sigmoid_of_means(s, b0, b1, t);
+      backward_constants(c, s, b0, b1, t);
       if (tiled) {
         for (int64_t k = 0; k < b1 - b0; ++k) {
           expand_cols(scol.data() + k * ldw, s + k * t.tw, t);
           expand_cols(ccol.data() + k * ldw, c + k * t.tw, t);
         }
       }
-      for (int64_t i = b0; i < b1; ++i) {  // sweep 2: dx = dy * s + c
-        const NchwUnit u(t, i);
-        const int64_t k = i - b0;
+      u = NchwWalk(t, b0);
+      for (int64_t k = 0; k < b1 - b0; ++k, u.next()) {  // sweep 2: dx = dy * s + c
         if (!tiled) {
-          affine_row(dx + u.off, dy + u.off, Bcast<A>(s[k]), Bcast<A>(c[k]), u.rows * t.W);
+          affine_row(dx + u.off, dy + u.off, Bcast<A>(s[k]), Bcast<A>(c[k]), u.len());
           continue;
         }
         const Cols<A> sk{scol.data() + k * ldw}, ck{ccol.data() + k * ldw};
-        for (int64_t r = 0; r < u.rows; ++r) {
+        for (int64_t r = 0; r < u.rows(); ++r) {
           const int64_t o = u.off + r * t.W;
           affine_row(dx + o, dy + o, sk, ck, t.W);
         }
@@ -292,16 +349,16 @@ void excite_nchw(const Args& a) {
       sigmoid_of_g(s, g + b0 * t.tw, (b1 - b0) * t.tw);  // g rows (plane, ty) = units
       if (tiled)
         for (int64_t k = 0; k < b1 - b0; ++k) expand_cols(scol.data() + k * ldw, s + k * t.tw, t);
-      for (int64_t i = b0; i < b1; ++i) {
-        const NchwUnit u(t, i);
+      NchwWalk u(t, b0);
+      for (int64_t k = 0; k < b1 - b0; ++k, u.next()) {
         if (!tiled) {
-          scale_row(y + u.off, x + u.off, res ? res + u.off : nullptr, Bcast<A>(s[i - b0]), u.rows * t.W);
+          scale_row(y + u.off, x + u.off, res ? res + u.off : nullptr, Bcast<A>(s[k]), u.len());
           continue;
         }
-        const Cols<A> si{scol.data() + (i - b0) * ldw};
-        for (int64_t r = 0; r < u.rows; ++r) {
+        const Cols<A> sk{scol.data() + k * ldw};
+        for (int64_t r = 0; r < u.rows(); ++r) {
           const int64_t o = u.off + r * t.W;
-          scale_row(y + o, x + o, res ? res + o : nullptr, si, t.W);
+          scale_row(y + o, x + o, res ? res + o : nullptr, sk, t.W);
         }
       }
     }
@@ -353,14 +410,13 @@ void excite_backward_nchw(const Args& a) {
       sigmoid_of_g(s, g + b0 * t.tw, (b1 - b0) * t.tw);
       if (tiled)
         for (int64_t k = 0; k < b1 - b0; ++k) expand_cols(scol.data() + k * ldw, s + k * t.tw, t);
-      for (int64_t i = b0; i < b1; ++i) {  // one sweep: dx, and sum dy * x per tile
-        const NchwUnit u(t, i);
-        const int64_t k = i - b0;
+      NchwWalk u(t, b0);
+      for (int64_t k = 0; k < b1 - b0; ++k, u.next()) {  // one sweep: dx, and sum dy * x per tile
         if (!tiled) {
-          sum[k] = excite_bwd_flat(dx + u.off, dy + u.off, x + u.off, s[k], u.rows * t.W);
+          sum[k] = excite_bwd_flat(dx + u.off, dy + u.off, x + u.off, s[k], u.len());
           continue;
         }
-        excite_bwd_cols(dx + u.off, cold.data(), dy + u.off, x + u.off, scol.data() + k * ldw, u.rows, t.W);
+        excite_bwd_cols(dx + u.off, cold.data(), dy + u.off, x + u.off, scol.data() + k * ldw, u.rows(), t.W);
         tile_sums(sum + k * t.tw, cold.data(), t);
       }
       T* d = dg + b0 * t.tw;

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include <c10/util/BFloat16.h>
@@ -44,10 +45,28 @@ namespace cuda {
                                       (int)(bytes)))
 #endif
 
-// V elements of T in one aligned register block: one 16-byte (or narrower) access.
+// V elements of T as raw machine words: one 16-byte (or narrower) access. Kept as
+// words (not as V separate T) so that a cached vector of 16-bit values occupies
+// V / 2 registers, and elements are unpacked only where they are used.
 template <typename T, int V>
 struct alignas(sizeof(T) * V) Vec {
-  T v[V];
+  static constexpr int kBytes = static_cast<int>(sizeof(T)) * V;
+  using word_t = std::conditional_t<(kBytes >= 4), uint32_t, uint16_t>;
+  static constexpr int kWords = kBytes >= 4 ? kBytes / 4 : 1;
+  word_t w[kWords];
+
+  __device__ __forceinline__ T get(int i) const {
+    T t;
+    memcpy(&t, reinterpret_cast<const char*>(w) + i * sizeof(T), sizeof(T));
+    return t;
+  }
+  __device__ __forceinline__ void set(int i, T t) { memcpy(reinterpret_cast<char*>(w) + i * sizeof(T), &t, sizeof(T)); }
+  __device__ __forceinline__ static Vec zero() {
+    Vec z;
+#pragma unroll
+    for (int i = 0; i < kWords; ++i) z.w[i] = 0;
+    return z;
+  }
 };
 
 template <typename T, int V>
@@ -55,15 +74,27 @@ __device__ __forceinline__ Vec<T, V> load_vec(const T* p) {
   return *reinterpret_cast<const Vec<T, V>*>(p);
 }
 
+// The vector at p, or zeros when off < 0 (an item outside the unit).
+template <typename T, int V>
+__device__ __forceinline__ Vec<T, V> load_or_zero(const T* p, int64_t off) {
+  return off >= 0 ? load_vec<T, V>(p + off) : Vec<T, V>::zero();
+}
+
 template <typename T, int V>
 __device__ __forceinline__ void store_vec(T* p, const Vec<T, V>& v) {
   *reinterpret_cast<Vec<T, V>*>(p) = v;
 }
 
+// Division in the accumulation type without a slow-path subroutine call for float
+// (a call would make every register live across it spill): __fdividef is within
+// 2 ulp. Doubles divide exactly.
+__device__ __forceinline__ float div_acc(float a, float b) { return __fdividef(a, b); }
+__device__ __forceinline__ double div_acc(double a, double b) { return a / b; }
+
 __device__ __forceinline__ float sigmoid_acc(float g) {
   // Precise expf (the extension is built without --use_fast_math): the sigmoid runs
-  // once per tile, never per element, so accuracy costs nothing here.
-  return 1.0f / (1.0f + expf(-g));
+  // once per tile, never per element. __fdividef(1, inf) is 0, as it should be.
+  return __fdividef(1.0f, 1.0f + expf(-g));
 }
 __device__ __forceinline__ double sigmoid_acc(double g) { return 1.0 / (1.0 + exp(-g)); }
 

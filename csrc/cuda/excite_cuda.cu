@@ -27,14 +27,14 @@ static void launch_excite(const at::Tensor& xk, const at::Tensor& gk, const at::
     const NchwPlan P = plan_nchw(t, es, addrs, kItems, 0, as);
     with_vec<T>(P.V, [&](auto vc) {
       constexpr int V = decltype(vc)::value;
-      auto kernel = &excite_fwd_nchw<T, V>;
+      auto kernel = &excite_fwd_kernel<NchwWalk<V>, T>;
       GENET_LAUNCH(kernel, P.grid, P.block, 0, stream, xp, gp, rp, yp, P);
     });
   } else {
     const NhwcPlan P = plan_nhwc(t, es, addrs, kItems, 0, as);
     with_vec<T>(P.V, [&](auto vc) {
       constexpr int V = decltype(vc)::value;
-      auto kernel = &excite_fwd_nhwc<T, V>;
+      auto kernel = &excite_fwd_kernel<NhwcWalk<V>, T>;
       GENET_LAUNCH(kernel, P.grid, P.block, 0, stream, xp, gp, rp, yp, P);
     });
   }
@@ -55,7 +55,7 @@ static void launch_excite_backward(const at::Tensor& dyk, const at::Tensor& xk, 
     const NchwPlan P = plan_nchw(t, es, addrs, kItems, 1, as);
     with_vec<T>(P.V, [&](auto vc) {
       constexpr int V = decltype(vc)::value;
-      auto kernel = &excite_bwd_nchw<T, V>;
+      auto kernel = &excite_bwd_kernel<NchwWalk<V>, T>;
       allow_smem(kernel, P.smem);
       GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, dyp, xp, gp, dxp, dgp, P);
     });
@@ -63,7 +63,7 @@ static void launch_excite_backward(const at::Tensor& dyk, const at::Tensor& xk, 
     const NhwcPlan P = plan_nhwc(t, es, addrs, kItems, 1, as);
     with_vec<T>(P.V, [&](auto vc) {
       constexpr int V = decltype(vc)::value;
-      auto kernel = &excite_bwd_nhwc<T, V>;
+      auto kernel = &excite_bwd_kernel<NhwcWalk<V>, T>;
       allow_smem(kernel, P.smem);
       GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, dyp, xp, gp, dxp, dgp, P);
     });

@@ -24,7 +24,7 @@ static void launch_gather_excite(const at::Tensor& xk, const at::Tensor& rk, at:
     const NchwPlan P = plan_nchw(t, es, addrs, kItems, 1, as);
     with_vec<T>(P.V, [&](auto vc) {
       constexpr int V = decltype(vc)::value;
-      auto kernel = &ge_fwd_nchw<T, V>;
+      auto kernel = &ge_fwd_kernel<NchwWalk<V>, T>;
       allow_smem(kernel, P.smem);
       GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, xp, rp, yp, P);
     });
@@ -32,7 +32,7 @@ static void launch_gather_excite(const at::Tensor& xk, const at::Tensor& rk, at:
     const NhwcPlan P = plan_nhwc(t, es, addrs, kItems, 1, as);
     with_vec<T>(P.V, [&](auto vc) {
       constexpr int V = decltype(vc)::value;
-      auto kernel = &ge_fwd_nhwc<T, V>;
+      auto kernel = &ge_fwd_kernel<NhwcWalk<V>, T>;
       allow_smem(kernel, P.smem);
       GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, xp, rp, yp, P);
     });
@@ -52,7 +52,7 @@ static void launch_gather_excite_backward(const at::Tensor& dyk, const at::Tenso
     const NchwPlan P = plan_nchw(t, es, addrs, kItems, 2, as);
     with_vec<T>(P.V, [&](auto vc) {
       constexpr int V = decltype(vc)::value;
-      auto kernel = &ge_bwd_nchw<T, V>;
+      auto kernel = &ge_bwd_kernel<NchwWalk<V>, T>;
       allow_smem(kernel, P.smem);
       GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, dyp, xp, dxp, P);
     });
@@ -60,7 +60,7 @@ static void launch_gather_excite_backward(const at::Tensor& dyk, const at::Tenso
     const NhwcPlan P = plan_nhwc(t, es, addrs, kItems, 2, as);
     with_vec<T>(P.V, [&](auto vc) {
       constexpr int V = decltype(vc)::value;
-      auto kernel = &ge_bwd_nhwc<T, V>;
+      auto kernel = &ge_bwd_kernel<NhwcWalk<V>, T>;
       allow_smem(kernel, P.smem);
       GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, dyp, xp, dxp, P);
     });

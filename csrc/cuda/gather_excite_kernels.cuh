@@ -1,10 +1,14 @@
-// gather_excite forward and backward kernels, NCHW and NHWC.
+// gather_excite forward and backward kernels, for either layout (W = NchwWalk<V> or
+// NhwcWalk<V>, tiles.cuh).
 //
 // Forward: sweep 1 loads the unit's x into registers (or, past the register budget,
 // only reduces it), the team sums each tile, then sweep 2 writes y = x * s (+ residual)
 // from the registers (or re-reads x, from L2). The backward reduces sum(x) and
 // sum(dy * x) in one sweep and keeps only dy for the second, which writes
 // dx = dy * s + s (1 - s) / |t| * sum(dy * x). fp32 accumulation (fp64 for double).
+//
+// Every chunk of K items issues all of its loads before the first use, so that K
+// 16-byte loads per thread are in flight at once.
 #pragma once
 
 #include "tiles.cuh"
@@ -12,8 +16,7 @@
 namespace genet_ops {
 namespace cuda {
 
-// s (and, for the backward, the coefficient of the second term) per column: slots that
-// head a tile get the tile's value, the others copy their left neighbour.
+// Slots that head a tile keep their value; the others copy their left neighbour.
 template <int V, typename A>
 __device__ __forceinline__ void spread_heads(A (&v)[V], int grp) {
 #pragma unroll
@@ -21,241 +24,138 @@ __device__ __forceinline__ void spread_heads(A (&v)[V], int grp) {
     if (!slot_on<V>(i, grp)) v[i] = v[i - 1];
 }
 
-template <typename T, int V>
+template <typename W, typename T>
 __global__ void __launch_bounds__(kMaxTeam)
-    ge_fwd_nchw(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y, const NchwPlan P) {
+    ge_fwd_kernel(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y, const typename W::Plan P) {
   using A = acc_t<T>;
+  constexpr int V = W::kV;
   constexpr int K = kItems;
   GENET_DECLARE_SMEM(smem_raw);
-  const TeamPos q = team_pos(P.T, P.Tc, P.teams, P.units);
-  const NchwUnit U = nchw_unit(P, q);
-  const int nitems = P.RR * P.CC;
+  W w(P);
+  const int nitems = w.nitems();
 
   Vec<T, V> xc[K];
   A acc[V];
 #pragma unroll
   for (int i = 0; i < V; ++i) acc[i] = A(0);
-  {
-    NchwItems it;
-    for (int k0 = 0; k0 < nitems; k0 += K) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int64_t off = k0 + k < nitems ? it.offset(P, U, q, V) : -1;
-        if (off >= 0) {
-          xc[k] = load_vec<T, V>(x + off);
-#pragma unroll
-          for (int i = 0; i < V; ++i) acc[i] += static_cast<A>(xc[k].v[i]);
-        }
-        it.next(P.CC);
-      }
-    }
-  }
-  group_columns<V>(acc, P.grp);
-  team_allreduce<V>(acc, P.T, 1, P.grp, reinterpret_cast<A*>(smem_raw));
-  A s[V];
-#pragma unroll
-  for (int i = 0; i < V; ++i) s[i] = sigmoid_acc(acc[i] / static_cast<A>(U.count));
-  spread_heads<V>(s, P.grp);
-
-  NchwItems it;
   for (int k0 = 0; k0 < nitems; k0 += K) {
+    int64_t off[K];
+    w.template offsets<K>(off, k0);
+#pragma unroll
+    for (int k = 0; k < K; ++k) xc[k] = load_or_zero<T, V>(x, off[k]);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      const int64_t off = k0 + k < nitems ? it.offset(P, U, q, V) : -1;
-      if (off >= 0) {
-        if (!P.cache) xc[k] = load_vec<T, V>(x + off);
-        Vec<T, V> out;
-        if (res != nullptr) {
-          const Vec<T, V> rv = load_vec<T, V>(res + off);
+#pragma unroll
+      for (int i = 0; i < V; ++i) acc[i] += static_cast<A>(xc[k].get(i));
+    }
+  }
+  group_columns<V>(acc, w.grp());
+  team_allreduce<V>(acc, P.T, w.stride(), w.grp(), reinterpret_cast<A*>(smem_raw));
+  A s[V];
+  const A count = static_cast<A>(w.count());
+#pragma unroll
+  for (int i = 0; i < V; ++i) s[i] = sigmoid_acc(div_acc(acc[i], count));
+  spread_heads<V>(s, w.grp());
+
+  w.restart();
+  for (int k0 = 0; k0 < nitems; k0 += K) {
+    int64_t off[K];
+    w.template offsets<K>(off, k0);
+    if (!P.cache) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) xc[k] = load_or_zero<T, V>(x, off[k]);
+    }
+    if (res != nullptr) {
+      // The residual in groups of kResItems loads, to bound the live registers.
+#pragma unroll
+      for (int k1 = 0; k1 < K; k1 += kResItems) {
+        Vec<T, V> rv[kResItems];
+#pragma unroll
+        for (int j = 0; j < kResItems; ++j) rv[j] = load_or_zero<T, V>(res, off[k1 + j]);
+#pragma unroll
+        for (int j = 0; j < kResItems; ++j) {
+          const int k = k1 + j;
+          if (off[k] < 0) continue;
+          Vec<T, V> out;
 #pragma unroll
           for (int i = 0; i < V; ++i)
-            out.v[i] = static_cast<T>(static_cast<A>(xc[k].v[i]) * s[i] + static_cast<A>(rv.v[i]));
-        } else {
-#pragma unroll
-          for (int i = 0; i < V; ++i) out.v[i] = static_cast<T>(static_cast<A>(xc[k].v[i]) * s[i]);
+            out.set(i, static_cast<T>(static_cast<A>(xc[k].get(i)) * s[i] + static_cast<A>(rv[j].get(i))));
+          store_vec<T, V>(y + off[k], out);
         }
-        store_vec<T, V>(y + off, out);
       }
-      it.next(P.CC);
+    } else {
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        if (off[k] < 0) continue;
+        Vec<T, V> out;
+#pragma unroll
+        for (int i = 0; i < V; ++i) out.set(i, static_cast<T>(static_cast<A>(xc[k].get(i)) * s[i]));
+        store_vec<T, V>(y + off[k], out);
+      }
     }
   }
 }
 
-template <typename T, int V>
+template <typename W, typename T>
 __global__ void __launch_bounds__(kMaxTeam)
-    ge_bwd_nchw(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx, const NchwPlan P) {
+    ge_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx, const typename W::Plan P) {
   using A = acc_t<T>;
+  constexpr int V = W::kV;
   constexpr int K = kItems;
   GENET_DECLARE_SMEM(smem_raw);
-  const TeamPos q = team_pos(P.T, P.Tc, P.teams, P.units);
-  const NchwUnit U = nchw_unit(P, q);
-  const int nitems = P.RR * P.CC;
+  W w(P);
+  const int nitems = w.nitems();
 
   Vec<T, V> dc[K];  // dy stays in registers; x is only reduced
-  A acc[2 * V];  // [0, V): sum x per column, [V, 2V): sum dy * x
+  A acc[2 * V];     // [0, V): sum x per column, [V, 2V): sum dy * x
 #pragma unroll
   for (int i = 0; i < 2 * V; ++i) acc[i] = A(0);
-  {
-    NchwItems it;
-    for (int k0 = 0; k0 < nitems; k0 += K) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int64_t off = k0 + k < nitems ? it.offset(P, U, q, V) : -1;
-        if (off >= 0) {
-          const Vec<T, V> xl = load_vec<T, V>(x + off);
-          dc[k] = load_vec<T, V>(dy + off);
-#pragma unroll
-          for (int i = 0; i < V; ++i) {
-            const A xv = static_cast<A>(xl.v[i]);
-            acc[i] += xv;
-            acc[V + i] += static_cast<A>(dc[k].v[i]) * xv;
-          }
-        }
-        it.next(P.CC);
-      }
-    }
-  }
-  group_columns<V>(acc, P.grp);
-  team_allreduce<V>(acc, P.T, 1, P.grp, reinterpret_cast<A*>(smem_raw));
-  A s[V], cf[V];
-  const A inv_count = A(1) / static_cast<A>(U.count);
-#pragma unroll
-  for (int i = 0; i < V; ++i) {
-    s[i] = sigmoid_acc(acc[i] / static_cast<A>(U.count));
-    cf[i] = s[i] * (A(1) - s[i]) * acc[V + i] * inv_count;
-  }
-  spread_heads<V>(s, P.grp);
-  spread_heads<V>(cf, P.grp);
-
-  NchwItems it;
   for (int k0 = 0; k0 < nitems; k0 += K) {
+    int64_t off[K];
+    w.template offsets<K>(off, k0);
+    Vec<T, V> xl[K];
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      const int64_t off = k0 + k < nitems ? it.offset(P, U, q, V) : -1;
-      if (off >= 0) {
-        if (!P.cache) dc[k] = load_vec<T, V>(dy + off);
-        Vec<T, V> out;
-#pragma unroll
-        for (int i = 0; i < V; ++i) out.v[i] = static_cast<T>(static_cast<A>(dc[k].v[i]) * s[i] + cf[i]);
-        store_vec<T, V>(dx + off, out);
-      }
-      it.next(P.CC);
+      xl[k] = load_or_zero<T, V>(x, off[k]);
+      dc[k] = load_or_zero<T, V>(dy, off[k]);
     }
-  }
-}
-
-template <typename T, int V>
-__global__ void __launch_bounds__(kMaxTeam)
-    ge_fwd_nhwc(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y, const NhwcPlan P) {
-  using A = acc_t<T>;
-  constexpr int K = kItems;
-  GENET_DECLARE_SMEM(smem_raw);
-  const TeamPos q = team_pos(P.T, P.Tc, P.teams, P.units);
-  const NhwcUnit U = nhwc_unit(P, q, V);
-
-  Vec<T, V> xc[K];
-  A acc[V];
-#pragma unroll
-  for (int i = 0; i < V; ++i) acc[i] = A(0);
-  {
-    NhwcItems it(P, U, q);
-    for (int k0 = 0; k0 < P.RR; k0 += K) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int64_t off = k0 + k < P.RR ? it.offset(P, U) : -1;
-        if (off >= 0) {
-          xc[k] = load_vec<T, V>(x + off);
-#pragma unroll
-          for (int i = 0; i < V; ++i) acc[i] += static_cast<A>(xc[k].v[i]);
-        }
-        it.next(U);
-      }
-    }
-  }
-  team_allreduce<V>(acc, P.T, P.Tc, 1, reinterpret_cast<A*>(smem_raw));
-  A s[V];
-#pragma unroll
-  for (int i = 0; i < V; ++i) s[i] = sigmoid_acc(acc[i] / static_cast<A>(U.count));
-
-  NhwcItems it(P, U, q);
-  for (int k0 = 0; k0 < P.RR; k0 += K) {
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      const int64_t off = k0 + k < P.RR ? it.offset(P, U) : -1;
-      if (off >= 0) {
-        if (!P.cache) xc[k] = load_vec<T, V>(x + off);
-        Vec<T, V> out;
-        if (res != nullptr) {
-          const Vec<T, V> rv = load_vec<T, V>(res + off);
 #pragma unroll
-          for (int i = 0; i < V; ++i)
-            out.v[i] = static_cast<T>(static_cast<A>(xc[k].v[i]) * s[i] + static_cast<A>(rv.v[i]));
-        } else {
-#pragma unroll
-          for (int i = 0; i < V; ++i) out.v[i] = static_cast<T>(static_cast<A>(xc[k].v[i]) * s[i]);
-        }
-        store_vec<T, V>(y + off, out);
-      }
-      it.next(U);
-    }
-  }
-}
-
-template <typename T, int V>
-__global__ void __launch_bounds__(kMaxTeam)
-    ge_bwd_nhwc(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx, const NhwcPlan P) {
-  using A = acc_t<T>;
-  constexpr int K = kItems;
-  GENET_DECLARE_SMEM(smem_raw);
-  const TeamPos q = team_pos(P.T, P.Tc, P.teams, P.units);
-  const NhwcUnit U = nhwc_unit(P, q, V);
-
-  Vec<T, V> dc[K];  // dy stays in registers; x is only reduced
-  A acc[2 * V];
-#pragma unroll
-  for (int i = 0; i < 2 * V; ++i) acc[i] = A(0);
-  {
-    NhwcItems it(P, U, q);
-    for (int k0 = 0; k0 < P.RR; k0 += K) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int64_t off = k0 + k < P.RR ? it.offset(P, U) : -1;
-        if (off >= 0) {
-          const Vec<T, V> xl = load_vec<T, V>(x + off);
-          dc[k] = load_vec<T, V>(dy + off);
-#pragma unroll
-          for (int i = 0; i < V; ++i) {
-            const A xv = static_cast<A>(xl.v[i]);
-            acc[i] += xv;
-            acc[V + i] += static_cast<A>(dc[k].v[i]) * xv;
-          }
-        }
-        it.next(U);
+      for (int i = 0; i < V; ++i) {
+        const A xv = static_cast<A>(xl[k].get(i));
+        acc[i] += xv;
+        acc[V + i] += static_cast<A>(dc[k].get(i)) * xv;
       }
     }
   }
-  team_allreduce<V>(acc, P.T, P.Tc, 1, reinterpret_cast<A*>(smem_raw));
+  group_columns<V>(acc, w.grp());
+  team_allreduce<V>(acc, P.T, w.stride(), w.grp(), reinterpret_cast<A*>(smem_raw));
   A s[V], cf[V];
-  const A inv_count = A(1) / static_cast<A>(U.count);
+  const A count = static_cast<A>(w.count());
 #pragma unroll
   for (int i = 0; i < V; ++i) {
-    s[i] = sigmoid_acc(acc[i] / static_cast<A>(U.count));
-    cf[i] = s[i] * (A(1) - s[i]) * acc[V + i] * inv_count;
+    s[i] = sigmoid_acc(div_acc(acc[i], count));
+    cf[i] = div_acc(s[i] * (A(1) - s[i]) * acc[V + i], count);
   }
+  spread_heads<V>(s, w.grp());
+  spread_heads<V>(cf, w.grp());
 
-  NhwcItems it(P, U, q);
-  for (int k0 = 0; k0 < P.RR; k0 += K) {
+  w.restart();
+  for (int k0 = 0; k0 < nitems; k0 += K) {
+    int64_t off[K];
+    w.template offsets<K>(off, k0);
+    if (!P.cache) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) dc[k] = load_or_zero<T, V>(dy, off[k]);
+    }
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      const int64_t off = k0 + k < P.RR ? it.offset(P, U) : -1;
-      if (off >= 0) {
-        if (!P.cache) dc[k] = load_vec<T, V>(dy + off);
-        Vec<T, V> out;
+      if (off[k] < 0) continue;
+      Vec<T, V> out;
 #pragma unroll
-        for (int i = 0; i < V; ++i) out.v[i] = static_cast<T>(static_cast<A>(dc[k].v[i]) * s[i] + cf[i]);
-        store_vec<T, V>(dx + off, out);
-      }
-      it.next(U);
+      for (int i = 0; i < V; ++i) out.set(i, static_cast<T>(static_cast<A>(dc[k].get(i)) * s[i] + cf[i]));
+      store_vec<T, V>(dx + off[k], out);
     }
   }
 }

@@ -27,6 +27,8 @@ namespace cuda {
 
 // Items (vectors) per thread kept in registers: x for the forward, dy for the backward.
 constexpr int kItems = 8;
+// Residual vectors loaded at a time while writing y (a divisor of kItems).
+constexpr int kResItems = 4;
 // Largest team (and block): 512 threads leave each thread 128 registers.
 constexpr int kMaxTeam = 512;
 constexpr int kMinBlock = 256;

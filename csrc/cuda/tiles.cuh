@@ -142,5 +142,65 @@ struct NhwcItems {
   }
 };
 
+// --------------------------------------------------------------------------- walks
+// What the kernels need of a layout, behind one interface: the team's unit, the next
+// K items' offsets (-1 for none), the reduction's lane stride and column grouping,
+// and where each vector slot's tile lives in g / dg.
+template <int V>
+struct NchwWalk {
+  using Plan = NchwPlan;
+  static constexpr int kV = V;
+  const NchwPlan& P;
+  const TeamPos q;
+  const NchwUnit U;
+  NchwItems it;
+  __device__ __forceinline__ explicit NchwWalk(const NchwPlan& plan)
+      : P(plan), q(team_pos(plan.T, plan.Tc, plan.teams, plan.units)), U(nchw_unit(plan, q)) {}
+  __device__ __forceinline__ int nitems() const { return P.RR * P.CC; }
+  __device__ __forceinline__ int stride() const { return 1; }
+  __device__ __forceinline__ int grp() const { return P.grp; }
+  __device__ __forceinline__ int64_t count() const { return U.count; }
+  __device__ __forceinline__ void restart() { it = NchwItems(); }
+  template <int K>
+  __device__ __forceinline__ void offsets(int64_t (&off)[K], int k0) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      off[k] = k0 + k < nitems() ? it.offset(P, U, q, V) : -1;
+      it.next(P.CC);
+    }
+  }
+  // Slot i heads a group of grp columns: its tile's offset in g (N, C, th, tw).
+  __device__ __forceinline__ int64_t g_offset(int i) const { return q.on ? U.gidx + i / P.grp : -1; }
+  __device__ __forceinline__ bool writes_g() const { return q.on && q.tt == 0; }
+};
+
+template <int V>
+struct NhwcWalk {
+  using Plan = NhwcPlan;
+  static constexpr int kV = V;
+  const NhwcPlan& P;
+  const TeamPos q;
+  const NhwcUnit U;
+  NhwcItems it;
+  __device__ __forceinline__ explicit NhwcWalk(const NhwcPlan& plan)
+      : P(plan), q(team_pos(plan.T, plan.Tc, plan.teams, plan.units)), U(nhwc_unit(plan, q, V)), it(plan, U, q) {}
+  __device__ __forceinline__ int nitems() const { return P.RR; }
+  __device__ __forceinline__ int stride() const { return P.Tc; }
+  __device__ __forceinline__ int grp() const { return 1; }
+  __device__ __forceinline__ int64_t count() const { return U.count; }
+  __device__ __forceinline__ void restart() { it = NhwcItems(P, U, q); }
+  template <int K>
+  __device__ __forceinline__ void offsets(int64_t (&off)[K], int k0) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      off[k] = k0 + k < nitems() ? it.offset(P, U) : -1;
+      it.next(U);
+    }
+  }
+  // Channel U.c + i of the tile, in g (N, th, tw, C).
+  __device__ __forceinline__ int64_t g_offset(int i) const { return U.lane_on ? U.gbase + U.c + i : -1; }
+  __device__ __forceinline__ bool writes_g() const { return U.lane_on && q.r_l == 0; }
+};
+
 }  // namespace cuda
 }  // namespace genet_ops

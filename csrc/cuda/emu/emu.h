@@ -115,6 +115,8 @@ inline T shfl_xor(T v, int lane_mask) {
   return r;
 }
 
+inline float fdividef(float a, float b) { return a / b; }
+
 inline void trampoline() {
   State& s = st();
   s.body();
@@ -180,3 +182,4 @@ void launch(int64_t grid, int64_t block, size_t smem_bytes, void (*kernel)(KArgs
 #define __syncthreads() ::gemu::syncthreads()
 #define __syncwarp(...) ::gemu::syncwarp()
 #define __shfl_xor_sync(mask, v, lane_mask) ::gemu::shfl_xor((v), (lane_mask))
+#define __fdividef(a, b) ::gemu::fdividef((a), (b))

@@ -1,0 +1,253 @@
+#!/usr/bin/env python
+"""Train GE-WideResNet on CIFAR-10 with the seed's recipe (or on the embedded digits).
+
+    python train.py                                  # no CIFAR-10 here: digits, a few minutes on a CPU
+    python train.py --data-path ./data --fused-ge    # CIFAR-10, WRN-16-8 GE-θ⁻ global, 300 epochs
+    python train.py --data-path ./data --fused-ge --amp --opt-level O2 --compile
+    torchrun --nproc-per-node 8 train.py --data-path ./data --fused-ge --amp
+    python train.py --data-path ./data --evaluate --resume runs/.../model_best.pth.tar
+
+`python train.py --help` lists every flag; training/ holds the pieces.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+import warnings
+
+import numpy as np
+import torch
+
+from training import amp as A
+from training import checkpoint as C
+from training import data as Dt
+from training import dist as D
+from training.args import parse_args, resolve_defaults
+from training.engine import TrainingDiverged, evaluate, train_one_epoch
+from training.metrics import MetricsLog, write_json
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    device_type = D.resolve_device_type(args.device)
+    if args.multiprocessing_distributed and not D.launched_by_torchrun():
+        return spawn(args, device_type)
+    if D.launched_by_torchrun():
+        rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    elif args.world_size > 1:  # one process per device, started by hand
+        if args.rank < 0 or args.dist_url is None:
+            raise SystemExit("error: --world-size > 1 without torchrun needs --rank and --dist-url")
+        rank, world = args.rank, args.world_size
+        local = args.local_rank if args.local_rank is not None else rank % max(1, D.device_count(device_type))
+    else:
+        rank, world, local = 0, 1, 0
+    return worker(local, args, device_type, rank, world, 1)
+
+
+def spawn(args, device_type: str) -> dict:
+    """--multiprocessing-distributed: one process per device on this node, as the seed."""
+    import torch.multiprocessing as mp
+
+    nprocs = args.nproc_per_node or D.device_count(device_type)
+    nodes = max(args.world_size, 1)
+    node_rank = max(args.rank, 0)
+    if args.dist_url is None:
+        if nodes > 1:
+            raise SystemExit("error: --multiprocessing-distributed over several nodes needs --dist-url tcp://HOST:PORT")
+        args.dist_url = f"tcp://127.0.0.1:{D.free_port()}"
+    mp.spawn(_spawned, nprocs=nprocs, args=(args, device_type, node_rank, nprocs, nodes * nprocs))
+    out = os.path.join(args.output_dir, "summary.json") if args.output_dir else None
+    if out and os.path.exists(out):
+        import json
+
+        with open(out) as f:
+            return json.load(f)
+    return {}
+
+
+def _spawned(local: int, args, device_type: str, node_rank: int, nprocs: int, world: int) -> None:
+    worker(local, args, device_type, node_rank * nprocs + local, world, nprocs)
+
+
+def worker(local: int, args, device_type: str, rank: int, world: int, batch_split: int) -> dict:
+    info = D.setup(device_type, args.dist_backend, rank, world, local, args.dist_url if world > 1 else None)
+    try:
+        return run(args, info, batch_split)
+    finally:
+        D.cleanup()
+
+
+def log(info: D.DistInfo, *msg) -> None:
+    if info.is_main:
+        print(*msg, flush=True)
+
+
+def load_data(args, info: D.DistInfo) -> Dt.Dataset:
+    try:
+        folder = None if args.dataset == "digits" else Dt.find_cifar10(args.data_path)
+        if args.dataset == "cifar10" and folder is None:
+            raise Dt.DatasetError("no CIFAR-10 under ./data/cifar-10-batches-py; pass --data-path DIR")
+        if folder is None:
+            ds = Dt.load_digits()
+            if args.dataset == "auto":
+                log(info, f"No CIFAR-10 found (no --data-path, no ./data/{Dt.CIFAR10_DIR}): training on scikit-learn's "
+                          f"digits ({len(ds.train_y)} train / {len(ds.test_y)} test images upscaled to 32x32) with a small "
+                          f"GE-WRN; for CIFAR-10 pass --data-path DIR holding {Dt.CIFAR10_DIR}/.")
+        else:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ds = Dt.load_cifar10(folder)
+            for w in caught:
+                log(info, f"warning: {w.message}")
+    except Dt.DatasetError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if args.max_train_samples:
+        ds.train_x, ds.train_y = ds.train_x[: args.max_train_samples], ds.train_y[: args.max_train_samples]
+    if args.max_val_samples:
+        ds.test_x, ds.test_y = ds.test_x[: args.max_val_samples], ds.test_y[: args.max_val_samples]
+    return ds
+
+
+def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def run(args, info: D.DistInfo, batch_split: int) -> dict:
+    import genet_ops
+    import models
+
+    ds = load_data(args, info)
+    resolve_defaults(args, ds.name)
+    if batch_split > 1:
+        per = max(1, args.batch_size // batch_split)
+        log(info, f"--multiprocessing-distributed: --batch-size {args.batch_size} per node -> {per} per process")
+        args.batch_size = per
+    dev = info.device
+    seed_everything(args.seed, args.deterministic, dev)
+    if args.output_dir is None:
+        args.output_dir = os.path.join("runs", f"{ds.name}-{args.model}-{args.variant}-e{args.extent}")
+
+    try:
+        model = models.create_model(args.model, variant=args.variant, extent=args.extent, fused=args.fused_ge,
+                                    num_classes=ds.num_classes, img_size=ds.train_x.shape[1])
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    channels_last = args.channels_last if args.channels_last != "auto" else dev.type in ("cuda", "cpu")
+    model = model.to(dev, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.wd,
+                                nesterov=args.nesterov)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.milestones, gamma=args.gamma)
+    if args.apex:
+        model, optimizer, precision = A.setup_apex(model, optimizer, args.opt_level, args.loss_scale, dev)
+    else:
+        precision = A.setup(args.amp, args.opt_level, args.loss_scale, dev)
+
+    start_epoch, best_acc1, ckpt = 0, 0.0, None
+    if args.resume:
+        ckpt = C.load(args.resume)
+        try:
+            model.load_state_dict(C.model_state(ckpt))
+        except RuntimeError as exc:
+            was = ckpt.get("args", {}) if isinstance(ckpt, dict) else {}
+            raise SystemExit(
+                f"error: checkpoint {args.resume} does not fit {args.model} --variant {args.variant} --extent "
+                f"{args.extent} (it was trained with model {was.get('model')}, variant {was.get('variant')}, "
+                f"extent {was.get('extent')}): {str(exc).splitlines()[0]}"
+            ) from None
+        if not args.evaluate and "optimizer" in ckpt:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            precision.load_state_dict(ckpt.get("scaler", {}))
+            start_epoch, best_acc1 = ckpt["epoch"], ckpt["best_acc1"]
+            C.set_rng_state(ckpt["rng"], dev)
+
+    net = model
+    if info.distributed:
+        ids = [dev.index] if dev.type in ("cuda", "npu") else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if args.compile:
+        net = torch.compile(net)
+
+    loader_kw = dict(device=dev, mean=ds.mean, std=ds.std, seed=args.seed, rank=info.rank,
+                     world_size=info.world_size, channels_last=channels_last)
+    val_loader = Dt.DeviceLoader(ds.test_x, ds.test_y, max(args.batch_size, 256), train=False, **loader_kw)
+
+    n_params = sum(p.numel() for p in model.parameters())
+    ops = genet_ops.backend_info()["kernels"]["gather_excite"].get(dev.type, "reference")
+    log(info, f"model {args.model} GE-{args.variant} extent {args.extent} ({n_params:,} parameters), GE "
+              f"{'fused genet_ops (' + ops + ' kernels)' if args.fused_ge else 'eager PyTorch'}; device {dev.type} x "
+              f"{info.world_size} process(es); precision {precision.description}; channels_last {channels_last}; "
+              f"compile {args.compile}")
+
+    if args.evaluate:
+        res = evaluate(net, val_loader, precision, info)
+        log(info, f"* Err@1 {res['err1']:.3f} Err@5 {res['err5']:.3f} Acc@1 {res['acc1']:.3f} Acc@5 {res['acc5']:.3f} "
+                  f"({res['val_images']} test images, checkpoint {args.resume})")
+        if info.is_main:
+            os.makedirs(args.output_dir, exist_ok=True)
+            write_json(os.path.join(args.output_dir, "eval.json"), {**res, "checkpoint": args.resume})
+        return res
+
+    train_loader = Dt.DeviceLoader(ds.train_x, ds.train_y, args.batch_size, train=True, flip=ds.flip, **loader_kw)
+    log(info, f"data {ds.name} ({len(ds.train_y)} train / {len(ds.test_y)} test); batch {args.batch_size} per process "
+              f"x {info.world_size} = {args.batch_size * info.world_size} per step, {len(train_loader)} steps per epoch; "
+              f"lr {args.lr:g} (not scaled), SGD momentum {args.momentum} wd {args.wd:g}, MultiStepLR "
+              f"{args.milestones} x{args.gamma}, epochs {start_epoch + 1}..{args.epochs}; output {args.output_dir}")
+
+    metrics = MetricsLog(args.output_dir, info.is_main, resume_epoch=start_epoch if args.resume else None)
+    res = {}
+    try:
+        for epoch in range(start_epoch, args.epochs):
+            lr = optimizer.param_groups[0]["lr"]
+            tr = train_one_epoch(net, train_loader, optimizer, precision, epoch, info,
+                                 print_freq=args.print_freq, progress=args.progress)
+            D.broadcast_buffers(model, info)  # one set of BN statistics for validation and checkpoint
+            res = evaluate(net, val_loader, precision, info)
+            scheduler.step()
+            is_best = res["acc1"] > best_acc1
+            best_acc1 = max(best_acc1, res["acc1"])
+            if info.is_main:
+                C.save(args.output_dir, {
+                    "epoch": epoch + 1, "state_dict": C.unwrap(model).state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": precision.state_dict(), "best_acc1": best_acc1, "acc1": res["acc1"],
+                    "rng": C.rng_state(dev), "args": vars(args),
+                }, is_best)
+            row = {"epoch": epoch + 1, "lr": lr, "train_loss": tr["loss"], "train_acc1": tr["acc1"], **res,
+                   "best_acc1": best_acc1, "img_per_s": tr["img_per_s"], "epoch_time_s": tr["time_s"],
+                   "skipped_steps": tr["skipped_steps"],
+                   "loss_scale": precision.scaler.get_scale() if precision.scaler is not None else ""}
+            metrics.epoch(row, tr["step_losses"])
+            log(info, f"[epoch {epoch + 1}/{args.epochs}] lr {lr:g} loss {tr['loss']:.4f} train Acc@1 {tr['acc1']:.2f} "
+                      f"val Acc@1 {res['acc1']:.2f} (best {best_acc1:.2f}) * Err@1 {res['err1']:.3f} "
+                      f"Err@5 {res['err5']:.3f} time {tr['time_s']:.1f}s FPS@all {tr['img_per_s']:.1f}")
+    except TrainingDiverged as exc:
+        raise SystemExit(f"error: training stopped: {exc}") from None
+    finally:
+        metrics.close()
+
+    in_sync = D.replicas_in_sync(model, info)
+    if info.distributed:
+        log(info, f"replicas in sync across {info.world_size} ranks: {'yes' if in_sync else 'NO'}")
+    if args.dump_replicas:
+        C.atomic_save(C.unwrap(model).state_dict(), os.path.join(args.output_dir, f"replica_rank{info.rank}.pt"))
+    summary = {**res, "best_acc1": best_acc1, "epochs": args.epochs, "world_size": info.world_size,
+               "replicas_in_sync": in_sync, "output_dir": args.output_dir, "dataset": ds.name, "model": args.model}
+    if info.is_main:
+        write_json(os.path.join(args.output_dir, "summary.json"), summary)
+    if not in_sync:
+        raise SystemExit("error: ranks ended with different weights (DDP out of sync)")
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

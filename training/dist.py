@@ -1,0 +1,144 @@
+"""Devices and distributed setup: torchrun (env://), the seed's
+--multiprocessing-distributed spawn, or a manual --world-size/--rank/--dist-url launch.
+
+Process-group backends: nccl on CUDA, hccl on Ascend NPU, gloo on CPU.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+BACKENDS = {"cuda": "nccl", "npu": "hccl", "cpu": "gloo"}
+
+
+def import_npu():
+    """Import torch_npu (registers the 'npu' device), or a clear error."""
+    try:
+        import torch_npu  # noqa: F401
+    except ImportError as exc:
+        raise SystemExit(f"error: --device npu needs torch_npu (Ascend's PyTorch adapter): {exc}") from None
+
+
+def resolve_device_type(requested: str | None) -> str:
+    """'cuda', 'npu' or 'cpu': the one asked for (checked), else the best available."""
+    if requested in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return "cuda"
+        try:
+            import torch_npu  # noqa: F401
+
+            if torch.npu.is_available():
+                return "npu"
+        except ImportError:
+            pass
+        return "cpu"
+    requested = requested.split(":")[0].lower()
+    if requested == "gpu":
+        requested = "cuda"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda asked for but torch.cuda.is_available() is False")
+    if requested == "npu":
+        import_npu()
+        if not torch.npu.is_available():
+            raise SystemExit("error: --device npu asked for but no NPU is available")
+    if requested not in BACKENDS:
+        raise SystemExit(f"error: --device must be cpu, cuda or npu, got {requested!r}")
+    return requested
+
+
+def device_count(device_type: str) -> int:
+    if device_type == "cuda":
+        return torch.cuda.device_count()
+    if device_type == "npu":
+        return torch.npu.device_count()
+    return 1
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def setup(device_type: str, backend: str | None, rank: int, world_size: int, local_rank: int,
+          dist_url: str | None) -> DistInfo:
+    """Pick this process's device and, when world_size > 1, join the process group."""
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    elif device_type == "npu":
+        torch.npu.set_device(local_rank)
+        device = torch.device("npu", local_rank)
+    else:
+        device = torch.device("cpu")
+    info = DistInfo(rank, world_size, local_rank, device)
+    if world_size > 1 and not dist.is_initialized():
+        backend = backend or BACKENDS[device_type]
+        init = dist_url or "env://"
+        kwargs = {"device_id": device} if device_type == "cuda" else {}
+        dist.init_process_group(backend=backend, init_method=init, rank=rank, world_size=world_size, **kwargs)
+    return info
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    if info.distributed:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics). DDP broadcasts
+    them at the start of each forward, so after the last training step of an epoch
+    every rank holds its own; validation and checkpoints need one set."""
+    if info.distributed:
+        for b in module.buffers():
+            dist.broadcast(b, src=0)
+
+
+def replicas_in_sync(module: torch.nn.Module, info: DistInfo) -> bool:
+    """True if every rank holds bit-identical parameters and buffers (a checksum of the
+    raw bytes, gathered and compared)."""
+    if not info.distributed:
+        return True
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in list(module.parameters()) + list(module.buffers()):
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    digests = [None] * info.world_size
+    dist.all_gather_object(digests, h.hexdigest())
+    return len(set(digests)) == 1
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()

@@ -11,6 +11,7 @@
 #      report in build.log) and record which kernel serves each op;
 #   3. the whole test suite with CUDA (tests/test_cuda.py: both backends against the
 #      float64 reference, gradcheck, opcheck, torch.compile), log in $OUT/pytest.log;
+#      then compute-sanitizer memcheck over the CUDA C++ kernels on small odd shapes;
 #   4. benchmarks/bench_ops.py --device cuda (eager / fused / triton / clone, bf16 and
 #      fp32, WRN-16-8 and ResNet-50 stage shapes, NCHW and channels_last, forward,
 #      backward, forward+backward), then the torch.compile provider on the smallest
@@ -140,6 +141,14 @@ if "$PY" -c "import xdist" > /dev/null 2>&1; then XDIST=(-n "$(($(nproc) < 12 ? 
 run_step "tests" "$(cap 180 200)" "$OUT/pytest.log" \
   "$PY" -m pytest -q -rfEs -p no:cacheprovider --durations=20 ${XDIST[@]+"${XDIST[@]}"} tests
 grep -E "^(FAILED|ERROR)" "$OUT/pytest.log" 2> /dev/null | head -n 20 || true
+# Out-of-bounds and misaligned accesses of the CUDA C++ kernels on small odd shapes,
+# one cudaMalloc per tensor so that memcheck sees every tensor's true bounds.
+if command -v compute-sanitizer > /dev/null 2>&1; then
+  run_step "memcheck" "$(cap 75 170)" "$OUT/memcheck.log" env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
+    compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 20 \
+    "$PY" -m pytest -q -x -p no:cacheprovider tests/test_cuda.py \
+    -k "test_gpu_parity and not triton and (float32 or bfloat16) and (7x7 or 3x5 or 13x11 or 9x6 or 9x7)"
+fi
 
 # ------------------------------------------------------------------ 4. benchmarks
 BENCH_HELP=""
@@ -159,8 +168,8 @@ if [[ -f benchmarks/bench_ops.py ]]; then
       --dtype float32 "${COMMON[@]}" --tag cuda-fp32
     # torch.compile (max-autotune) compiles and tunes per shape: the smallest WRN stage
     # only, unless GPU_CHECK_FULL=1 (a second run with the time for it).
-    CSHAPES=(--shapes wrn)
-    [[ "${GPU_CHECK_FULL:-0}" == 1 ]] || { bench_flags_ok --quick && CSHAPES=(--quick); }
+    CSHAPES=(--shapes wrn --ops gather_excite,excite)
+    if [[ "${GPU_CHECK_FULL:-0}" != 1 ]] && bench_flags_ok --quick; then CSHAPES=(--quick --ops gather_excite); fi
     run_step "bench bf16 vs compile" "$(cap 90 0)" "$OUT/bench_compile.log" "$PY" "${BASE[@]}" ${EXTRA[@]+"${EXTRA[@]}"} \
       --dtype bfloat16 "${CSHAPES[@]}" --extents 0 --layouts nchw --modes full \
       --providers eager,compile,fused,triton,clone --tag cuda-bf16-compile

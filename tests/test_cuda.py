@@ -109,12 +109,12 @@ def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu"):
 
 # ============================================================== registration (no GPU)
 def _built_with_cuda() -> bool:
-    """Whether genet_ops._C holds the CUDA sources (their file names are in its
+    """Whether genet_ops._C holds the CUDA sources (the CUDA op files' names are in its
     registration records), whatever this machine's GPU."""
     from genet_ops import _C
 
     with open(_C.__file__, "rb") as f:
-        return b"gather_excite_cuda.cu" in f.read()
+        return b"csrc/cuda/gather_excite_cuda" in f.read()
 
 
 def test_cuda_kernels_registered():

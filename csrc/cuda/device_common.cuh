@@ -1,5 +1,6 @@
 // Device helpers shared by the CUDA kernels: the launch macro, 16-byte vectors,
-// sigmoid in the accumulation type, and a fast 32-bit divmod for work-unit decoding.
+// sigmoid and division in the accumulation type, work-unit decoding. Deliberately free
+// of ATen, so that the .cu files compile quickly (the op glue is in the .cpp files).
 //
 // Everything here also compiles as plain C++ under GENET_EMU (csrc/cuda/emu/), where a
 // host emulator runs the same kernels on CPU tensors so that their indexing and
@@ -17,12 +18,11 @@
 #ifdef GENET_EMU
 #include "emu/emu.h"
 #else
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <cuda_runtime.h>
 #endif
 
-#include "genet_ops.h"
+#include "plan.h"
 
 namespace genet_ops {
 namespace cuda {
@@ -44,6 +44,19 @@ namespace cuda {
   C10_CUDA_CHECK(cudaFuncSetAttribute((kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, \
                                       (int)(bytes)))
 #endif
+
+// Float type in which reductions accumulate: double for double, else float (the
+// device twin of genet_ops::acc_t, without ATen).
+template <typename T>
+struct AccType {
+  using type = float;
+};
+template <>
+struct AccType<double> {
+  using type = double;
+};
+template <typename T>
+using acc_t = typename AccType<T>::type;
 
 // V elements of T as raw machine words: one 16-byte (or narrower) access. Kept as
 // words (not as V separate T) so that a cached vector of 16-bit values occupies
@@ -69,8 +82,16 @@ struct alignas(sizeof(T) * V) Vec {
   }
 };
 
+// Under the emulator, a vector access at an address the GPU would fault on is an error.
+#ifdef GENET_EMU
+#define GENET_CHECK_ALIGNED(p, bytes) ::gemu::check_aligned((p), (bytes))
+#else
+#define GENET_CHECK_ALIGNED(p, bytes) ((void)0)
+#endif
+
 template <typename T, int V>
 __device__ __forceinline__ Vec<T, V> load_vec(const T* p) {
+  GENET_CHECK_ALIGNED(p, sizeof(Vec<T, V>));
   return *reinterpret_cast<const Vec<T, V>*>(p);
 }
 
@@ -82,6 +103,7 @@ __device__ __forceinline__ Vec<T, V> load_or_zero(const T* p, int64_t off) {
 
 template <typename T, int V>
 __device__ __forceinline__ void store_vec(T* p, const Vec<T, V>& v) {
+  GENET_CHECK_ALIGNED(p, sizeof(Vec<T, V>));
   *reinterpret_cast<Vec<T, V>*>(p) = v;
 }
 
@@ -97,32 +119,6 @@ __device__ __forceinline__ float sigmoid_acc(float g) {
   return __fdividef(1.0f, 1.0f + expf(-g));
 }
 __device__ __forceinline__ double sigmoid_acc(double g) { return 1.0 / (1.0 + exp(-g)); }
-
-// n / d and n % d for 0 <= n < 2^31 and 1 <= d < 2^31 without a hardware divide:
-// q = (umulhi(n, m) + n) >> s with s = ceil(log2 d), m = floor(2^32 (2^s - d) / d) + 1.
-struct DivMod {
-  uint32_t d = 1, m = 1, s = 0;
-  DivMod() = default;
-  explicit DivMod(int64_t divisor) {
-    d = static_cast<uint32_t>(divisor);
-    s = 0;
-    while ((uint64_t{1} << s) < d) ++s;
-    m = static_cast<uint32_t>(((uint64_t{1} << 32) * ((uint64_t{1} << s) - d)) / d + 1);
-  }
-  __host__ __device__ __forceinline__ uint32_t div(uint32_t n) const {
-#if defined(__CUDA_ARCH__)
-    const uint32_t hi = __umulhi(n, m);
-#else
-    const uint32_t hi = static_cast<uint32_t>((static_cast<uint64_t>(n) * m) >> 32);
-#endif
-    return (hi + n) >> s;
-  }
-  // q = n / d, returns n % d.
-  __host__ __device__ __forceinline__ uint32_t divmod(uint32_t n, uint32_t& q) const {
-    q = div(n);
-    return n - q * d;
-  }
-};
 
 // Unit index -> (quotient, remainder) with the 32-bit fast path when the plan allows.
 __device__ __forceinline__ int64_t split(int64_t u, const DivMod& dm, bool idx32, int64_t& q) {

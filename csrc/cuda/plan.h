@@ -1,5 +1,5 @@
-// Launch plans: how the CUDA kernels map tiles onto teams of threads. Host code only;
-// the kernels receive a plan by value.
+// Launch plans: how the CUDA kernels map tiles onto teams of threads. planner.h
+// makes them on the host; the kernels receive one by value.
 //
 // A *unit* is the piece of work one team owns; a team is T = Tc x R threads (powers of
 // two), Tc lanes across the contiguous direction with V-element vectors, R lanes across
@@ -17,10 +17,9 @@
 //   get narrower channel groups so that the unit still fits in registers.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 
-#include "device_common.cuh"
+#include "divmod.h"
 
 namespace genet_ops {
 namespace cuda {
@@ -66,150 +65,6 @@ struct NhwcPlan {
   int smem;
   DivMod dm_cg, dm_tw, dm_th;
 };
-
-// Bytes of dynamic shared memory team_allreduce (reduce.cuh) needs for NV values per
-// thread: none when the team fits in a warp.
-inline int reduce_smem_bytes(int T, int block, int NV, int acc_size) {
-  return T > 32 ? NV * block * acc_size : 0;
-}
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-inline int64_t pow2_ceil(int64_t v) {
-  int64_t p = 1;
-  while (p < v) p <<= 1;
-  return p;
-}
-
-// Largest power of two V <= vmax with ok(V); 1 always qualifies.
-template <typename Ok>
-inline int pick_vec(int vmax, Ok ok) {
-  for (int V = vmax; V > 1; V >>= 1)
-    if (ok(V)) return V;
-  return 1;
-}
-
-#ifdef GENET_EMU
-// Lets the emulator tests reach the 64-bit unit decoding, which otherwise only a
-// tensor of 2^31 work units would.
-inline bool& emu_force_idx64() {
-  static bool force = false;
-  return force;
-}
-inline bool use_idx32(int64_t units) { return units < (int64_t{1} << 31) && !emu_force_idx64(); }
-#else
-inline bool use_idx32(int64_t units) { return units < (int64_t{1} << 31); }
-#endif
-
-inline void finish_team(int T, int64_t units, int& block, int& teams, int64_t& grid) {
-  block = std::max(T, kMinBlock);
-  teams = block / T;
-  grid = ceil_div(units, teams);
-}
-
-// es: element size; addr_or: OR of every data pointer the kernel touches with vectors;
-// K: items per thread that fit the register cache; nvals: values reduced per vector
-// lane (1 forward, 2 backward); acc_size: sizeof(acc_t).
-inline NchwPlan plan_nchw(const TileGeom& t, int es, uintptr_t addr_or, int K, int nvals, int acc_size) {
-  NchwPlan p{};
-  p.H = t.H;
-  p.W = t.W;
-  p.plane = t.H * t.W;
-  p.eh = t.eh;
-  p.ew = t.ew;
-  p.th = t.th;
-  p.tw = t.tw;
-  const int vmax = 16 / es;
-  auto aligned = [&](int V) { return addr_or % static_cast<uintptr_t>(V * es) == 0; };
-  const int64_t rows_max = std::min(t.eh, t.H);
-  p.flat = t.tw == 1;
-  int64_t cv;  // vectors across a unit
-  if (p.flat) {
-    p.V = pick_vec(vmax, [&](int V) {
-      return aligned(V) && p.plane % V == 0 && (t.th == 1 || (t.eh * t.W) % V == 0);
-    });
-    p.nu = 1;
-    p.ucols = 0;
-    p.multi = 0;
-    p.grp = p.V;
-    cv = ceil_div(rows_max * t.W, p.V);
-    p.R = 1;
-    p.Tc = static_cast<int>(std::min<int64_t>(pow2_ceil(ceil_div(cv, K)), kMaxTeam));
-    p.CC = static_cast<int>(ceil_div(cv, p.Tc));
-    p.RR = 1;
-  } else {
-    p.V = pick_vec(vmax, [&](int V) {
-      return aligned(V) && t.W % V == 0 && (t.ew % V == 0 || V % t.ew == 0);
-    });
-    p.multi = t.ew < p.V;
-    if (p.multi) {
-      p.ucols = p.V;
-      p.nu = t.W / p.V;
-      p.grp = static_cast<int>(t.ew);
-      cv = 1;
-    } else {
-      p.ucols = t.ew;
-      p.nu = t.tw;
-      p.grp = p.V;
-      cv = t.ew / p.V;
-    }
-    p.Tc = static_cast<int>(std::min<int64_t>(pow2_ceil(cv), kMaxTeam));
-    p.CC = static_cast<int>(ceil_div(cv, p.Tc));
-    p.R = 1;
-    while (ceil_div(rows_max, p.R) * p.CC > K && p.Tc * p.R < kMaxTeam) p.R <<= 1;
-    p.RR = static_cast<int>(ceil_div(rows_max, p.R));
-  }
-  p.T = p.Tc * p.R;
-  p.cache = static_cast<int64_t>(p.RR) * p.CC <= K;
-  p.units = t.N * t.C * t.th * p.nu;
-  finish_team(p.T, p.units, p.block, p.teams, p.grid);
-  p.idx32 = use_idx32(p.units);
-  p.dm_nu = DivMod(p.nu);
-  p.dm_th = DivMod(p.th);
-  p.smem = reduce_smem_bytes(p.T, p.block, nvals * p.V, acc_size);
-  return p;
-}
-
-inline NhwcPlan plan_nhwc(const TileGeom& t, int es, uintptr_t addr_or, int K, int nvals, int acc_size) {
-  NhwcPlan p{};
-  p.C = t.C;
-  p.H = t.H;
-  p.W = t.W;
-  p.eh = t.eh;
-  p.ew = t.ew;
-  p.th = t.th;
-  p.tw = t.tw;
-  const int vmax = 16 / es;
-  p.V = pick_vec(vmax, [&](int V) { return addr_or % static_cast<uintptr_t>(V * es) == 0 && t.C % V == 0; });
-  const int64_t cvec = t.C / p.V;
-  const int64_t pix = std::min(t.eh, t.H) * std::min(t.ew, t.W);
-  const int tc0 = static_cast<int>(std::min<int64_t>(pow2_ceil(cvec), 32));
-  // Widest channel group whose tile still fits the register cache.
-  int Tc = tc0, R = 1;
-  for (;;) {
-    R = 1;
-    while (ceil_div(pix, R) > K && Tc * R < kMaxTeam) R <<= 1;
-    if (ceil_div(pix, R) <= K || Tc == 1) break;
-    Tc >>= 1;
-  }
-  if (ceil_div(pix, R) > K) {  // too big for registers: sweep twice, widest groups
-    Tc = tc0;
-    R = kMaxTeam / Tc;
-  }
-  p.Tc = Tc;
-  p.R = R;
-  p.T = Tc * R;
-  p.RR = static_cast<int>(ceil_div(pix, R));
-  p.cache = p.RR <= K;
-  p.ncg = ceil_div(cvec, Tc);
-  p.units = t.N * t.th * t.tw * p.ncg;
-  finish_team(p.T, p.units, p.block, p.teams, p.grid);
-  p.idx32 = use_idx32(p.units);
-  p.dm_cg = DivMod(p.ncg);
-  p.dm_tw = DivMod(p.tw);
-  p.dm_th = DivMod(p.th);
-  p.smem = reduce_smem_bytes(p.T, p.block, nvals * p.V, acc_size);
-  return p;
-}
 
 }  // namespace cuda
 }  // namespace genet_ops

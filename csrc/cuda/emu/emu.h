@@ -57,6 +57,7 @@ struct State {
   std::vector<uint64_t> shfl;  // 32 slots of 8 bytes per warp
   uint64_t progress = 0;
   std::vector<unsigned char> smem;
+  std::string fault;  // first access the GPU would fault on, reported after the block
 };
 
 inline State& st() {
@@ -117,6 +118,13 @@ inline T shfl_xor(T v, int lane_mask) {
 
 inline float fdividef(float a, float b) { return a / b; }
 
+inline void check_aligned(const void* p, size_t bytes) {
+  State& s = st();
+  if (reinterpret_cast<uintptr_t>(p) % bytes != 0 && s.fault.empty())
+    s.fault = "misaligned " + std::to_string(bytes) + "-byte access by thread " + std::to_string(s.cur) +
+              " of block " + std::to_string(s.bid);
+}
+
 inline void trampoline() {
   State& s = st();
   s.body();
@@ -169,6 +177,11 @@ void launch(int64_t grid, int64_t block, size_t smem_bytes, void (*kernel)(KArgs
       }
       if (alive > 0 && s.progress == before)
         throw std::runtime_error("gemu: deadlock, a barrier or shuffle is not reached by every thread");
+    }
+    if (!s.fault.empty()) {
+      const std::string f = s.fault;
+      s.fault.clear();
+      throw std::runtime_error("gemu: " + f);
     }
   }
 }

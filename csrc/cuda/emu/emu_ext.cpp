@@ -10,9 +10,12 @@
 #define genet_ops genet_ops_emu
 #define PyInit__C PyInit__genet_ops_emu_unused
 
+// The op wrappers (ATen) first, then the kernels and launchers (emu.h's macros).
 #include "../../genet_ops.cpp"
-#include "../excite_cuda.cu"
-#include "../gather_excite_cuda.cu"
+#include "../excite_cuda.cpp"
+#include "../gather_excite_cuda.cpp"
+#include "../excite_launch.cu"
+#include "../gather_excite_launch.cu"
 
 namespace {
 

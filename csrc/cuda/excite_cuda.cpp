@@ -1,20 +1,20 @@
-// CUDA kernels of genet_ops::excite and genet_ops::excite_backward: argument checks,
-// layout, plan, launch on the current stream, registration.
+// The CUDA kernels of genet_ops::excite and genet_ops::excite_backward, as ops:
+// argument checks, layout, plan (planner.h), launch on the current stream of x's
+// device (excite_launch.cu), registration for the CUDA dispatch key.
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
 #include <optional>
 #include <tuple>
 
-#include "excite_kernels.cuh"
-#include "launch.h"
+#include "ops_common.h"
 
 namespace genet_ops {
 namespace cuda {
 
 template <typename T>
-static void launch_excite(const at::Tensor& xk, const at::Tensor& gk, const at::Tensor& rk, at::Tensor& y,
-                          const TileGeom& t, Layout layout) {
+static void run_excite(const at::Tensor& xk, const at::Tensor& gk, const at::Tensor& rk, at::Tensor& y,
+                       const TileGeom& t, Layout layout) {
   // g is read one element per tile and lane: it takes no part in the vector width.
   const uintptr_t addrs = addr_of(xk) | addr_of(rk) | addr_of(y);
   const int es = sizeof(T), as = sizeof(acc_t<T>);
@@ -25,24 +25,16 @@ static void launch_excite(const at::Tensor& xk, const at::Tensor& gk, const at::
   const stream_t stream = current_stream();
   if (layout == Layout::NCHW) {
     const NchwPlan P = plan_nchw(t, es, addrs, kItems, 0, as);
-    with_vec<T>(P.V, [&](auto vc) {
-      constexpr int V = decltype(vc)::value;
-      auto kernel = &excite_fwd_kernel<NchwWalk<V>, T>;
-      GENET_LAUNCH(kernel, P.grid, P.block, 0, stream, xp, gp, rp, yp, P);
-    });
+    launch_excite<T>(xp, gp, rp, yp, P, stream);
   } else {
     const NhwcPlan P = plan_nhwc(t, es, addrs, kItems, 0, as);
-    with_vec<T>(P.V, [&](auto vc) {
-      constexpr int V = decltype(vc)::value;
-      auto kernel = &excite_fwd_kernel<NhwcWalk<V>, T>;
-      GENET_LAUNCH(kernel, P.grid, P.block, 0, stream, xp, gp, rp, yp, P);
-    });
+    launch_excite<T>(xp, gp, rp, yp, P, stream);
   }
 }
 
 template <typename T>
-static void launch_excite_backward(const at::Tensor& dyk, const at::Tensor& xk, const at::Tensor& gk, at::Tensor& dx,
-                                   at::Tensor& dg, const TileGeom& t, Layout layout) {
+static void run_excite_backward(const at::Tensor& dyk, const at::Tensor& xk, const at::Tensor& gk, at::Tensor& dx,
+                                at::Tensor& dg, const TileGeom& t, Layout layout) {
   const uintptr_t addrs = addr_of(dyk) | addr_of(xk) | addr_of(dx);
   const int es = sizeof(T), as = sizeof(acc_t<T>);
   const T* dyp = dyk.const_data_ptr<T>();
@@ -53,20 +45,10 @@ static void launch_excite_backward(const at::Tensor& dyk, const at::Tensor& xk, 
   const stream_t stream = current_stream();
   if (layout == Layout::NCHW) {
     const NchwPlan P = plan_nchw(t, es, addrs, kItems, 1, as);
-    with_vec<T>(P.V, [&](auto vc) {
-      constexpr int V = decltype(vc)::value;
-      auto kernel = &excite_bwd_kernel<NchwWalk<V>, T>;
-      allow_smem(kernel, P.smem);
-      GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, dyp, xp, gp, dxp, dgp, P);
-    });
+    launch_excite_backward<T>(dyp, xp, gp, dxp, dgp, P, stream);
   } else {
     const NhwcPlan P = plan_nhwc(t, es, addrs, kItems, 1, as);
-    with_vec<T>(P.V, [&](auto vc) {
-      constexpr int V = decltype(vc)::value;
-      auto kernel = &excite_bwd_kernel<NhwcWalk<V>, T>;
-      allow_smem(kernel, P.smem);
-      GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, dyp, xp, gp, dxp, dgp, P);
-    });
+    launch_excite_backward<T>(dyp, xp, gp, dxp, dgp, P, stream);
   }
 }
 
@@ -86,7 +68,7 @@ at::Tensor excite_cuda(const at::Tensor& x, const at::Tensor& g, int64_t extent,
   if (xk.numel() == 0) return y;
   const TileGeom t = tile_geom(xk, extent);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xk.scalar_type(), "excite_cuda",
-                                  [&] { launch_excite<scalar_t>(xk, gk, rk, y, t, layout); });
+                                  [&] { run_excite<scalar_t>(xk, gk, rk, y, t, layout); });
   return y;
 }
 
@@ -110,7 +92,7 @@ std::tuple<at::Tensor, at::Tensor> excite_backward_cuda(const at::Tensor& grad_o
   }
   const TileGeom t = tile_geom(xk, extent);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xk.scalar_type(), "excite_backward_cuda",
-                                  [&] { launch_excite_backward<scalar_t>(dyk, xk, gk, dx, dg, t, layout); });
+                                  [&] { run_excite_backward<scalar_t>(dyk, xk, gk, dx, dg, t, layout); });
   return {dx, dg};
 }
 

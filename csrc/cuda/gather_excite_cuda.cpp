@@ -1,19 +1,19 @@
-// CUDA kernels of genet_ops::gather_excite and genet_ops::gather_excite_backward:
-// argument checks, layout, plan, launch on the current stream, registration.
+// The CUDA kernels of genet_ops::gather_excite and genet_ops::gather_excite_backward,
+// as ops: argument checks, layout, plan (planner.h), launch on the current stream of
+// x's device (gather_excite_launch.cu), registration for the CUDA dispatch key.
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
 #include <optional>
 
-#include "gather_excite_kernels.cuh"
-#include "launch.h"
+#include "ops_common.h"
 
 namespace genet_ops {
 namespace cuda {
 
 template <typename T>
-static void launch_gather_excite(const at::Tensor& xk, const at::Tensor& rk, at::Tensor& y, const TileGeom& t,
-                                 Layout layout) {
+static void run_gather_excite(const at::Tensor& xk, const at::Tensor& rk, at::Tensor& y, const TileGeom& t,
+                              Layout layout) {
   const uintptr_t addrs = addr_of(xk) | addr_of(rk) | addr_of(y);
   const int es = sizeof(T), as = sizeof(acc_t<T>);
   const T* xp = xk.const_data_ptr<T>();
@@ -22,26 +22,16 @@ static void launch_gather_excite(const at::Tensor& xk, const at::Tensor& rk, at:
   const stream_t stream = current_stream();
   if (layout == Layout::NCHW) {
     const NchwPlan P = plan_nchw(t, es, addrs, kItems, 1, as);
-    with_vec<T>(P.V, [&](auto vc) {
-      constexpr int V = decltype(vc)::value;
-      auto kernel = &ge_fwd_kernel<NchwWalk<V>, T>;
-      allow_smem(kernel, P.smem);
-      GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, xp, rp, yp, P);
-    });
+    launch_gather_excite<T>(xp, rp, yp, P, stream);
   } else {
     const NhwcPlan P = plan_nhwc(t, es, addrs, kItems, 1, as);
-    with_vec<T>(P.V, [&](auto vc) {
-      constexpr int V = decltype(vc)::value;
-      auto kernel = &ge_fwd_kernel<NhwcWalk<V>, T>;
-      allow_smem(kernel, P.smem);
-      GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, xp, rp, yp, P);
-    });
+    launch_gather_excite<T>(xp, rp, yp, P, stream);
   }
 }
 
 template <typename T>
-static void launch_gather_excite_backward(const at::Tensor& dyk, const at::Tensor& xk, at::Tensor& dx,
-                                          const TileGeom& t, Layout layout) {
+static void run_gather_excite_backward(const at::Tensor& dyk, const at::Tensor& xk, at::Tensor& dx,
+                                       const TileGeom& t, Layout layout) {
   const uintptr_t addrs = addr_of(dyk) | addr_of(xk) | addr_of(dx);
   const int es = sizeof(T), as = sizeof(acc_t<T>);
   const T* dyp = dyk.const_data_ptr<T>();
@@ -50,20 +40,10 @@ static void launch_gather_excite_backward(const at::Tensor& dyk, const at::Tenso
   const stream_t stream = current_stream();
   if (layout == Layout::NCHW) {
     const NchwPlan P = plan_nchw(t, es, addrs, kItems, 2, as);
-    with_vec<T>(P.V, [&](auto vc) {
-      constexpr int V = decltype(vc)::value;
-      auto kernel = &ge_bwd_kernel<NchwWalk<V>, T>;
-      allow_smem(kernel, P.smem);
-      GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, dyp, xp, dxp, P);
-    });
+    launch_gather_excite_backward<T>(dyp, xp, dxp, P, stream);
   } else {
     const NhwcPlan P = plan_nhwc(t, es, addrs, kItems, 2, as);
-    with_vec<T>(P.V, [&](auto vc) {
-      constexpr int V = decltype(vc)::value;
-      auto kernel = &ge_bwd_kernel<NhwcWalk<V>, T>;
-      allow_smem(kernel, P.smem);
-      GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, dyp, xp, dxp, P);
-    });
+    launch_gather_excite_backward<T>(dyp, xp, dxp, P, stream);
   }
 }
 
@@ -79,7 +59,7 @@ at::Tensor gather_excite_cuda(const at::Tensor& x, int64_t extent, const std::op
   if (xk.numel() == 0) return y;
   const TileGeom t = tile_geom(xk, extent);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xk.scalar_type(), "gather_excite_cuda",
-                                  [&] { launch_gather_excite<scalar_t>(xk, rk, y, t, layout_of(xk)); });
+                                  [&] { run_gather_excite<scalar_t>(xk, rk, y, t, layout_of(xk)); });
   return y;
 }
 
@@ -95,7 +75,7 @@ at::Tensor gather_excite_backward_cuda(const at::Tensor& grad_out, const at::Ten
   if (xk.numel() == 0) return dx;
   const TileGeom t = tile_geom(xk, extent);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xk.scalar_type(), "gather_excite_backward_cuda",
-                                  [&] { launch_gather_excite_backward<scalar_t>(dyk, xk, dx, t, layout_of(xk)); });
+                                  [&] { run_gather_excite_backward<scalar_t>(dyk, xk, dx, t, layout_of(xk)); });
   return dx;
 }
 

@@ -1,0 +1,41 @@
+// Launchers of the gather_excite kernels (gather_excite_kernels.cuh), instantiated for
+// every dtype and layout. Nothing here includes ATen: this file compiles quickly.
+#include "gather_excite_kernels.cuh"
+#include "launch_common.cuh"
+
+namespace genet_ops {
+namespace cuda {
+
+template <typename T, typename Plan>
+void launch_gather_excite(const T* x, const T* res, T* y, const Plan& P, stream_t stream) {
+  with_vec<T>(P.V, [&](auto vc) {
+    constexpr int V = decltype(vc)::value;
+    auto kernel = &ge_fwd_kernel<typename WalkFor<Plan, V>::type, T>;
+    allow_smem(kernel, P.smem);
+    GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, x, res, y, P);
+  });
+}
+
+template <typename T, typename Plan>
+void launch_gather_excite_backward(const T* dy, const T* x, T* dx, const Plan& P, stream_t stream) {
+  with_vec<T>(P.V, [&](auto vc) {
+    constexpr int V = decltype(vc)::value;
+    auto kernel = &ge_bwd_kernel<typename WalkFor<Plan, V>::type, T>;
+    allow_smem(kernel, P.smem);
+    GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, dy, x, dx, P);
+  });
+}
+
+#define GENET_INSTANTIATE(T, Plan)                                                                    \
+  template void launch_gather_excite<T, Plan>(const T*, const T*, T*, const Plan&, stream_t);        \
+  template void launch_gather_excite_backward<T, Plan>(const T*, const T*, T*, const Plan&, stream_t);
+#define GENET_INSTANTIATE_BOTH(T) GENET_INSTANTIATE(T, NchwPlan) GENET_INSTANTIATE(T, NhwcPlan)
+GENET_INSTANTIATE_BOTH(float)
+GENET_INSTANTIATE_BOTH(double)
+GENET_INSTANTIATE_BOTH(c10::Half)
+GENET_INSTANTIATE_BOTH(c10::BFloat16)
+#undef GENET_INSTANTIATE_BOTH
+#undef GENET_INSTANTIATE
+
+}  // namespace cuda
+}  // namespace genet_ops

@@ -1,0 +1,49 @@
+// Shared by the launcher files: vector-width dispatch, the layout's walk, the
+// shared-memory opt-in.
+#pragma once
+
+#include <type_traits>
+
+#include "launchers.h"
+#include "tiles.cuh"
+
+namespace genet_ops {
+namespace cuda {
+
+// Calls f(std::integral_constant<int, V>) for the plan's vector width; widths above
+// 16 bytes / sizeof(T) never occur and are not instantiated.
+template <typename T, typename F>
+inline void with_vec(int V, F&& f) {
+  constexpr int vmax = 16 / static_cast<int>(sizeof(T));
+  if constexpr (vmax >= 8) {
+    if (V == 8) return f(std::integral_constant<int, 8>{});
+  }
+  if constexpr (vmax >= 4) {
+    if (V == 4) return f(std::integral_constant<int, 4>{});
+  }
+  if constexpr (vmax >= 2) {
+    if (V == 2) return f(std::integral_constant<int, 2>{});
+  }
+  return f(std::integral_constant<int, 1>{});  // the planner only picks widths it instantiates
+}
+
+template <typename Plan, int V>
+struct WalkFor;
+template <int V>
+struct WalkFor<NchwPlan, V> {
+  using type = NchwWalk<V>;
+};
+template <int V>
+struct WalkFor<NhwcPlan, V> {
+  using type = NhwcWalk<V>;
+};
+
+// Dynamic shared memory above the default 48 KB needs an opt-in per kernel.
+template <typename Kernel>
+inline void allow_smem(Kernel kernel, int bytes) {
+  if (bytes > 48 * 1024) GENET_SET_SMEM(kernel, bytes);
+  (void)kernel;
+}
+
+}  // namespace cuda
+}  // namespace genet_ops

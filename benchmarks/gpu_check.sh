@@ -5,7 +5,7 @@
 #     OUT=/some/dir benchmarks/gpu_check.sh          # OUT defaults to ./gpu_check_out
 #
 # Steps, each with a time cap that shrinks to what the budget has left (about 8 minutes
-# in all, GPU_CHECK_BUDGET_S=470 by default), none of them stopping the script:
+# in all, GPU_CHECK_BUDGET_S=480 by default), none of them stopping the script:
 #   1. the machine: nvidia-smi, Python / torch / Triton / CUDA / driver versions;
 #   2. build the extension in place for sm_90 (TORCH_CUDA_ARCH_LIST=9.0, ptxas resource
 #      report in build.log) and record which kernel serves each op;
@@ -26,7 +26,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 OUT="${OUT:-$ROOT/gpu_check_out}"
 mkdir -p "$OUT" "$OUT/bench"
-BUDGET_S="${GPU_CHECK_BUDGET_S:-470}"
+BUDGET_S="${GPU_CHECK_BUDGET_S:-480}"
 T0=$SECONDS
 STEPS_FILE="$OUT/steps.tsv"
 : > "$STEPS_FILE"
@@ -68,9 +68,10 @@ run_step() {
     return 0
   fi
   log "$name (limit ${limit}s, log ${logf#"$OUT"/})"
-  timeout --kill-after=15 "$limit" "$@" > "$logf" 2>&1 || rc=$?
+  # SIGINT first: pytest and the benchmarks then still print what they have.
+  timeout --signal=INT --kill-after=20 "$limit" "$@" > "$logf" 2>&1 || rc=$?
   tail -n 12 "$logf" || true
-  ((rc == 124 || rc == 137)) && echo "!!! $name: cut off at its ${limit}s limit"
+  ((rc == 124 || rc == 130 || rc == 137)) && echo "!!! $name: cut off at its ${limit}s limit"
   printf '%s\t%d\t%d\t%d\n' "$name" "$rc" "$((SECONDS - t))" "$limit" >> "$STEPS_FILE"
   echo "--- $name: rc=$rc in $((SECONDS - t))s"
   return 0
@@ -78,9 +79,9 @@ run_step() {
 
 # ------------------------------------------------------------------ 1. the machine
 log "machine"
-nvidia-smi 2>&1 | tee "$OUT/nvidia-smi.txt" || true
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem,power.limit \
-  --format=csv 2>&1 | tee -a "$OUT/nvidia-smi.txt" || true
+(nvidia-smi || echo "nvidia-smi failed") 2>&1 | tee "$OUT/nvidia-smi.txt"
+(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem,power.limit \
+  --format=csv || true) 2>&1 | tee -a "$OUT/nvidia-smi.txt"
 (command -v nvcc > /dev/null && nvcc --version || echo "nvcc not on PATH") 2>&1 | tee "$OUT/nvcc.txt"
 "$PY" - > "$OUT/versions.json" 2> "$OUT/versions.err" << 'EOF' || true
 import json, platform, subprocess
@@ -130,21 +131,25 @@ for line in open(sys.argv[1], errors="replace"):
         print(f"{'':<90} {line.strip()}")
 EOF
 echo "ptxas: $(grep -c registers "$OUT/ptxas.txt" || true) kernels, spills: $(grep -v ' 0 bytes spill stores, 0 bytes spill loads' "$OUT/ptxas.txt" | grep -c 'spill' || true)"
-"$PY" -c "import genet_ops, json; print(json.dumps(genet_ops.backend_info(), indent=1))" \
-  > "$OUT/backend_info.json" 2>&1 || true
+# torch first: genet_ops._C links against libc10 and friends, which torch loads.
+"$PY" -c "import torch, genet_ops, json; print(json.dumps(genet_ops.backend_info(), indent=1))" \
+  > "$OUT/backend_info.json" 2> "$OUT/backend_info.err" || true
 cat "$OUT/backend_info.json"
 
 # ---------------------------------------------------------------------- 3. tests
-# The whole suite, with CUDA; pytest-xdist (in the image) spreads the CPU-heavy files.
+# The CUDA-facing files first (both backends on the GPU), the rest of the suite after
+# the benchmarks (mostly CPU tests that CI runs too). pytest-xdist, in the image,
+# spreads the files over the CPUs; -v lists every result even if a step is cut off.
 XDIST=()
 if "$PY" -c "import xdist" > /dev/null 2>&1; then XDIST=(-n "$(($(nproc) < 12 ? $(nproc) : 12))"); fi
-run_step "tests" "$(cap 180 200)" "$OUT/pytest.log" \
-  "$PY" -m pytest -q -rfEs -p no:cacheprovider --durations=20 ${XDIST[@]+"${XDIST[@]}"} tests
-grep -E "^(FAILED|ERROR)" "$OUT/pytest.log" 2> /dev/null | head -n 20 || true
+PYTEST=("$PY" -m pytest -v -rfEs -p no:cacheprovider --durations=15 ${XDIST[@]+"${XDIST[@]}"})
+run_step "tests: CUDA and Triton" "$(cap 150 240)" "$OUT/pytest_cuda.log" "${PYTEST[@]}" \
+  tests/test_cuda.py tests/test_triton.py
+grep -E "^(FAILED|ERROR)" "$OUT/pytest_cuda.log" 2> /dev/null | head -n 20 || true
 # Out-of-bounds and misaligned accesses of the CUDA C++ kernels on small odd shapes,
 # one cudaMalloc per tensor so that memcheck sees every tensor's true bounds.
 if command -v compute-sanitizer > /dev/null 2>&1; then
-  run_step "memcheck" "$(cap 75 170)" "$OUT/memcheck.log" env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
+  run_step "memcheck" "$(cap 70 200)" "$OUT/memcheck.log" env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
     compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 20 \
     "$PY" -m pytest -q -x -p no:cacheprovider tests/test_cuda.py \
     -k "test_gpu_parity and not triton and (float32 or bfloat16) and (7x7 or 3x5 or 13x11 or 9x6 or 9x7)"
@@ -161,16 +166,21 @@ if [[ -f benchmarks/bench_ops.py ]]; then
   EXTRA=()
   bench_flags_ok --no-plot && EXTRA+=(--no-plot)
   if bench_flags_ok --providers --shapes --extents --layouts --modes --tag; then
-    COMMON=(--shapes all --extents 0 --layouts nchw,cl --modes forward,backward,full --providers eager,fused,triton,clone)
-    run_step "bench bf16" "$(cap 120 100)" "$OUT/bench_bf16.log" "$PY" "${BASE[@]}" ${EXTRA[@]+"${EXTRA[@]}"} \
-      --dtype bfloat16 "${COMMON[@]}" --tag cuda-bf16
-    run_step "bench fp32" "$(cap 110 40)" "$OUT/bench_fp32.log" "$PY" "${BASE[@]}" ${EXTRA[@]+"${EXTRA[@]}"} \
-      --dtype float32 "${COMMON[@]}" --tag cuda-fp32
+    # One run per dtype and shape set: a run cut off by its limit loses only its own JSON.
+    COMMON=(--extents 0 --layouts nchw,cl --modes forward,backward,full --providers eager,fused,triton,clone)
+    run_step "bench bf16 wrn" "$(cap 60 160)" "$OUT/bench_bf16_wrn.log" "$PY" "${BASE[@]}" ${EXTRA[@]+"${EXTRA[@]}"} \
+      --dtype bfloat16 --shapes wrn "${COMMON[@]}" --tag cuda-bf16-wrn
+    run_step "bench bf16 resnet50" "$(cap 75 110)" "$OUT/bench_bf16_rn50.log" "$PY" "${BASE[@]}" ${EXTRA[@]+"${EXTRA[@]}"} \
+      --dtype bfloat16 --shapes resnet50 "${COMMON[@]}" --tag cuda-bf16-rn50
+    run_step "bench fp32 wrn" "$(cap 60 80)" "$OUT/bench_fp32_wrn.log" "$PY" "${BASE[@]}" ${EXTRA[@]+"${EXTRA[@]}"} \
+      --dtype float32 --shapes wrn "${COMMON[@]}" --tag cuda-fp32-wrn
+    run_step "bench fp32 resnet50" "$(cap 75 45)" "$OUT/bench_fp32_rn50.log" "$PY" "${BASE[@]}" ${EXTRA[@]+"${EXTRA[@]}"} \
+      --dtype float32 --shapes resnet50 "${COMMON[@]}" --tag cuda-fp32-rn50
     # torch.compile (max-autotune) compiles and tunes per shape: the smallest WRN stage
     # only, unless GPU_CHECK_FULL=1 (a second run with the time for it).
     CSHAPES=(--shapes wrn --ops gather_excite,excite)
     if [[ "${GPU_CHECK_FULL:-0}" != 1 ]] && bench_flags_ok --quick; then CSHAPES=(--quick --ops gather_excite); fi
-    run_step "bench bf16 vs compile" "$(cap 90 0)" "$OUT/bench_compile.log" "$PY" "${BASE[@]}" ${EXTRA[@]+"${EXTRA[@]}"} \
+    run_step "bench bf16 vs compile" "$(cap 80 0)" "$OUT/bench_compile.log" "$PY" "${BASE[@]}" ${EXTRA[@]+"${EXTRA[@]}"} \
       --dtype bfloat16 "${CSHAPES[@]}" --extents 0 --layouts nchw --modes full \
       --providers eager,compile,fused,triton,clone --tag cuda-bf16-compile
     if [[ "${GPU_CHECK_FULL:-0}" == 1 ]]; then
@@ -188,10 +198,15 @@ if [[ -f benchmarks/bench_train.py ]]; then
   TRAIN=(benchmarks/bench_train.py)
   THELP=$("$PY" benchmarks/bench_train.py --help 2>&1 || true)
   grep -q -- "--device" <<< "$THELP" && TRAIN+=(--device cuda)
-  grep -q -- "--out" <<< "$THELP" && TRAIN+=(--out "$OUT/bench")
+  grep -q -- "--out" <<< "$THELP" && mkdir -p "$OUT/train" && TRAIN+=(--out "$OUT/train")
   grep -q -- "--quick" <<< "$THELP" && TRAIN+=(--quick)
   run_step "bench train" "$(cap 60 0)" "$OUT/bench_train.log" "$PY" "${TRAIN[@]}"
 fi
+
+# ------------------------------------------------------- 3b. the rest of the suite
+run_step "tests: the rest" "$(cap 150 5)" "$OUT/pytest_rest.log" "${PYTEST[@]}" tests \
+  --ignore=tests/test_cuda.py --ignore=tests/test_triton.py
+grep -E "^(FAILED|ERROR)" "$OUT/pytest_rest.log" 2> /dev/null | head -n 20 || true
 
 # ------------------------------------------------------------- 5. results, table
 log "done in $((SECONDS - T0))s; results under $OUT"
@@ -227,20 +242,26 @@ for path in sorted(glob.glob(os.path.join(out, "bench", "*.json"))):
     if not data or "rows" not in data:
         continue
     machines[os.path.basename(path)] = data.get("machine")
-    rows += [dict(r, run=os.path.basename(path)) for r in data["rows"]]
+    rows += [dict(r, run=os.path.basename(path)) for r in data["rows"]
+             if isinstance(r, dict) and {"op", "mode", "provider", "ms"} <= r.keys()]
+train = {}
+for path in sorted(glob.glob(os.path.join(out, "train", "*.json"))):
+    data = load(path)
+    if data:
+        train[os.path.basename(path)] = data
 
 device = versions.get("device_name", "unknown-gpu")
 slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
 date = datetime.date.today().isoformat()
-pytest_log = lines("pytest.log")
+pytest_logs = {name: lines(name) for name in ("pytest_cuda.log", "pytest_rest.log")}
 info = load(os.path.join(out, "backend_info.json"))
 result = {
     "device_name": device, "driver": versions.get("driver"), "torch": versions.get("torch"),
     "torch_cuda": versions.get("torch_cuda"), "triton": versions.get("triton"), "python": versions.get("python"),
     "date": date, "versions": versions, "steps": steps, "backend_info": info,
-    "pytest_summary": pytest_log[-1] if pytest_log else None,
-    "pytest_failures": [ln for ln in pytest_log if ln.startswith(("FAILED", "ERROR"))],
-    "ptxas": lines("ptxas.txt"), "bench_machines": machines, "bench_rows": rows,
+    "pytest_summary": {n: (ls[-1] if ls else None) for n, ls in pytest_logs.items()},
+    "pytest_failures": [ln for ls in pytest_logs.values() for ln in ls if ln.startswith(("FAILED", "ERROR"))],
+    "ptxas": lines("ptxas.txt"), "bench_machines": machines, "bench_rows": rows, "train": train,
 }
 path = os.path.join(out, f"{slug}-{date}.json")
 with open(path, "w") as f:
@@ -286,7 +307,9 @@ print()
 print(f"== genet_ops GPU check: {device}, driver {versions.get('driver')}, torch {versions.get('torch')}, "
       f"triton {versions.get('triton')}, python {versions.get('python')}")
 print("   steps: " + ", ".join(f"{s['step']} rc={s['rc']} {s['seconds']}s" for s in steps))
-print(f"   pytest: {result['pytest_summary']}")
+for n, last in result["pytest_summary"].items():
+    print(f"   {n}: {last}")
+print(f"   failed tests: {len(result['pytest_failures'])} (see the logs)")
 kern = info.get("kernels", {}) if isinstance(info, dict) else {}
 print("   CUDA kernels: " + (", ".join(f"{op}={d.get('cuda')}" for op, d in kern.items()) or "unknown"))
 print(f"   full results: {path}; per case: {os.path.join(out, 'table.txt')}")
@@ -312,4 +335,10 @@ for d in pairs.values():
     if len(d) == 2:
         wins["fused" if d["fused"] <= d["triton"] else "triton"] += 1
 print(f"forward+backward, the faster backend per case: CUDA C++ {wins['fused']}, Triton {wins['triton']}")
+for name, data in train.items():
+    for r in (data.get("rows") or []) if isinstance(data, dict) else []:
+        if isinstance(r, dict) and r.get("provider") in ("eager", "fused") and r.get("img_per_s"):
+            vs = f" ({r['vs_eager']:.2f}x eager)" if r.get("vs_eager") else ""
+            print(f"train {r.get('model', '')} batch {r.get('batch')} {r['provider']:<6} compile={r.get('compile')}: "
+                  f"{r['img_per_s']:.0f} img/s{vs}")
 PYEOF

@@ -213,7 +213,7 @@ def run(args, info: D.DistInfo, batch_split: int) -> dict:
             D.broadcast_buffers(model, info)  # one set of BN statistics for validation and checkpoint
             res = evaluate(net, val_loader, precision, info)
             scheduler.step()
-            is_best = res["acc1"] > best_acc1
+            is_best = res["acc1"] > best_acc1 or epoch == 0
             best_acc1 = max(best_acc1, res["acc1"])
             if info.is_main:
                 C.save(args.output_dir, {

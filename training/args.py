@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="train.py",
         description="Train GE-WideResNet (GENet) on CIFAR-10 with fused gather-excite ops; "
         "the seed's recipe (WRN-16-8 GE-θ⁻ global, SGD 0.1, 300 epochs) by default. Without "
-        "--data-path and ./data/cifar-10-batches-py it trains a small GE-WRN on scikit-learn's digits.",
+        "--data-path and ./data/cifar-10-batches-py it trains a small GE-WRN on scikit-learn's digits.\n"
+        "Boolean flags take an optional value (--amp, --amp true, --amp 0) or a --no- form (--no-amp).",
         epilog=HELP_SCALING,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--momentum", type=float, default=0.9)
     o.add_argument("--wd", "--weight-decay", "--weight_decay", dest="wd", type=float, default=5e-4)
     add_bool(o, "--nesterov", default=False)
-    o.add_argument("--milestones", type=int_list, default=None, help="MultiStepLR epochs (seed: 60,120,160,200)")
+    o.add_argument("--milestones", type=int_list, default=None, help="MultiStepLR epochs (seed: 60,120,160,200; digits: 8,12)")
     o.add_argument("--gamma", type=float, default=0.2, help="MultiStepLR factor (0.2)")
     o.add_argument("--seed", type=int, default=0, help="seeds model init, data order and augmentation")
     add_bool(o, "--deterministic", default=False, help="deterministic kernels (slower on GPU)")

@@ -142,6 +142,8 @@ def emu():
 
     if shutil.which(os.environ.get("CXX", "c++")) is None:
         pytest.skip("no C++ compiler to build the CUDA kernel emulator")
+    if not cpp_extension.is_ninja_available():
+        pytest.skip("ninja is missing: torch.utils.cpp_extension cannot build the CUDA kernel emulator")
     build = ROOT / "build" / f"emu-py{sys.version_info.major}{sys.version_info.minor}"
     build.mkdir(parents=True, exist_ok=True)
     cpp_extension.load(

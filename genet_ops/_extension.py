@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import warnings
 
+import torch  # noqa: F401  (loads libc10/libtorch, which _C links against)
+
 loaded = False
 error: str | None = None
 

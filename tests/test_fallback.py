@@ -38,3 +38,12 @@ def test_fallback_warns_and_reports_reference():
     env = dict(os.environ, GENET_OPS_LOAD_EXTENSION="0")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.skipif(not genet_ops.backend_info()["extension_loaded"], reason="extension not built")
+def test_bare_import_loads_the_extension():
+    """`import genet_ops` alone (torch not imported first) must find _C's libraries."""
+    code = "import genet_ops; assert genet_ops.backend_info()['extension_loaded'], genet_ops.backend_info()"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=os.path.dirname(HERE))
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -41,6 +41,11 @@ def test_fused_model_matches_eager(name, size, variant, extent):
     fused = copy.deepcopy(eager)
     models.set_fused(fused, True)
     assert all(g.fused for g in fused.modules() if isinstance(g, GatherExcite))
+    if name.startswith("ge_resnet"):
+        # Train-mode BN over a batch of 2 at 2x2 and 1x1 (stages 3-4 of a 32x32 input) is
+        # chaotic: any 1e-16 difference grows ~10x per block (float64: 1e-16 at layer1,
+        # 3e-2 at the output). Frozen BN keeps the comparison well conditioned.
+        eager.eval(), fused.eval()
     x = torch.randn(2, 3, size, size, dtype=torch.float64)
     outs = []
     for m in (eager, fused):

@@ -1,5 +1,8 @@
 // Vectorised row primitives the tile loops are built from: loads that widen any input
 // dtype to its accumulation type (acc_t), sums, and the scale / affine writes.
+// Each runs whole vector steps, then the last n % kStep elements one by one: rows are
+// often short (7x7 planes, odd channel counts), where a scalar tail is cheaper than a
+// padded partial vector.
 //
 // Included only by an ISA translation unit (kernels_*.cpp), inside that ISA's
 // namespace and after at::vec: every ISA gets its own copy of this code. The standard
@@ -36,24 +39,10 @@ struct VecIO<at::BFloat16> : VecIO16<at::BFloat16> {};
 template <>
 struct VecIO<at::Half> : VecIO16<at::Half> {};
 
-// A step of m <= kStep elements. The partial step at a row's end goes through a
-// zero-filled buffer, so the lanes past m add nothing to sums, on every ISA and dtype.
+// Where the whole vector steps of a row of n elements end.
 template <typename T>
-inline void load_n(const T* p, int64_t m, typename VecIO<T>::V* v) {
-  using IO = VecIO<T>;
-  if (m == IO::kStep) return IO::load(p, v);
-  T buf[IO::kStep] = {};
-  std::memcpy(buf, p, m * sizeof(T));
-  IO::load(buf, v);
-}
-
-template <typename T>
-inline void store_n(T* p, int64_t m, const typename VecIO<T>::V* v) {
-  using IO = VecIO<T>;
-  if (m == IO::kStep) return IO::store(p, v);
-  T buf[IO::kStep];
-  IO::store(buf, v);
-  std::memcpy(p, buf, m * sizeof(T));
+inline int64_t full_steps(int64_t n) {
+  return n - n % VecIO<T>::kStep;
 }
 
 template <typename T>
@@ -62,8 +51,20 @@ inline int64_t round_up_step(int64_t n) {
   return (n + k - 1) / k * k;
 }
 
+template <typename T>
+inline acc_t<T> widen(T v) {
+  return static_cast<acc_t<T>>(v);
+}
+
+// Sum of the lanes of acc[0..kV).
+template <typename V>
+inline typename V::value_type lanes_sum(V* acc, int kv) {
+  for (int k = 1; k < kv; ++k) acc[0] += acc[k];
+  return at::vec::vec_reduce_all<typename V::value_type>([](const V& a, const V& b) { return a + b; }, acc[0]);
+}
+
 // A per-thread row of accumulators (acc_t), padded to whole vector steps so that the
-// row primitives below may load and store it without tails.
+// vectorised sigmoid may run over it without a tail.
 template <typename T>
 class AccRow {
  public:
@@ -79,19 +80,17 @@ class AccRow {
 template <typename A>
 struct Bcast {
   at::vec::Vectorized<A> v;
-  explicit Bcast(A s) : v(s) {}
+  A s;
+  explicit Bcast(A s_) : v(s_), s(s_) {}
   at::vec::Vectorized<A> at(int64_t) const { return v; }
+  A one(int64_t) const { return s; }
 };
 template <typename A>
 struct Cols {
   const A* p;
   at::vec::Vectorized<A> at(int64_t i) const { return at::vec::Vectorized<A>::loadu(p + i); }
+  A one(int64_t i) const { return p[i]; }
 };
-
-template <typename A>
-inline A sigmoid(A v) {
-  return A(1) / (A(1) + std::exp(-v));
-}
 
 template <typename A>
 inline at::vec::Vectorized<A> sigmoid(const at::vec::Vectorized<A>& v) {
@@ -107,32 +106,30 @@ inline void sigmoid_row(A* out, const A* in, A div, int64_t n) {
 }
 
 // ------------------------------------------------------------------ whole-row reductions
-// Two independent accumulators per lane hide the add latency.
 
+// sum x. Two independent accumulators per lane hide the add latency.
 template <typename T>
 inline acc_t<T> sum_flat(const T* x, int64_t n) {
   using IO = VecIO<T>;
   using V = typename IO::V;
   constexpr int64_t S = IO::kStep;
+  const int64_t nf = full_steps<T>(n);
   V acc0[IO::kV], acc1[IO::kV], xv[IO::kV];
   for (int k = 0; k < IO::kV; ++k) acc0[k] = acc1[k] = V(0);
   int64_t i = 0;
-  for (; i + 2 * S <= n; i += 2 * S) {
+  for (; i + 2 * S <= nf; i += 2 * S) {
     IO::load(x + i, xv);
     for (int k = 0; k < IO::kV; ++k) acc0[k] += xv[k];
     IO::load(x + i + S, xv);
     for (int k = 0; k < IO::kV; ++k) acc1[k] += xv[k];
   }
-  for (; i < n; i += S) {
-    load_n(x + i, std::min(S, n - i), xv);
+  if (i < nf) {
+    IO::load(x + i, xv);
     for (int k = 0; k < IO::kV; ++k) acc0[k] += xv[k];
   }
-  for (int k = 1; k < IO::kV; ++k) acc0[0] += acc0[k] + acc1[k];
-  acc0[0] += acc1[0];
-  acc_t<T> lanes[V::size()];
-  acc0[0].store(lanes);
-  acc_t<T> s = 0;
-  for (int64_t l = 0; l < V::size(); ++l) s += lanes[l];
+  for (int k = 0; k < IO::kV; ++k) acc0[k] += acc1[k];
+  acc_t<T> s = lanes_sum(acc0, IO::kV);
+  for (i = nf; i < n; ++i) s += widen(x[i]);
   return s;
 }
 
@@ -141,65 +138,49 @@ template <typename T>
 inline void sum2_flat(const T* x, const T* dy, int64_t n, acc_t<T>& sx, acc_t<T>& sdyx) {
   using IO = VecIO<T>;
   using V = typename IO::V;
-  constexpr int64_t S = IO::kStep;
+  const int64_t nf = full_steps<T>(n);
   V ax[IO::kV], ad[IO::kV], xv[IO::kV], dv[IO::kV];
   for (int k = 0; k < IO::kV; ++k) ax[k] = ad[k] = V(0);
-  for (int64_t i = 0; i < n; i += S) {
-    const int64_t m = std::min(S, n - i);
-    load_n(x + i, m, xv);
-    load_n(dy + i, m, dv);
+  for (int64_t i = 0; i < nf; i += IO::kStep) {
+    IO::load(x + i, xv);
+    IO::load(dy + i, dv);
     for (int k = 0; k < IO::kV; ++k) {
       ax[k] += xv[k];
       ad[k] = at::vec::fmadd(dv[k], xv[k], ad[k]);
     }
   }
-  for (int k = 1; k < IO::kV; ++k) {
-    ax[0] += ax[k];
-    ad[0] += ad[k];
-  }
-  acc_t<T> lx[V::size()], ld[V::size()];
-  ax[0].store(lx);
-  ad[0].store(ld);
-  sx = sdyx = 0;
-  for (int64_t l = 0; l < V::size(); ++l) {
-    sx += lx[l];
-    sdyx += ld[l];
+  sx = lanes_sum(ax, IO::kV);
+  sdyx = lanes_sum(ad, IO::kV);
+  for (int64_t i = nf; i < n; ++i) {
+    sx += widen(x[i]);
+    sdyx += widen(dy[i]) * widen(x[i]);
   }
 }
 
-// ------------------------------------------------------- column accumulators (per row)
-
-// acc[0, n) += x[0, n)
+// dx = dy * s, returns sum dy * x: excite's backward for a tile that is a whole row.
 template <typename T>
-inline void add_row(acc_t<T>* acc, const T* x, int64_t n) {
+inline acc_t<T> excite_bwd_flat(T* dx, const T* dy, const T* x, acc_t<T> s, int64_t n) {
   using IO = VecIO<T>;
   using V = typename IO::V;
-  V xv[IO::kV];
-  for (int64_t i = 0; i < n; i += IO::kStep) {
-    load_n(x + i, std::min(IO::kStep, n - i), xv);
+  const int64_t nf = full_steps<T>(n);
+  const V sv(s);
+  V acc[IO::kV], dv[IO::kV], xv[IO::kV];
+  for (int k = 0; k < IO::kV; ++k) acc[k] = V(0);
+  for (int64_t i = 0; i < nf; i += IO::kStep) {
+    IO::load(dy + i, dv);
+    IO::load(x + i, xv);
     for (int k = 0; k < IO::kV; ++k) {
-      acc_t<T>* a = acc + i + k * V::size();
-      (V::loadu(a) + xv[k]).store(a);
+      acc[k] = at::vec::fmadd(dv[k], xv[k], acc[k]);
+      dv[k] = dv[k] * sv;
     }
+    IO::store(dx + i, dv);
   }
-}
-
-// ax += x, adyx += dy * x
-template <typename T>
-inline void add2_row(acc_t<T>* ax, acc_t<T>* adyx, const T* x, const T* dy, int64_t n) {
-  using IO = VecIO<T>;
-  using V = typename IO::V;
-  V xv[IO::kV], dv[IO::kV];
-  for (int64_t i = 0; i < n; i += IO::kStep) {
-    const int64_t m = std::min(IO::kStep, n - i);
-    load_n(x + i, m, xv);
-    load_n(dy + i, m, dv);
-    for (int k = 0; k < IO::kV; ++k) {
-      const int64_t o = i + k * V::size();
-      (V::loadu(ax + o) + xv[k]).store(ax + o);
-      at::vec::fmadd(dv[k], xv[k], V::loadu(adyx + o)).store(adyx + o);
-    }
+  acc_t<T> sum = lanes_sum(acc, IO::kV);
+  for (int64_t i = nf; i < n; ++i) {
+    sum += widen(dy[i]) * widen(x[i]);
+    dx[i] = static_cast<T>(widen(dy[i]) * s);
   }
+  return sum;
 }
 
 // ------------------------------------------------- NCHW tile rows (rows x w, row stride w)
@@ -211,15 +192,20 @@ template <typename T>
 inline void col_sums(acc_t<T>* col, const T* x, int64_t rows, int64_t w) {
   using IO = VecIO<T>;
   using V = typename IO::V;
+  const int64_t wf = full_steps<T>(w);
   V acc[IO::kV], xv[IO::kV];
-  for (int64_t j = 0; j < w; j += IO::kStep) {
-    const int64_t m = std::min(IO::kStep, w - j);
+  for (int64_t j = 0; j < wf; j += IO::kStep) {
     for (int k = 0; k < IO::kV; ++k) acc[k] = V(0);
     for (int64_t r = 0; r < rows; ++r) {
-      load_n(x + r * w + j, m, xv);
+      IO::load(x + r * w + j, xv);
       for (int k = 0; k < IO::kV; ++k) acc[k] += xv[k];
     }
     for (int k = 0; k < IO::kV; ++k) acc[k].store(col + j + k * V::size());
+  }
+  for (int64_t j = wf; j < w; ++j) {
+    acc_t<T> s = 0;
+    for (int64_t r = 0; r < rows; ++r) s += widen(x[r * w + j]);
+    col[j] = s;
   }
 }
 
@@ -228,13 +214,13 @@ template <typename T>
 inline void col_sums2(acc_t<T>* cx, acc_t<T>* cd, const T* x, const T* dy, int64_t rows, int64_t w) {
   using IO = VecIO<T>;
   using V = typename IO::V;
+  const int64_t wf = full_steps<T>(w);
   V ax[IO::kV], ad[IO::kV], xv[IO::kV], dv[IO::kV];
-  for (int64_t j = 0; j < w; j += IO::kStep) {
-    const int64_t m = std::min(IO::kStep, w - j);
+  for (int64_t j = 0; j < wf; j += IO::kStep) {
     for (int k = 0; k < IO::kV; ++k) ax[k] = ad[k] = V(0);
     for (int64_t r = 0; r < rows; ++r) {
-      load_n(x + r * w + j, m, xv);
-      load_n(dy + r * w + j, m, dv);
+      IO::load(x + r * w + j, xv);
+      IO::load(dy + r * w + j, dv);
       for (int k = 0; k < IO::kV; ++k) {
         ax[k] += xv[k];
         ad[k] = at::vec::fmadd(dv[k], xv[k], ad[k]);
@@ -245,6 +231,15 @@ inline void col_sums2(acc_t<T>* cx, acc_t<T>* cd, const T* x, const T* dy, int64
       ad[k].store(cd + j + k * V::size());
     }
   }
+  for (int64_t j = wf; j < w; ++j) {
+    acc_t<T> sx = 0, sd = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      sx += widen(x[r * w + j]);
+      sd += widen(dy[r * w + j]) * widen(x[r * w + j]);
+    }
+    cx[j] = sx;
+    cd[j] = sd;
+  }
 }
 
 // dx[r][j] = dy[r][j] * s[j] and cd[j] = sum_r dy[r][j] * x[r][j]: excite's backward.
@@ -253,23 +248,97 @@ inline void excite_bwd_cols(T* dx, acc_t<T>* cd, const T* dy, const T* x, const 
                             int64_t w) {
   using IO = VecIO<T>;
   using V = typename IO::V;
+  const int64_t wf = full_steps<T>(w);
   V ad[IO::kV], sv[IO::kV], xv[IO::kV], dv[IO::kV];
-  for (int64_t j = 0; j < w; j += IO::kStep) {
-    const int64_t m = std::min(IO::kStep, w - j);
+  for (int64_t j = 0; j < wf; j += IO::kStep) {
     for (int k = 0; k < IO::kV; ++k) {
       ad[k] = V(0);
       sv[k] = V::loadu(s + j + k * V::size());
     }
     for (int64_t r = 0; r < rows; ++r) {
-      load_n(x + r * w + j, m, xv);
-      load_n(dy + r * w + j, m, dv);
+      IO::load(x + r * w + j, xv);
+      IO::load(dy + r * w + j, dv);
       for (int k = 0; k < IO::kV; ++k) {
         ad[k] = at::vec::fmadd(dv[k], xv[k], ad[k]);
         dv[k] = dv[k] * sv[k];
       }
-      store_n(dx + r * w + j, m, dv);
+      IO::store(dx + r * w + j, dv);
     }
     for (int k = 0; k < IO::kV; ++k) ad[k].store(cd + j + k * V::size());
+  }
+  for (int64_t j = wf; j < w; ++j) {
+    acc_t<T> sd = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const acc_t<T> d = widen(dy[r * w + j]);
+      sd += d * widen(x[r * w + j]);
+      dx[r * w + j] = static_cast<T>(d * s[j]);
+    }
+    cd[j] = sd;
+  }
+}
+
+// ------------------------------------------------------- NHWC accumulators (per pixel)
+
+// acc[0, n) += x[0, n)
+template <typename T>
+inline void add_row(acc_t<T>* acc, const T* x, int64_t n) {
+  using IO = VecIO<T>;
+  using V = typename IO::V;
+  const int64_t nf = full_steps<T>(n);
+  V xv[IO::kV];
+  for (int64_t i = 0; i < nf; i += IO::kStep) {
+    IO::load(x + i, xv);
+    for (int k = 0; k < IO::kV; ++k) {
+      acc_t<T>* a = acc + i + k * V::size();
+      (V::loadu(a) + xv[k]).store(a);
+    }
+  }
+  for (int64_t i = nf; i < n; ++i) acc[i] += widen(x[i]);
+}
+
+// ax += x, adyx += dy * x
+template <typename T>
+inline void add2_row(acc_t<T>* ax, acc_t<T>* adyx, const T* x, const T* dy, int64_t n) {
+  using IO = VecIO<T>;
+  using V = typename IO::V;
+  const int64_t nf = full_steps<T>(n);
+  V xv[IO::kV], dv[IO::kV];
+  for (int64_t i = 0; i < nf; i += IO::kStep) {
+    IO::load(x + i, xv);
+    IO::load(dy + i, dv);
+    for (int k = 0; k < IO::kV; ++k) {
+      const int64_t o = i + k * V::size();
+      (V::loadu(ax + o) + xv[k]).store(ax + o);
+      at::vec::fmadd(dv[k], xv[k], V::loadu(adyx + o)).store(adyx + o);
+    }
+  }
+  for (int64_t i = nf; i < n; ++i) {
+    ax[i] += widen(x[i]);
+    adyx[i] += widen(dy[i]) * widen(x[i]);
+  }
+}
+
+// dx = dy * s and adyx += dy * x per column: excite's backward in one sweep.
+template <typename T, typename S>
+inline void excite_bwd_row(T* dx, acc_t<T>* adyx, const T* dy, const T* x, const S& s, int64_t n) {
+  using IO = VecIO<T>;
+  using V = typename IO::V;
+  const int64_t nf = full_steps<T>(n);
+  V dv[IO::kV], xv[IO::kV];
+  for (int64_t i = 0; i < nf; i += IO::kStep) {
+    IO::load(dy + i, dv);
+    IO::load(x + i, xv);
+    for (int k = 0; k < IO::kV; ++k) {
+      const int64_t j = i + k * V::size();
+      at::vec::fmadd(dv[k], xv[k], V::loadu(adyx + j)).store(adyx + j);
+      dv[k] = dv[k] * s.at(j);
+    }
+    IO::store(dx + i, dv);
+  }
+  for (int64_t i = nf; i < n; ++i) {
+    const acc_t<T> d = widen(dy[i]);
+    adyx[i] += d * widen(x[i]);
+    dx[i] = static_cast<T>(d * s.one(i));
   }
 }
 
@@ -280,18 +349,24 @@ template <typename T, typename S>
 inline void scale_row(T* y, const T* x, const T* r, const S& s, int64_t n) {
   using IO = VecIO<T>;
   using V = typename IO::V;
+  const int64_t nf = full_steps<T>(n);
   V xv[IO::kV], rv[IO::kV];
-  for (int64_t i = 0; i < n; i += IO::kStep) {
-    const int64_t m = std::min(IO::kStep, n - i);
-    load_n(x + i, m, xv);
-    if (r) {
-      load_n(r + i, m, rv);
+  if (r) {
+    for (int64_t i = 0; i < nf; i += IO::kStep) {
+      IO::load(x + i, xv);
+      IO::load(r + i, rv);
       for (int k = 0; k < IO::kV; ++k) xv[k] = at::vec::fmadd(xv[k], s.at(i + k * V::size()), rv[k]);
-    } else {
-      for (int k = 0; k < IO::kV; ++k) xv[k] = xv[k] * s.at(i + k * V::size());
+      IO::store(y + i, xv);
     }
-    store_n(y + i, m, xv);
+    for (int64_t i = nf; i < n; ++i) y[i] = static_cast<T>(widen(x[i]) * s.one(i) + widen(r[i]));
+    return;
   }
+  for (int64_t i = 0; i < nf; i += IO::kStep) {
+    IO::load(x + i, xv);
+    for (int k = 0; k < IO::kV; ++k) xv[k] = xv[k] * s.at(i + k * V::size());
+    IO::store(y + i, xv);
+  }
+  for (int64_t i = nf; i < n; ++i) y[i] = static_cast<T>(widen(x[i]) * s.one(i));
 }
 
 // dx = dy * s + c: gather_excite's backward.
@@ -299,59 +374,15 @@ template <typename T, typename S>
 inline void affine_row(T* dx, const T* dy, const S& s, const S& c, int64_t n) {
   using IO = VecIO<T>;
   using V = typename IO::V;
+  const int64_t nf = full_steps<T>(n);
   V dv[IO::kV];
-  for (int64_t i = 0; i < n; i += IO::kStep) {
-    const int64_t m = std::min(IO::kStep, n - i);
-    load_n(dy + i, m, dv);
+  for (int64_t i = 0; i < nf; i += IO::kStep) {
+    IO::load(dy + i, dv);
     for (int k = 0; k < IO::kV; ++k) {
       const int64_t o = i + k * V::size();
       dv[k] = at::vec::fmadd(dv[k], s.at(o), c.at(o));
     }
-    store_n(dx + i, m, dv);
+    IO::store(dx + i, dv);
   }
-}
-
-// dx = dy * s and adyx += dy * x per column: excite's backward in one sweep.
-template <typename T, typename S>
-inline void excite_bwd_row(T* dx, acc_t<T>* adyx, const T* dy, const T* x, const S& s, int64_t n) {
-  using IO = VecIO<T>;
-  using V = typename IO::V;
-  V dv[IO::kV], xv[IO::kV], o[IO::kV];
-  for (int64_t i = 0; i < n; i += IO::kStep) {
-    const int64_t m = std::min(IO::kStep, n - i);
-    load_n(dy + i, m, dv);
-    load_n(x + i, m, xv);
-    for (int k = 0; k < IO::kV; ++k) {
-      const int64_t j = i + k * V::size();
-      o[k] = dv[k] * s.at(j);
-      at::vec::fmadd(dv[k], xv[k], V::loadu(adyx + j)).store(adyx + j);
-    }
-    store_n(dx + i, m, o);
-  }
-}
-
-// dx = dy * s, returns sum dy * x: excite's backward for a tile that is a whole row.
-template <typename T>
-inline acc_t<T> excite_bwd_flat(T* dx, const T* dy, const T* x, acc_t<T> s, int64_t n) {
-  using IO = VecIO<T>;
-  using V = typename IO::V;
-  const V sv(s);
-  V acc[IO::kV], dv[IO::kV], xv[IO::kV];
-  for (int k = 0; k < IO::kV; ++k) acc[k] = V(0);
-  for (int64_t i = 0; i < n; i += IO::kStep) {
-    const int64_t m = std::min(IO::kStep, n - i);
-    load_n(dy + i, m, dv);
-    load_n(x + i, m, xv);
-    for (int k = 0; k < IO::kV; ++k) {
-      acc[k] = at::vec::fmadd(dv[k], xv[k], acc[k]);
-      dv[k] = dv[k] * sv;
-    }
-    store_n(dx + i, m, dv);
-  }
-  for (int k = 1; k < IO::kV; ++k) acc[0] += acc[k];
-  acc_t<T> lanes[V::size()];
-  acc[0].store(lanes);
-  acc_t<T> sum = 0;
-  for (int64_t l = 0; l < V::size(); ++l) sum += lanes[l];
-  return sum;
+  for (int64_t i = nf; i < n; ++i) dx[i] = static_cast<T>(widen(dy[i]) * s.one(i) + c.one(i));
 }

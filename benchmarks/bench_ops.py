@@ -266,6 +266,7 @@ def bench_case(case: Case, providers: list[str], modes: list[str], budget_s: flo
     busy_seen: dict[str, float | None] = {}
     results: dict[tuple[str, str], float] = {}
     reps: dict[tuple[str, str], int] = {}
+    mins: dict[tuple[str, str], float] = {}
     for mode in modes:
         runs = {}
         for name, fn in fns.items():
@@ -289,11 +290,12 @@ def bench_case(case: Case, providers: list[str], modes: list[str], budget_s: flo
             timed = {name: common.time_cuda(step) for name, step in runs.items()}
         else:
             timed = common.time_interleaved(runs, case.device, budget_s=budget_s)
-        for name, (ms, n) in timed.items():
+        for name, (ms, n, ms_min) in timed.items():
             if name == "clone":
                 clone_ms = ms if clone_ms is None else clone_ms
             results[(name, mode)] = ms
             reps[(name, mode)] = n
+            mins[(name, mode)] = ms_min
         busy_seen[mode] = busy
         del runs
     xbytes = inp.x.numel() * inp.x.element_size()
@@ -311,7 +313,8 @@ def bench_case(case: Case, providers: list[str], modes: list[str], budget_s: flo
                 "op": case.op, "shape_name": case.shape_name, "shape": "x".join(map(str, case.shape)),
                 "dtype": str(case.dtype).replace("torch.", ""), "layout": case.layout, "extent": case.extent,
                 "residual": case.residual, "mode": mode, "provider": name,
-                "impl": PROVIDERS[name].impl(case.device, case.op), "ms": ms, "reps": reps.get((name, mode)),
+                "impl": PROVIDERS[name].impl(case.device, case.op), "ms": ms, "ms_min": mins.get((name, mode)),
+                "reps": reps.get((name, mode)),
                 "gbps": gbps, "frac_clone": gbps / clone_gbps if gbps and clone_gbps else None,
                 "vs_eager": eager_ms / ms if ms and eager_ms and name != "clone" else None,
                 "vs_compile": compile_ms / ms if ms and compile_ms and name != "clone" else None,
@@ -322,12 +325,16 @@ def bench_case(case: Case, providers: list[str], modes: list[str], budget_s: flo
 
 
 def target_check(rows: list[dict]) -> list[str]:
-    """The CPU target of issue 2: fused full >= 2x eager and >= compile on every WRN stage."""
+    """Issue 2's CPU target, for gather_excite (the op the seed trains): fused forward +
+    backward >= 2x eager and >= compile on every WRN-16-8 stage. excite is listed too,
+    for information: its eager code is a single broadcast multiply, so 2x is out of reach
+    by construction."""
     out = []
     for r in rows:
         if r["provider"] == "fused" and r["mode"] == "full" and r["shape_name"].startswith("wrn") and r["ms"]:
             ok = (r["vs_eager"] or 0) >= 2.0 and (r["vs_compile"] or 0) >= 1.0
-            out.append(f"{'MET ' if ok else 'MISS'} {r['op']:<13} {r['shape_name']} {r['layout']:<4} e{r['extent']}"
+            verdict = ("MET " if ok else "MISS") if r["op"] == "gather_excite" else "info"
+            out.append(f"{verdict} {r['op']:<13} {r['shape_name']} {r['layout']:<4} e{r['extent']}"
                        f"{' +res' if r['residual'] else ''}: {r['vs_eager']:.2f}x eager, "
                        f"{(r['vs_compile'] or float('nan')):.2f}x compile")
     return out

@@ -32,9 +32,10 @@ Step = tuple  # (prepare or None, run): prepare() is called untimed before each 
 
 
 def time_interleaved(steps: dict[str, Step], device: str, *, budget_s: float = 1.0,
-                     min_rounds: int = 3, max_rounds: int = 25) -> dict[str, tuple[float, int]]:
-    """Median ms of each step's run(), calling the steps in turn, round after round,
-    until budget_s is spent (at least min_rounds). The caller has warmed them up."""
+                     min_rounds: int = 3, max_rounds: int = 25) -> dict[str, tuple[float, int, float]]:
+    """(median ms, rounds, min ms) of each step's run(), calling the steps in turn, round
+    after round, until budget_s is spent (at least min_rounds). The caller has warmed
+    them up. The minimum is the run least disturbed by other processes."""
     samples: dict[str, list[float]] = {k: [] for k in steps}
     start = time.perf_counter()
     for r in range(max_rounds):
@@ -48,10 +49,10 @@ def time_interleaved(steps: dict[str, Step], device: str, *, budget_s: float = 1
             samples[name].append((time.perf_counter() - t0) * 1e3)
         if r + 1 >= min_rounds and time.perf_counter() - start > budget_s:
             break
-    return {k: (statistics.median(v), len(v)) for k, v in samples.items()}
+    return {k: (statistics.median(v), len(v), min(v)) for k, v in samples.items()}
 
 
-def time_cuda(step: Step, reps: int = 50) -> tuple[float, int]:
+def time_cuda(step: Step, reps: int = 50) -> tuple[float, int, float | None]:
     """Median ms on CUDA: triton.testing.do_bench (it clears L2 before every call) for a
     plain step; for a step with an untimed prepare(), CUDA events around run() after
     prepare() and an L2-clearing write."""
@@ -59,7 +60,8 @@ def time_cuda(step: Step, reps: int = 50) -> tuple[float, int]:
     if prepare is None:
         from triton.testing import do_bench
 
-        return float(do_bench(run, warmup=25, rep=100, return_mode="median")), 0
+        ms = do_bench(run, warmup=25, rep=100, return_mode="all")
+        return statistics.median(ms), len(ms), min(ms)
     flush = torch.empty(int(256e6) // 4, dtype=torch.int32, device="cuda")
     times = []
     for _ in range(reps):
@@ -71,7 +73,7 @@ def time_cuda(step: Step, reps: int = 50) -> tuple[float, int]:
         end.record()
         torch.cuda.synchronize()
         times.append(start.elapsed_time(end))
-    return statistics.median(times), reps
+    return statistics.median(times), reps, min(times)
 
 
 def _cpu_times() -> tuple[int, int]:
@@ -170,7 +172,7 @@ def machine_info(device: str) -> dict:
 
 # --------------------------------------------------------------------- outputs
 COLUMNS = ["op", "shape_name", "shape", "dtype", "layout", "extent", "residual", "mode", "provider", "impl",
-           "ms", "reps", "gbps", "frac_clone", "vs_eager", "vs_compile", "busy", "note"]
+           "ms", "ms_min", "reps", "gbps", "frac_clone", "vs_eager", "vs_compile", "busy", "note"]
 
 
 def _fmt(v, spec):

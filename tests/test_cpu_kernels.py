@@ -79,11 +79,14 @@ def test_vector_tails(dtype, channels_last, poison_outputs):
 
 
 # Work-split edges: NHWC channel blocks with a partial last block (a tile row of more
-# than 1 MiB), NCHW planes bigger than a batch, many tiny planes in several batches.
+# than 1 MiB), NHWC wide channel runs (>= 1024: pixel groups, chunks of channels, single
+# steps and a scalar tail), NCHW planes bigger than a batch, many tiny planes in several
+# batches.
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize(
     "shape,extent,channels_last",
     [((2, 96, 64, 64), 0, True), ((1, 200, 48, 48), 0, True), ((1, 72, 40, 72), 8, True),
+     ((2, 1051, 5, 6), 0, True), ((2, 1051, 5, 6), 4, True), ((1, 1030, 9, 7), 3, True),
      ((1, 2, 150, 140), 0, False), ((1, 2, 150, 140), 3, False), ((9, 301, 5, 6), 2, False), ((9, 301, 5, 6), 0, False)],
     ids=str,
 )

@@ -5,7 +5,7 @@
 //         tile spans the whole row width (tw == 1, e.g. extent 0) it is reduced flat;
 //         else its rows are summed into per-column accumulators, then per tile.
 //   NHWC: (n, tile row ty, block of channels). Each pixel holds a contiguous run of
-//         channels, so the inner loops are vectorised over channels with one
+//         channels, so the inner loops are vectorised over channels, with one
 //         accumulator row per tile of the tile row.
 // Forward: a first sweep sums each tile, a second sweep (from cache) scales it.
 // Backward: one sweep sums x and dy*x per tile, a second writes dx from dy (in cache).
@@ -109,15 +109,29 @@ struct NhwcUnit {
   static int64_t count(const TileGeom& t, int64_t cb) { return t.N * t.th * ((t.C + cb - 1) / cb); }
 };
 
-// Calls f(tx, p) for every pixel of an NHWC unit, tile by tile within each row; p is the
-// element offset of the pixel's channel c0.
+// NHWC pixels go one after the other - a sequential stream - while a tile row's
+// per-channel accumulators sit in L1; for wide channel runs (kWideChannels or more) they
+// go through the register-accumulating group primitives of vec_rows.h, kPixGroup pixels
+// at a time. On the 2-core EPYC one pixel at a time was faster at 512 channels, groups
+// at 1024 and 2048.
+constexpr int64_t kWideChannels = 1024;
+constexpr int64_t kPixGroup = 4;
+
+inline int64_t pixel_group(const NhwcUnit& u) { return u.nc >= kWideChannels ? kPixGroup : 1; }
+
+// Calls f(tx, p, np) for the pixels of an NHWC unit: in each row, tile tx's pixels in
+// groups of np <= group, the first at element offset p (channel c0), C elements apart.
 template <typename F>
-inline void for_pixels(const TileGeom& t, const NhwcUnit& u, F&& f) {
+inline void for_groups(const TileGeom& t, const NhwcUnit& u, int64_t group, F&& f) {
   for (int64_t r = 0; r < u.rows; ++r) {
     int64_t p = u.off + r * t.W * t.C;
     for (int64_t tx = 0; tx < t.tw; ++tx) {
       const int64_t cols = t.tile_cols(tx);
-      for (int64_t w = 0; w < cols; ++w, p += t.C) f(tx, p);
+      for (int64_t k = 0; k < cols; k += group) {
+        const int64_t np = std::min(group, cols - k);
+        f(tx, p, np);
+        p += np * t.C;
+      }
     }
   }
 }
@@ -230,11 +244,21 @@ void gather_excite_nhwc(const Args& a) {
     for (int64_t i = begin; i < end; ++i) {
       const NhwcUnit u(t, cb, i);
       acc.zero(t.tw * ld);
-      for_pixels(t, u, [&](int64_t tx, int64_t p) { add_row(acc.data() + tx * ld, x + p, u.nc); });
+      const int64_t grp = pixel_group(u);
+      for_groups(t, u, grp, [&](int64_t tx, int64_t p, int64_t np) {
+        if (grp > 1)
+          add_pixels(acc.data() + tx * ld, x + p, np, t.C, u.nc);
+        else
+          add_row(acc.data() + tx * ld, x + p, u.nc);
+      });
       for (int64_t tx = 0; tx < t.tw; ++tx)
         sigmoid_row(sc.data() + tx * ld, acc.data() + tx * ld, A(u.rows * t.tile_cols(tx)), u.nc);
-      for_pixels(t, u, [&](int64_t tx, int64_t p) {
-        scale_row(y + p, x + p, res ? res + p : nullptr, Cols<A>{sc.data() + tx * ld}, u.nc);
+      for_groups(t, u, grp, [&](int64_t tx, int64_t p, int64_t np) {
+        const A* s = sc.data() + tx * ld;
+        if (grp > 1)
+          scale_pixels(y + p, x + p, res ? res + p : nullptr, s, np, t.C, u.nc);
+        else
+          scale_row(y + p, x + p, res ? res + p : nullptr, Cols<A>{s}, u.nc);
       });
     }
   });
@@ -306,8 +330,12 @@ void gather_excite_backward_nhwc(const Args& a) {
       const NhwcUnit u(t, cb, i);
       ax.zero(t.tw * ld);
       ad.zero(t.tw * ld);
-      for_pixels(t, u, [&](int64_t tx, int64_t p) {
-        add2_row(ax.data() + tx * ld, ad.data() + tx * ld, x + p, dy + p, u.nc);
+      const int64_t grp = pixel_group(u);
+      for_groups(t, u, grp, [&](int64_t tx, int64_t p, int64_t np) {
+        if (grp > 1)
+          add2_pixels(ax.data() + tx * ld, ad.data() + tx * ld, x + p, dy + p, np, t.C, u.nc);
+        else
+          add2_row(ax.data() + tx * ld, ad.data() + tx * ld, x + p, dy + p, u.nc);
       });
       for (int64_t tx = 0; tx < t.tw; ++tx) {
         const A cnt = A(u.rows * t.tile_cols(tx));
@@ -316,8 +344,13 @@ void gather_excite_backward_nhwc(const Args& a) {
         sigmoid_row(s, s, cnt, u.nc);
         for (int64_t j = 0; j < u.nc; ++j) c[j] = s[j] * (A(1) - s[j]) / cnt * c[j];
       }
-      for_pixels(t, u, [&](int64_t tx, int64_t p) {
-        affine_row(dx + p, dy + p, Cols<A>{ax.data() + tx * ld}, Cols<A>{ad.data() + tx * ld}, u.nc);
+      for_groups(t, u, grp, [&](int64_t tx, int64_t p, int64_t np) {
+        const A* s = ax.data() + tx * ld;
+        const A* c = ad.data() + tx * ld;
+        if (grp > 1)
+          affine_pixels(dx + p, dy + p, s, c, np, t.C, u.nc);
+        else
+          affine_row(dx + p, dy + p, Cols<A>{s}, Cols<A>{c}, u.nc);
       });
     }
   });
@@ -383,8 +416,13 @@ void excite_nhwc(const Args& a) {
       const NhwcUnit u(t, cb, i);
       const T* gu = g + (u.n * t.th + u.ty) * t.tw * t.C + u.c0;
       for (int64_t tx = 0; tx < t.tw; ++tx) sigmoid_of_g(sc.data() + tx * ld, gu + tx * t.C, u.nc);
-      for_pixels(t, u, [&](int64_t tx, int64_t p) {
-        scale_row(y + p, x + p, res ? res + p : nullptr, Cols<A>{sc.data() + tx * ld}, u.nc);
+      const int64_t grp = pixel_group(u);
+      for_groups(t, u, grp, [&](int64_t tx, int64_t p, int64_t np) {
+        const A* s = sc.data() + tx * ld;
+        if (grp > 1)
+          scale_pixels(y + p, x + p, res ? res + p : nullptr, s, np, t.C, u.nc);
+        else
+          scale_row(y + p, x + p, res ? res + p : nullptr, Cols<A>{s}, u.nc);
       });
     }
   });
@@ -445,8 +483,13 @@ void excite_backward_nhwc(const Args& a) {
       const int64_t gofs = (u.n * t.th + u.ty) * t.tw * t.C + u.c0;
       for (int64_t tx = 0; tx < t.tw; ++tx) sigmoid_of_g(sc.data() + tx * ld, g + gofs + tx * t.C, u.nc);
       ad.zero(t.tw * ld);
-      for_pixels(t, u, [&](int64_t tx, int64_t p) {
-        excite_bwd_row(dx + p, ad.data() + tx * ld, dy + p, x + p, Cols<A>{sc.data() + tx * ld}, u.nc);
+      const int64_t grp = pixel_group(u);
+      for_groups(t, u, grp, [&](int64_t tx, int64_t p, int64_t np) {
+        const A* s = sc.data() + tx * ld;
+        if (grp > 1)
+          excite_bwd_pixels(dx + p, ad.data() + tx * ld, dy + p, x + p, s, np, t.C, u.nc);
+        else
+          excite_bwd_row(dx + p, ad.data() + tx * ld, dy + p, x + p, Cols<A>{s}, u.nc);
       });
       for (int64_t tx = 0; tx < t.tw; ++tx) {
         const A* s = sc.data() + tx * ld;

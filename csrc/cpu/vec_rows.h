@@ -277,7 +277,189 @@ inline void excite_bwd_cols(T* dx, acc_t<T>* cd, const T* dy, const T* x, const 
   }
 }
 
-// ------------------------------------------------------- NHWC accumulators (per pixel)
+// ------------------------------------------------------- NHWC, wide channel runs
+// For a group of np pixels (a few, of one tile in one row; n channels each, `ld`
+// elements apart): chunk of channels by chunk (kChunkV vectors of acc_t, 128 bytes of
+// float), over the group's pixels inside a chunk, so that per-tile accumulators and
+// scales stay in registers across the group instead of going through memory per pixel.
+// Pays off when a tile's accumulators no longer sit in L1 (many channels, see
+// tile_loops.h kWideChannels); a handful of pixels keeps the strided streams few.
+
+constexpr int kChunkV = 4;
+
+// Steps per chunk for T (float, double: 4 steps; bfloat16, float16: 2 steps of 2 vectors).
+template <typename T>
+constexpr int64_t chunk_steps() {
+  return kChunkV / VecIO<T>::kV;
+}
+
+// Calls body(j, steps) over [0, full_steps(n)) in chunks of chunk_steps<T>() vector steps,
+// then in single steps; the caller does the scalar tail [full_steps(n), n).
+template <typename T, typename F>
+inline void for_chunks(int64_t n, F&& body) {
+  constexpr int64_t S = VecIO<T>::kStep, U = chunk_steps<T>();
+  const int64_t nf = full_steps<T>(n);
+  int64_t j = 0;
+  for (; j + U * S <= nf; j += U * S) body(j, std::integral_constant<int64_t, U>());
+  for (; j < nf; j += S) body(j, std::integral_constant<int64_t, 1>());
+}
+
+// acc[j] += sum_k x[k * ld + j]: sweep 1 of gather_excite's forward.
+template <typename T>
+inline void add_pixels(acc_t<T>* acc, const T* x, int64_t np, int64_t ld, int64_t n) {
+  using IO = VecIO<T>;
+  using V = typename IO::V;
+  for_chunks<T>(n, [&](int64_t j, auto steps) {
+    constexpr int64_t U = decltype(steps)::value, Q = U * IO::kV;
+    V s[Q], xv[IO::kV];
+    for (int64_t q = 0; q < Q; ++q) s[q] = V(0);
+    for (int64_t k = 0; k < np; ++k) {
+      for (int64_t u = 0; u < U; ++u) {
+        IO::load(x + k * ld + j + u * IO::kStep, xv);
+        for (int v = 0; v < IO::kV; ++v) s[u * IO::kV + v] += xv[v];
+      }
+    }
+    for (int64_t q = 0; q < Q; ++q) (V::loadu(acc + j + q * V::size()) + s[q]).store(acc + j + q * V::size());
+  });
+  for (int64_t j = full_steps<T>(n); j < n; ++j) {
+    acc_t<T> sum = 0;
+    for (int64_t k = 0; k < np; ++k) sum += widen(x[k * ld + j]);
+    acc[j] += sum;
+  }
+}
+
+// ax[j] += sum_k x, ad[j] += sum_k dy * x: sweep 1 of gather_excite's backward.
+template <typename T>
+inline void add2_pixels(acc_t<T>* ax, acc_t<T>* ad, const T* x, const T* dy, int64_t np, int64_t ld, int64_t n) {
+  using IO = VecIO<T>;
+  using V = typename IO::V;
+  for_chunks<T>(n, [&](int64_t j, auto steps) {
+    constexpr int64_t U = decltype(steps)::value, Q = U * IO::kV;
+    V sx[Q], sd[Q], xv[IO::kV], dv[IO::kV];
+    for (int64_t q = 0; q < Q; ++q) sx[q] = sd[q] = V(0);
+    for (int64_t k = 0; k < np; ++k) {
+      for (int64_t u = 0; u < U; ++u) {
+        IO::load(x + k * ld + j + u * IO::kStep, xv);
+        IO::load(dy + k * ld + j + u * IO::kStep, dv);
+        for (int v = 0; v < IO::kV; ++v) {
+          sx[u * IO::kV + v] += xv[v];
+          sd[u * IO::kV + v] = at::vec::fmadd(dv[v], xv[v], sd[u * IO::kV + v]);
+        }
+      }
+    }
+    for (int64_t q = 0; q < Q; ++q) {
+      const int64_t o = j + q * V::size();
+      (V::loadu(ax + o) + sx[q]).store(ax + o);
+      (V::loadu(ad + o) + sd[q]).store(ad + o);
+    }
+  });
+  for (int64_t j = full_steps<T>(n); j < n; ++j) {
+    acc_t<T> sx = 0, sd = 0;
+    for (int64_t k = 0; k < np; ++k) {
+      sx += widen(x[k * ld + j]);
+      sd += widen(dy[k * ld + j]) * widen(x[k * ld + j]);
+    }
+    ax[j] += sx;
+    ad[j] += sd;
+  }
+}
+
+// dx = dy * s per pixel and ad[j] += sum_k dy * x: excite's backward in one sweep.
+template <typename T>
+inline void excite_bwd_pixels(T* dx, acc_t<T>* ad, const T* dy, const T* x, const acc_t<T>* s, int64_t np,
+                              int64_t ld, int64_t n) {
+  using IO = VecIO<T>;
+  using V = typename IO::V;
+  for_chunks<T>(n, [&](int64_t j, auto steps) {
+    constexpr int64_t U = decltype(steps)::value, Q = U * IO::kV;
+    V sd[Q], sv[Q], xv[IO::kV], dv[IO::kV];
+    for (int64_t q = 0; q < Q; ++q) {
+      sd[q] = V(0);
+      sv[q] = V::loadu(s + j + q * V::size());
+    }
+    for (int64_t k = 0; k < np; ++k) {
+      for (int64_t u = 0; u < U; ++u) {
+        const int64_t o = k * ld + j + u * IO::kStep;
+        IO::load(x + o, xv);
+        IO::load(dy + o, dv);
+        for (int v = 0; v < IO::kV; ++v) {
+          sd[u * IO::kV + v] = at::vec::fmadd(dv[v], xv[v], sd[u * IO::kV + v]);
+          dv[v] = dv[v] * sv[u * IO::kV + v];
+        }
+        IO::store(dx + o, dv);
+      }
+    }
+    for (int64_t q = 0; q < Q; ++q) (V::loadu(ad + j + q * V::size()) + sd[q]).store(ad + j + q * V::size());
+  });
+  for (int64_t j = full_steps<T>(n); j < n; ++j) {
+    acc_t<T> sd = 0;
+    for (int64_t k = 0; k < np; ++k) {
+      const acc_t<T> d = widen(dy[k * ld + j]);
+      sd += d * widen(x[k * ld + j]);
+      dx[k * ld + j] = static_cast<T>(d * s[j]);
+    }
+    ad[j] += sd;
+  }
+}
+
+// y = x * s (+ r) per pixel, s per channel: sweep 2 of both forwards.
+template <typename T>
+inline void scale_pixels(T* y, const T* x, const T* r, const acc_t<T>* s, int64_t np, int64_t ld, int64_t n) {
+  using IO = VecIO<T>;
+  using V = typename IO::V;
+  for_chunks<T>(n, [&](int64_t j, auto steps) {
+    constexpr int64_t U = decltype(steps)::value, Q = U * IO::kV;
+    V sv[Q], xv[IO::kV], rv[IO::kV];
+    for (int64_t q = 0; q < Q; ++q) sv[q] = V::loadu(s + j + q * V::size());
+    for (int64_t k = 0; k < np; ++k) {
+      for (int64_t u = 0; u < U; ++u) {
+        const int64_t o = k * ld + j + u * IO::kStep;
+        IO::load(x + o, xv);
+        if (r) {
+          IO::load(r + o, rv);
+          for (int v = 0; v < IO::kV; ++v) xv[v] = at::vec::fmadd(xv[v], sv[u * IO::kV + v], rv[v]);
+        } else {
+          for (int v = 0; v < IO::kV; ++v) xv[v] = xv[v] * sv[u * IO::kV + v];
+        }
+        IO::store(y + o, xv);
+      }
+    }
+  });
+  for (int64_t j = full_steps<T>(n); j < n; ++j) {
+    for (int64_t k = 0; k < np; ++k) {
+      const int64_t o = k * ld + j;
+      y[o] = static_cast<T>(r ? widen(x[o]) * s[j] + widen(r[o]) : widen(x[o]) * s[j]);
+    }
+  }
+}
+
+// dx = dy * s + c per pixel, s and c per channel: sweep 2 of gather_excite's backward.
+template <typename T>
+inline void affine_pixels(T* dx, const T* dy, const acc_t<T>* s, const acc_t<T>* c, int64_t np, int64_t ld,
+                          int64_t n) {
+  using IO = VecIO<T>;
+  using V = typename IO::V;
+  for_chunks<T>(n, [&](int64_t j, auto steps) {
+    constexpr int64_t U = decltype(steps)::value, Q = U * IO::kV;
+    V sv[Q], cv[Q], dv[IO::kV];
+    for (int64_t q = 0; q < Q; ++q) {
+      sv[q] = V::loadu(s + j + q * V::size());
+      cv[q] = V::loadu(c + j + q * V::size());
+    }
+    for (int64_t k = 0; k < np; ++k) {
+      for (int64_t u = 0; u < U; ++u) {
+        const int64_t o = k * ld + j + u * IO::kStep;
+        IO::load(dy + o, dv);
+        for (int v = 0; v < IO::kV; ++v) dv[v] = at::vec::fmadd(dv[v], sv[u * IO::kV + v], cv[u * IO::kV + v]);
+        IO::store(dx + o, dv);
+      }
+    }
+  });
+  for (int64_t j = full_steps<T>(n); j < n; ++j)
+    for (int64_t k = 0; k < np; ++k) dx[k * ld + j] = static_cast<T>(widen(dy[k * ld + j]) * s[j] + c[j]);
+}
+
+// ------------------------------------------------------- NHWC, one pixel at a time
 
 // acc[0, n) += x[0, n)
 template <typename T>
@@ -341,6 +523,7 @@ inline void excite_bwd_row(T* dx, acc_t<T>* adyx, const T* dy, const T* x, const
     dx[i] = static_cast<T>(d * s.one(i));
   }
 }
+
 
 // ------------------------------------------------------------------- writes
 

@@ -358,6 +358,9 @@ def parse_args(argv=None):
     ap.add_argument("--wait-idle", type=float, default=0.0,
                     help="CPU: before timing each case and mode, wait up to this many seconds for other "
                          "processes to leave the CPUs (0: don't wait); the load seen goes in the 'busy' column")
+    ap.add_argument("--malloc", default="steady", choices=["steady", "default"],
+                    help="steady (default): pin glibc's mmap/trim thresholds at the values a training loop "
+                         "settles in (common.steady_malloc), so that runs agree; default: leave them dynamic")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--tag", default=None, help="output file stem (default <device>-<date>[-quick])")
     ap.add_argument("--no-plot", action="store_true")
@@ -406,11 +409,13 @@ def main(argv=None) -> int:
     for name, why in unavailable.items():
         print(f"# provider {name} skipped: {'; '.join(f'{op}: {w}' for op, w in why.items())}")
 
+    malloc = common.steady_malloc() if args.malloc == "steady" else "default"
     meta = common.machine_info(args.device)
-    meta.update({"dtype": args.dtype, "modes": modes, "unavailable": unavailable, "argv": sys.argv[1:]})
+    meta.update({"dtype": args.dtype, "modes": modes, "unavailable": unavailable, "argv": sys.argv[1:],
+                 "malloc": malloc})
     print(f"# {meta['device_name']} ({meta['cpu_count']} CPUs, {meta['torch_threads']} torch threads), "
           f"torch {meta['torch']}, triton {meta['triton']}, genet_ops CPU ISA {meta.get('genet_ops_cpu_isa')}, "
-          f"{args.dtype}")
+          f"{args.dtype}, malloc: {malloc}")
 
     rows: list[dict] = []
     t0 = time.perf_counter()

@@ -112,6 +112,27 @@ def l2_bytes(device: str) -> int:
     return 0
 
 
+def steady_malloc() -> str:
+    """Pins glibc malloc to the state a training loop settles in, so that runs agree.
+
+    By default glibc serves big blocks with fresh mmaps (page faults on first touch) but
+    raises that threshold to the size of each such block freed, up to 32 MiB, and trims
+    the heap above twice that: so whether a 16 MiB tensor costs page faults depends on
+    what the process freed before - a 2-3x swing between otherwise identical runs. Fixing
+    the two thresholds at their steady values (32 MiB, 64 MiB) makes every provider see
+    what it would see in a loop: blocks up to 32 MiB reused, bigger ones fresh pages."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        ok = libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 64 << 20) == 1
+    except (OSError, AttributeError):
+        ok = False
+    return "glibc mmap threshold 32 MiB, trim threshold 64 MiB" if ok else "default (mallopt unavailable)"
+
+
 # ------------------------------------------------------------------- bytes moved
 def bytes_moved(op: str, mode: str, x: torch.Tensor, g_numel: int, residual: bool) -> int:
     """DESIGN §5: forward reads x and writes y (2 passes; a residual adds one), backward

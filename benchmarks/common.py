@@ -240,7 +240,9 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     rows = [r for r in rows if r["ms"] is not None and r["provider"] != "clone" and r["frac_clone"]]
-    panels = sorted({(r["op"], r["mode"]) for r in rows}, key=lambda p: (p[0], ["forward", "backward", "full"].index(p[1])))
+    ops = list(dict.fromkeys(r["op"] for r in rows))
+    panels = sorted({(r["op"], r["mode"]) for r in rows},
+                    key=lambda p: (ops.index(p[0]), ["forward", "backward", "full"].index(p[1])))
     if not panels:
         return
     providers = list(dict.fromkeys(r["provider"] for r in rows))
@@ -260,6 +262,6 @@ def plot(rows: list[dict], path: str, title: str) -> None:
         ax.axhline(1.0, color="k", lw=0.5)
         ax.legend(fontsize=7, ncol=len(providers))
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     fig.savefig(path, dpi=110)
     plt.close(fig)

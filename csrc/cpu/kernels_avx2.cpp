@@ -15,6 +15,11 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+// g++ warns once that a lambda in at::vec returning __m256 "changes the ABI": every
+// caller and callee of such functions lives inside this AVX2 region, so none is called
+// with the other convention (tests/test_cpu_kernels.py checks where AVX code is).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 // g++ does not define the ISA macros for a target pragma; sleef.h and at::vec test them.
 #ifndef __AVX__
@@ -40,6 +45,7 @@ namespace genet_ops::cpu::isa_avx2 {
 #include "tile_loops.h"
 }  // namespace genet_ops::cpu::isa_avx2
 
+#pragma GCC diagnostic pop
 #pragma GCC pop_options
 
 #endif  // GENET_OPS_HAVE_AVX2

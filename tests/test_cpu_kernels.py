@@ -20,7 +20,8 @@ pytestmark = pytest.mark.skipif(not genet_ops.backend_info()["extension_loaded"]
 OPS = ("gather_excite", "gather_excite_backward", "excite", "excite_backward")
 DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
 # One rounding of an fp32 (fp64) value each, as the reference: at most an ulp or so
-# apart after different summation orders.
+# apart after different summation orders; sums over big tiles (running sums per channel
+# in the kernel, pairwise in torch) drift apart like sqrt(pixels).
 RTOL = {torch.float64: 1e-12, torch.float32: 2e-6, torch.bfloat16: 8e-3, torch.float16: 1e-3}
 
 
@@ -30,10 +31,10 @@ def rand(shape, dtype, seed, channels_last=False):
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def assert_close(out, ref, what):
+def assert_close(out, ref, what, tile_pixels=1):
     assert out.stride() == ref.stride(), f"{what}: strides {out.stride()} != {ref.stride()}"
     assert torch.isfinite(out).all(), f"{what}: non-finite values (an element left unwritten?)"
-    tol = RTOL[out.dtype]
+    tol = RTOL[out.dtype] * max(1.0, tile_pixels**0.5 / 16)
     scale = max(ref.abs().max().item(), 1.0) if ref.numel() else 1.0
     torch.testing.assert_close(out.double(), ref.double(), rtol=tol, atol=tol * scale, msg=what)
 
@@ -79,21 +80,22 @@ def test_vector_tails(dtype, channels_last, poison_outputs):
 
 
 # Work-split edges: NHWC channel blocks with a partial last block (a tile row of more
-# than 1 MiB), NHWC wide channel runs (>= 1024: pixel groups, chunks of channels, single
+# than 8 MiB), NHWC wide channel runs (>= 1024: pixel groups, chunks of channels, single
 # steps and a scalar tail), NCHW planes bigger than a batch, many tiny planes in several
 # batches.
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize(
     "shape,extent,channels_last",
-    [((2, 96, 64, 64), 0, True), ((1, 200, 48, 48), 0, True), ((1, 72, 40, 72), 8, True),
+    [((1, 200, 160, 160), 0, True), ((1, 200, 48, 48), 0, True), ((1, 72, 40, 72), 8, True),
      ((2, 1051, 5, 6), 0, True), ((2, 1051, 5, 6), 4, True), ((1, 1030, 9, 7), 3, True),
      ((1, 2, 150, 140), 0, False), ((1, 2, 150, 140), 3, False), ((9, 301, 5, 6), 2, False), ((9, 301, 5, 6), 0, False)],
     ids=str,
 )
 def test_work_split_edges(shape, extent, channels_last, dtype, poison_outputs):
     x = rand(shape, dtype, 7, channels_last)
+    t = L.tile_geom(shape, extent)
     for what, out, ref in run_all(x, extent):
-        assert_close(out, ref, f"{what} {shape} e{extent} cl={channels_last}")
+        assert_close(out, ref, f"{what} {shape} e{extent} cl={channels_last}", t.eh * t.ew)
 
 
 def test_results_do_not_depend_on_the_thread_count():

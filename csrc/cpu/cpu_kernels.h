@@ -53,7 +53,7 @@ const Kernels& kernels();
 Args make_args(const at::Tensor& xk, int64_t extent);
 
 // NHWC: how many channels one work unit covers, so that the tile row it sweeps twice
-// (x in forward, grad_out in backward) stays in the core's L2 between the sweeps.
+// (x in forward, grad_out in backward) stays in cache between the sweeps.
 int64_t channel_block(const TileGeom& t, int64_t elem_size);
 
 }  // namespace genet_ops::cpu

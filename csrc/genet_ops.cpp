@@ -90,6 +90,46 @@ void check_g(const at::Tensor& g, const at::Tensor& x, int64_t extent) {
                     ", got ", g.device());
 }
 
+// The checks in the order every op makes them, then the layout rule. `other` is the
+// residual or grad_out (null if absent), `g` excite's gate (null for gather_excite).
+static OpCall prepare(const at::Tensor& x, int64_t extent, const at::Tensor* other, const char* other_name,
+                      const at::Tensor* g, bool with_dg) {
+  check_x(x, "x");
+  check_extent(extent);
+  if (g != nullptr) check_g(*g, x, extent);
+  if (other != nullptr) check_same(*other, x, other_name);
+  OpCall c;
+  c.x = kernel_input(x);
+  c.layout = layout_of(c.x);
+  c.t = tile_geom(c.x, extent);
+  c.out = at::empty_like(c.x);
+  if (g != nullptr) c.g = g_for_layout(*g, c.layout);
+  if (with_dg) {
+    c.dg = at::empty_like(c.g);
+    if (c.empty()) c.dg.zero_();  // no tile, no gradient
+  }
+  if (other != nullptr && !c.empty()) c.other = like_layout(*other, c.x);
+  return c;
+}
+
+OpCall prepare_gather_excite(const at::Tensor& x, int64_t extent, const std::optional<at::Tensor>& residual) {
+  return prepare(x, extent, residual ? &*residual : nullptr, "residual", nullptr, false);
+}
+
+OpCall prepare_gather_excite_backward(const at::Tensor& grad_out, const at::Tensor& x, int64_t extent) {
+  return prepare(x, extent, &grad_out, "grad_out", nullptr, false);
+}
+
+OpCall prepare_excite(const at::Tensor& x, const at::Tensor& g, int64_t extent,
+                      const std::optional<at::Tensor>& residual) {
+  return prepare(x, extent, residual ? &*residual : nullptr, "residual", &g, false);
+}
+
+OpCall prepare_excite_backward(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& g,
+                               int64_t extent) {
+  return prepare(x, extent, &grad_out, "grad_out", &g, true);
+}
+
 }  // namespace genet_ops
 
 TORCH_LIBRARY(genet_ops, m) {

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <optional>
 
 namespace genet_ops {
 
@@ -42,6 +43,27 @@ void check_extent(int64_t extent);
 void check_same(const at::Tensor& t, const at::Tensor& x, const char* name);
 // g: (N, C, ceil(H/e), ceil(W/e)) or (N, C, 1, 1) for e = 0, x's dtype and device.
 void check_g(const at::Tensor& g, const at::Tensor& x, int64_t extent);
+
+// One op call as every backend's kernels see it: the arguments checked, x as the
+// kernel reads it (kernel_input), the other operands in its layout, the outputs
+// allocated by the layout rule. Backends launch nothing when empty() (dg is zeroed).
+struct OpCall {
+  at::Tensor x;      // kernel_input(x)
+  at::Tensor other;  // residual (forward, undefined if none) or grad_out, with x's strides
+  at::Tensor g;      // excite ops: g_for_layout(g)
+  at::Tensor out;    // y or dx: empty_like(x)
+  at::Tensor dg;     // excite_backward: empty_like(g)
+  Layout layout;
+  TileGeom t;
+  bool empty() const { return x.numel() == 0; }
+};
+
+OpCall prepare_gather_excite(const at::Tensor& x, int64_t extent, const std::optional<at::Tensor>& residual);
+OpCall prepare_gather_excite_backward(const at::Tensor& grad_out, const at::Tensor& x, int64_t extent);
+OpCall prepare_excite(const at::Tensor& x, const at::Tensor& g, int64_t extent,
+                      const std::optional<at::Tensor>& residual);
+OpCall prepare_excite_backward(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& g,
+                               int64_t extent);
 
 // Float type in which reductions accumulate: double for double, else float.
 template <typename scalar_t>

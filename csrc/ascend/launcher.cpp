@@ -1,5 +1,5 @@
-// PrivateUse1 (torch_npu) kernels of the genet_ops library: argument checks, layout,
-// tiling, and the launch of the Ascend C kernels (kernels/genet_ops_kernels.cpp) on the
+// PrivateUse1 (torch_npu) kernels of the genet_ops library: the shared preparation
+// (genet_ops.h), tiling, and the launch of the Ascend C kernels (kernels/genet_ops_kernels.cpp) on the
 // current NPU stream through torch_npu's task queue.
 //
 // Compiled into genet_ops._C only where setup.py finds CANN and torch_npu
@@ -126,115 +126,85 @@ void enqueue(const char* name, std::vector<at::Tensor> keep, std::function<uint3
     default: return ACLRT_LAUNCH_KERNEL(genet_##OPNAME##_fp32)(__VA_ARGS__);                  \
   }
 
-// NCHW-contiguous view of a kernel operand, and the output in the layout rule's strides.
-struct Io {
-  at::Tensor xk;   // kernel_input(x): what the layout rule is defined on
-  at::Tensor xc;   // NCHW-contiguous x the kernel reads
-  bool nhwc;
-};
-
-Io prepare(const at::Tensor& x) {
-  Io io;
-  io.xk = kernel_input(x);
-  io.nhwc = layout_of(io.xk) == Layout::NHWC;
-  io.xc = io.nhwc ? io.xk.contiguous() : io.xk;
-  return io;
+// The kernels read and write NCHW. A channels_last call (OpCall::layout NHWC) hands
+// them NCHW copies, and its results come back through an NCHW buffer copied into
+// the OpCall's outputs.
+at::Tensor nchw(const at::Tensor& t) { return t.defined() ? t.contiguous() : t; }
+at::Tensor nchw_buffer(const at::Tensor& out) {
+  return out.is_contiguous() ? out : at::empty(out.sizes(), out.options());
 }
-
-// The kernel's NCHW result in the output layout (a copy for channels_last).
-at::Tensor finish(const at::Tensor& result, const Io& io) {
-  return io.nhwc ? like_layout(result, io.xk) : result;
+void copy_back(const at::Tensor& buf, at::Tensor& out) {
+  if (!buf.is_same(out)) out.copy_(buf);
 }
 
 // --------------------------------------------------------------------- ops
 at::Tensor gather_excite_npu(const at::Tensor& x, int64_t extent, const c10::optional<at::Tensor>& residual) {
-  check_x(x, "x");
-  check_extent(extent);
-  if (residual.has_value()) check_same(*residual, x, "residual");
-  check_dtype(x);
   const c10::OptionalDeviceGuard guard(at::device_of(x));
-  const Io io = prepare(x);
-  at::Tensor y = at::empty_like(io.xc);
-  const bool has_res = residual.has_value();
-  const GenetTiling t = plan(io.xc, extent, GENET_OP_GE_FWD, has_res);
-  if (t.items == 0) return finish(y, io);
-  at::Tensor rc = has_res ? residual->contiguous() : at::Tensor();
+  OpCall c = prepare_gather_excite(x, extent, residual);
+  check_dtype(c.x);
+  if (c.empty()) return c.out;
+  const GenetTiling t = plan(c.x, extent, GENET_OP_GE_FWD, c.other.defined());
+  const at::Tensor xc = nchw(c.x), rc = nchw(c.other), y = nchw_buffer(c.out);
   const auto dt = x.scalar_type();
-  enqueue("genet_gather_excite", {io.xc, rc, y}, [=](aclrtStream s) -> uint32_t {
+  enqueue("genet_gather_excite", {xc, rc, y}, [=](aclrtStream s) -> uint32_t {
     GenetTiling tl = t;
-    GENET_SELECT(ge_fwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(io.xc), ptr(rc), ptr(y), &tl)
+    GENET_SELECT(ge_fwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(xc), ptr(rc), ptr(y), &tl)
   });
-  return finish(y, io);
+  copy_back(y, c.out);
+  return c.out;
 }
 
 at::Tensor gather_excite_backward_npu(const at::Tensor& grad_out, const at::Tensor& x, int64_t extent) {
-  check_x(x, "x");
-  check_extent(extent);
-  check_same(grad_out, x, "grad_out");
-  check_dtype(x);
   const c10::OptionalDeviceGuard guard(at::device_of(x));
-  const Io io = prepare(x);
-  at::Tensor dx = at::empty_like(io.xc);
-  const GenetTiling t = plan(io.xc, extent, GENET_OP_GE_BWD, false);
-  if (t.items == 0) return finish(dx, io);
-  at::Tensor dyc = grad_out.contiguous();
+  OpCall c = prepare_gather_excite_backward(grad_out, x, extent);
+  check_dtype(c.x);
+  if (c.empty()) return c.out;
+  const GenetTiling t = plan(c.x, extent, GENET_OP_GE_BWD, false);
+  const at::Tensor dyc = nchw(c.other), xc = nchw(c.x), dx = nchw_buffer(c.out);
   const auto dt = x.scalar_type();
-  enqueue("genet_gather_excite_backward", {dyc, io.xc, dx}, [=](aclrtStream s) -> uint32_t {
+  enqueue("genet_gather_excite_backward", {dyc, xc, dx}, [=](aclrtStream s) -> uint32_t {
     GenetTiling tl = t;
-    GENET_SELECT(ge_bwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(dyc), ptr(io.xc), ptr(dx), &tl)
+    GENET_SELECT(ge_bwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(dyc), ptr(xc), ptr(dx), &tl)
   });
-  return finish(dx, io);
+  copy_back(dx, c.out);
+  return c.out;
 }
 
 at::Tensor excite_npu(const at::Tensor& x, const at::Tensor& g, int64_t extent,
                       const c10::optional<at::Tensor>& residual) {
-  check_x(x, "x");
-  check_extent(extent);
-  check_g(g, x, extent);
-  if (residual.has_value()) check_same(*residual, x, "residual");
-  check_dtype(x);
   const c10::OptionalDeviceGuard guard(at::device_of(x));
-  const Io io = prepare(x);
-  at::Tensor y = at::empty_like(io.xc);
-  const bool has_res = residual.has_value();
-  const GenetTiling t = plan(io.xc, extent, GENET_OP_EX_FWD, has_res);
-  if (t.items == 0) return finish(y, io);
-  at::Tensor gc = g.contiguous();
-  at::Tensor rc = has_res ? residual->contiguous() : at::Tensor();
+  OpCall c = prepare_excite(x, g, extent, residual);
+  check_dtype(c.x);
+  if (c.empty()) return c.out;
+  const GenetTiling t = plan(c.x, extent, GENET_OP_EX_FWD, c.other.defined());
+  const at::Tensor xc = nchw(c.x), gc = nchw(c.g), rc = nchw(c.other), y = nchw_buffer(c.out);
   const auto dt = x.scalar_type();
-  enqueue("genet_excite", {io.xc, gc, rc, y}, [=](aclrtStream s) -> uint32_t {
+  enqueue("genet_excite", {xc, gc, rc, y}, [=](aclrtStream s) -> uint32_t {
     GenetTiling tl = t;
-    GENET_SELECT(ex_fwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(io.xc), ptr(gc), ptr(rc), ptr(y), &tl)
+    GENET_SELECT(ex_fwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(xc), ptr(gc), ptr(rc), ptr(y), &tl)
   });
-  return finish(y, io);
+  copy_back(y, c.out);
+  return c.out;
 }
 
 std::tuple<at::Tensor, at::Tensor> excite_backward_npu(const at::Tensor& grad_out, const at::Tensor& x,
                                                        const at::Tensor& g, int64_t extent) {
-  check_x(x, "x");
-  check_extent(extent);
-  check_g(g, x, extent);
-  check_same(grad_out, x, "grad_out");
-  check_dtype(x);
   const c10::OptionalDeviceGuard guard(at::device_of(x));
-  const Io io = prepare(x);
-  at::Tensor dx = at::empty_like(io.xc);
-  at::Tensor dgc = at::empty(g.sizes(), g.options());  // NCHW-contiguous, what the kernel writes
-  const at::Tensor dg_like = g_for_layout(g, io.nhwc ? Layout::NHWC : Layout::NCHW);
-  const GenetTiling t = plan(io.xc, extent, GENET_OP_EX_BWD, false);
-  if (t.items == 0) {
-    dgc.zero_();
-    return {finish(dx, io), like_layout(dgc, dg_like)};
-  }
-  at::Tensor dyc = grad_out.contiguous();
-  at::Tensor gc = g.contiguous();
+  OpCall c = prepare_excite_backward(grad_out, x, g, extent);
+  check_dtype(c.x);
+  if (c.empty()) return {c.out, c.dg};
+  const GenetTiling t = plan(c.x, extent, GENET_OP_EX_BWD, false);
+  const at::Tensor dyc = nchw(c.other), xc = nchw(c.x), gc = nchw(c.g);
+  const at::Tensor dx = nchw_buffer(c.out), dg = nchw_buffer(c.dg);
   const auto dt = x.scalar_type();
-  enqueue("genet_excite_backward", {dyc, io.xc, gc, dx, dgc}, [=](aclrtStream s) -> uint32_t {
+  enqueue("genet_excite_backward", {dyc, xc, gc, dx, dg}, [=](aclrtStream s) -> uint32_t {
     GenetTiling tl = t;
-    GENET_SELECT(ex_bwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(dyc), ptr(io.xc), ptr(gc), ptr(dx),
-                 ptr(dgc), &tl)
+    GENET_SELECT(ex_bwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(dyc), ptr(xc), ptr(gc), ptr(dx),
+                 ptr(dg), &tl)
   });
-  return {finish(dx, io), like_layout(dgc, dg_like)};
+  copy_back(dx, c.out);
+  copy_back(dg, c.dg);
+  return {c.out, c.dg};
 }
 
 #undef GENET_SELECT

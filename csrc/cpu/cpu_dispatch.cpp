@@ -33,13 +33,18 @@ const Kernels& kernels() {
   return table;
 }
 
-Args make_args(const at::Tensor& xk, int64_t extent) {
+Args make_args(const OpCall& c, bool block_channels) {
+  const auto ptr = [](const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; };
   Args a;
-  a.t = tile_geom(xk, extent);
-  a.layout = layout_of(xk);
-  a.dtype = xk.scalar_type();
-  a.x = xk.data_ptr();
-  a.cblock = channel_block(a.t, xk.element_size());
+  a.t = c.t;
+  a.layout = c.layout;
+  a.dtype = c.x.scalar_type();
+  a.x = c.x.data_ptr();
+  a.other = ptr(c.other);
+  a.g = ptr(c.g);
+  a.out = c.out.data_ptr();
+  a.dg = ptr(c.dg);
+  a.cblock = block_channels ? channel_block(a.t, c.x.element_size()) : std::max<int64_t>(a.t.C, 1);
   return a;
 }
 

@@ -1,4 +1,4 @@
-// What the op entry points (gather_excite_cpu.cpp, excite_cpu.cpp) hand to the loop
+// What the op entry points (ops_cpu.cpp) hand to the loop
 // kernels, and the per-ISA kernel tables. Nothing here depends on the instruction set.
 #pragma once
 
@@ -6,8 +6,8 @@
 
 namespace genet_ops::cpu {
 
-// One kernel call: raw pointers into tensors that all have x's layout (kernel_input /
-// like_layout), and g / dg contiguous in that layout's order (g_for_layout).
+// One kernel call: raw pointers into an OpCall's tensors (x's layout throughout, g / dg
+// contiguous in that layout's order).
 struct Args {
   TileGeom t;
   Layout layout;
@@ -49,8 +49,9 @@ GENET_OPS_DECLARE_ISA(isa_avx2)
 // The kernels for this CPU, chosen once (cpu_dispatch.cpp).
 const Kernels& kernels();
 
-// Args for xk (already kernel_input) with geometry, layout, dtype and x filled in.
-Args make_args(const at::Tensor& xk, int64_t extent);
+// The kernel call for a prepared op; without block_channels an NHWC unit covers all
+// channels (ops that sweep each tile once need no cache blocking).
+Args make_args(const OpCall& c, bool block_channels = true);
 
 // NHWC: how many channels one work unit covers, so that the tile row it sweeps twice
 // (x in forward, grad_out in backward) stays in cache between the sweeps.

@@ -1,6 +1,6 @@
-// The CUDA kernels of genet_ops::excite and genet_ops::excite_backward, as ops:
-// argument checks, layout, plan (planner.h), launch on the current stream of x's
-// device (excite_launch.cu), registration for the CUDA dispatch key.
+// The CUDA kernels of genet_ops::excite and genet_ops::excite_backward, as ops: the
+// shared preparation (genet_ops.h), plan (planner.h), launch on the current stream of
+// x's device (excite_launch.cu), registration for the CUDA dispatch key.
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
@@ -54,46 +54,25 @@ static void run_excite_backward(const at::Tensor& dyk, const at::Tensor& xk, con
 
 at::Tensor excite_cuda(const at::Tensor& x, const at::Tensor& g, int64_t extent,
                        const std::optional<at::Tensor>& residual) {
-  check_x(x, "x");
-  check_extent(extent);
-  check_g(g, x, extent);
-  if (residual.has_value()) check_same(*residual, x, "residual");
   check_on_device(x, "x");
   const DeviceScope scope(x);
-  const at::Tensor xk = kernel_input(x);
-  const Layout layout = layout_of(xk);
-  const at::Tensor gk = g_for_layout(g, layout);
-  const at::Tensor rk = residual.has_value() ? like_layout(*residual, xk) : at::Tensor();
-  at::Tensor y = at::empty_like(xk);
-  if (xk.numel() == 0) return y;
-  const TileGeom t = tile_geom(xk, extent);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xk.scalar_type(), "excite_cuda",
-                                  [&] { run_excite<scalar_t>(xk, gk, rk, y, t, layout); });
-  return y;
+  OpCall c = prepare_excite(x, g, extent, residual);
+  if (c.empty()) return c.out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.x.scalar_type(), "excite_cuda",
+                                  [&] { run_excite<scalar_t>(c.x, c.g, c.other, c.out, c.t, c.layout); });
+  return c.out;
 }
 
 std::tuple<at::Tensor, at::Tensor> excite_backward_cuda(const at::Tensor& grad_out, const at::Tensor& x,
                                                         const at::Tensor& g, int64_t extent) {
-  check_x(x, "x");
-  check_extent(extent);
-  check_g(g, x, extent);
-  check_same(grad_out, x, "grad_out");
   check_on_device(x, "x");
   const DeviceScope scope(x);
-  const at::Tensor xk = kernel_input(x);
-  const Layout layout = layout_of(xk);
-  const at::Tensor gk = g_for_layout(g, layout);
-  const at::Tensor dyk = like_layout(grad_out, xk);
-  at::Tensor dx = at::empty_like(xk);
-  at::Tensor dg = at::empty_like(gk);
-  if (xk.numel() == 0) {
-    dg.zero_();
-    return {dx, dg};
-  }
-  const TileGeom t = tile_geom(xk, extent);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xk.scalar_type(), "excite_backward_cuda",
-                                  [&] { run_excite_backward<scalar_t>(dyk, xk, gk, dx, dg, t, layout); });
-  return {dx, dg};
+  OpCall c = prepare_excite_backward(grad_out, x, g, extent);
+  if (c.empty()) return {c.out, c.dg};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.x.scalar_type(), "excite_backward_cuda", [&] {
+    run_excite_backward<scalar_t>(c.other, c.x, c.g, c.out, c.dg, c.t, c.layout);
+  });
+  return {c.out, c.dg};
 }
 
 }  // namespace cuda

@@ -1,6 +1,6 @@
 // The CUDA kernels of genet_ops::gather_excite and genet_ops::gather_excite_backward,
-// as ops: argument checks, layout, plan (planner.h), launch on the current stream of
-// x's device (gather_excite_launch.cu), registration for the CUDA dispatch key.
+// as ops: the shared preparation (genet_ops.h), plan (planner.h), launch on the current
+// stream of x's device (gather_excite_launch.cu), registration for the CUDA dispatch key.
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
@@ -48,35 +48,23 @@ static void run_gather_excite_backward(const at::Tensor& dyk, const at::Tensor& 
 }
 
 at::Tensor gather_excite_cuda(const at::Tensor& x, int64_t extent, const std::optional<at::Tensor>& residual) {
-  check_x(x, "x");
-  check_extent(extent);
-  if (residual.has_value()) check_same(*residual, x, "residual");
   check_on_device(x, "x");
   const DeviceScope scope(x);
-  const at::Tensor xk = kernel_input(x);
-  const at::Tensor rk = residual.has_value() ? like_layout(*residual, xk) : at::Tensor();
-  at::Tensor y = at::empty_like(xk);
-  if (xk.numel() == 0) return y;
-  const TileGeom t = tile_geom(xk, extent);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xk.scalar_type(), "gather_excite_cuda",
-                                  [&] { run_gather_excite<scalar_t>(xk, rk, y, t, layout_of(xk)); });
-  return y;
+  OpCall c = prepare_gather_excite(x, extent, residual);
+  if (c.empty()) return c.out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.x.scalar_type(), "gather_excite_cuda",
+                                  [&] { run_gather_excite<scalar_t>(c.x, c.other, c.out, c.t, c.layout); });
+  return c.out;
 }
 
 at::Tensor gather_excite_backward_cuda(const at::Tensor& grad_out, const at::Tensor& x, int64_t extent) {
-  check_x(x, "x");
-  check_extent(extent);
-  check_same(grad_out, x, "grad_out");
   check_on_device(x, "x");
   const DeviceScope scope(x);
-  const at::Tensor xk = kernel_input(x);
-  const at::Tensor dyk = like_layout(grad_out, xk);
-  at::Tensor dx = at::empty_like(xk);
-  if (xk.numel() == 0) return dx;
-  const TileGeom t = tile_geom(xk, extent);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xk.scalar_type(), "gather_excite_backward_cuda",
-                                  [&] { run_gather_excite_backward<scalar_t>(dyk, xk, dx, t, layout_of(xk)); });
-  return dx;
+  OpCall c = prepare_gather_excite_backward(grad_out, x, extent);
+  if (c.empty()) return c.out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.x.scalar_type(), "gather_excite_backward_cuda",
+                                  [&] { run_gather_excite_backward<scalar_t>(c.other, c.x, c.out, c.t, c.layout); });
+  return c.out;
 }
 
 }  // namespace cuda

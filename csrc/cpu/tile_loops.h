@@ -185,6 +185,45 @@ inline void expand_cols(A* col, const A* per_tile, const TileGeom& t) {
   for (int64_t tx = 0; tx < t.tw; ++tx) std::fill_n(col + tx * t.ew, t.tile_cols(tx), per_tile[tx]);
 }
 
+// scol row k = the tile values of NCHW unit k spread over its columns, for n units
+// (only for tiled rows: a flat row uses its one value directly).
+template <typename A>
+inline void expand_units(A* scol, const A* per_tile, int64_t n, int64_t ldw, const TileGeom& t) {
+  for (int64_t k = 0; k < n; ++k) expand_cols(scol + k * ldw, per_tile + k * t.tw, t);
+}
+
+// y = x * s (+ res) over NCHW units [b0, b1): s[k] for a flat row, else the column
+// table scol (expand_units).
+template <typename T, typename A>
+inline void scale_units(T* y, const T* x, const T* res, const A* s, const A* scol, int64_t ldw, int64_t b0,
+                        int64_t b1, const TileGeom& t) {
+  NchwWalk u(t, b0);
+  for (int64_t k = 0; k < b1 - b0; ++k, u.next()) {
+    if (t.tw == 1) {
+      scale_row(y + u.off, x + u.off, res ? res + u.off : nullptr, Bcast<A>(s[k]), u.len());
+      continue;
+    }
+    const Cols<A> sk{scol + k * ldw};
+    for (int64_t r = 0; r < u.rows(); ++r) {
+      const int64_t o = u.off + r * t.W;
+      scale_row(y + o, x + o, res ? res + o : nullptr, sk, t.W);
+    }
+  }
+}
+
+// y = x * s (+ res) over NHWC unit u, s per tile in rows of ld (pixels as for_groups).
+template <typename T, typename A>
+inline void scale_unit(T* y, const T* x, const T* res, const A* s, int64_t ld, const NhwcUnit& u, int64_t grp,
+                       const TileGeom& t) {
+  for_groups(t, u, grp, [&](int64_t tx, int64_t p, int64_t np) {
+    const A* st = s + tx * ld;
+    if (grp > 1)
+      scale_pixels(y + p, x + p, res ? res + p : nullptr, st, np, t.C, u.nc);
+    else
+      scale_row(y + p, x + p, res ? res + p : nullptr, Cols<A>{st}, u.nc);
+  });
+}
+
 // --------------------------------------------------------------------- gather_excite
 
 template <typename T>
@@ -212,20 +251,8 @@ void gather_excite_nchw(const Args& a) {
         tile_sums(g + k * t.tw, col.data(), t);
       }
       sigmoid_of_means(g, b0, b1, t);
-      if (tiled)
-        for (int64_t k = 0; k < b1 - b0; ++k) expand_cols(sb.data() + k * ldw, g + k * t.tw, t);
-      u = NchwWalk(t, b0);
-      for (int64_t k = 0; k < b1 - b0; ++k, u.next()) {  // sweep 2: y = x * s (+ residual)
-        if (!tiled) {
-          scale_row(y + u.off, x + u.off, res ? res + u.off : nullptr, Bcast<A>(g[k]), u.len());
-          continue;
-        }
-        const Cols<A> sk{sb.data() + k * ldw};
-        for (int64_t r = 0; r < u.rows(); ++r) {
-          const int64_t o = u.off + r * t.W;
-          scale_row(y + o, x + o, res ? res + o : nullptr, sk, t.W);
-        }
-      }
+      if (tiled) expand_units(sb.data(), g, b1 - b0, ldw, t);
+      scale_units(y, x, res, g, sb.data(), ldw, b0, b1, t);  // sweep 2: y = x * s (+ residual)
     }
   });
 }
@@ -253,13 +280,7 @@ void gather_excite_nhwc(const Args& a) {
       });
       for (int64_t tx = 0; tx < t.tw; ++tx)
         sigmoid_row(sc.data() + tx * ld, acc.data() + tx * ld, A(u.rows * t.tile_cols(tx)), u.nc);
-      for_groups(t, u, grp, [&](int64_t tx, int64_t p, int64_t np) {
-        const A* s = sc.data() + tx * ld;
-        if (grp > 1)
-          scale_pixels(y + p, x + p, res ? res + p : nullptr, s, np, t.C, u.nc);
-        else
-          scale_row(y + p, x + p, res ? res + p : nullptr, Cols<A>{s}, u.nc);
-      });
+      scale_unit(y, x, res, sc.data(), ld, u, grp, t);
     }
   });
 }
@@ -294,10 +315,8 @@ void gather_excite_backward_nchw(const Args& a) {
       sigmoid_of_means(s, b0, b1, t);
       backward_constants(c, s, b0, b1, t);
       if (tiled) {
-        for (int64_t k = 0; k < b1 - b0; ++k) {
-          expand_cols(scol.data() + k * ldw, s + k * t.tw, t);
-          expand_cols(ccol.data() + k * ldw, c + k * t.tw, t);
-        }
+        expand_units(scol.data(), s, b1 - b0, ldw, t);
+        expand_units(ccol.data(), c, b1 - b0, ldw, t);
       }
       u = NchwWalk(t, b0);
       for (int64_t k = 0; k < b1 - b0; ++k, u.next()) {  // sweep 2: dx = dy * s + c
@@ -365,6 +384,15 @@ inline void sigmoid_of_g(acc_t<T>* out, const T* g, int64_t n) {
   sigmoid_row(out, out, acc_t<T>(1), n);
 }
 
+// Where NHWC unit u's g values start: g is (N, th, tw, C) in memory, like x.
+inline int64_t g_offset(const NhwcUnit& u, const TileGeom& t) { return (u.n * t.th + u.ty) * t.tw * t.C + u.c0; }
+
+// s of NHWC unit u's tiles, one row of ld per tile, from its g values gu.
+template <typename T>
+inline void sigmoid_of_g_unit(acc_t<T>* s, int64_t ld, const T* gu, const NhwcUnit& u, const TileGeom& t) {
+  for (int64_t tx = 0; tx < t.tw; ++tx) sigmoid_of_g(s + tx * ld, gu + tx * t.C, u.nc);
+}
+
 template <typename T>
 void excite_nchw(const Args& a) {
   using A = acc_t<T>;
@@ -382,27 +410,14 @@ void excite_nchw(const Args& a) {
     for (int64_t b0 = begin; b0 < end; b0 += per) {
       const int64_t b1 = std::min(end, b0 + per);
       sigmoid_of_g(s, g + b0 * t.tw, (b1 - b0) * t.tw);  // g rows (plane, ty) = units
-      if (tiled)
-        for (int64_t k = 0; k < b1 - b0; ++k) expand_cols(scol.data() + k * ldw, s + k * t.tw, t);
-      NchwWalk u(t, b0);
-      for (int64_t k = 0; k < b1 - b0; ++k, u.next()) {
-        if (!tiled) {
-          scale_row(y + u.off, x + u.off, res ? res + u.off : nullptr, Bcast<A>(s[k]), u.len());
-          continue;
-        }
-        const Cols<A> sk{scol.data() + k * ldw};
-        for (int64_t r = 0; r < u.rows(); ++r) {
-          const int64_t o = u.off + r * t.W;
-          scale_row(y + o, x + o, res ? res + o : nullptr, sk, t.W);
-        }
-      }
+      if (tiled) expand_units(scol.data(), s, b1 - b0, ldw, t);
+      scale_units(y, x, res, s, scol.data(), ldw, b0, b1, t);
     }
   });
 }
 
 template <typename T>
 void excite_nhwc(const Args& a) {
-  using A = acc_t<T>;
   const TileGeom t = a.t;
   const int64_t cb = a.cblock;
   const T* x = cptr<T>(a.x);
@@ -414,16 +429,8 @@ void excite_nhwc(const Args& a) {
     AccRow<T> sc(t.tw * ld);
     for (int64_t i = begin; i < end; ++i) {
       const NhwcUnit u(t, cb, i);
-      const T* gu = g + (u.n * t.th + u.ty) * t.tw * t.C + u.c0;
-      for (int64_t tx = 0; tx < t.tw; ++tx) sigmoid_of_g(sc.data() + tx * ld, gu + tx * t.C, u.nc);
-      const int64_t grp = pixel_group(u);
-      for_groups(t, u, grp, [&](int64_t tx, int64_t p, int64_t np) {
-        const A* s = sc.data() + tx * ld;
-        if (grp > 1)
-          scale_pixels(y + p, x + p, res ? res + p : nullptr, s, np, t.C, u.nc);
-        else
-          scale_row(y + p, x + p, res ? res + p : nullptr, Cols<A>{s}, u.nc);
-      });
+      sigmoid_of_g_unit(sc.data(), ld, g + g_offset(u, t), u, t);
+      scale_unit(y, x, res, sc.data(), ld, u, pixel_group(u), t);
     }
   });
 }
@@ -448,8 +455,7 @@ void excite_backward_nchw(const Args& a) {
     for (int64_t b0 = begin; b0 < end; b0 += per) {
       const int64_t b1 = std::min(end, b0 + per);
       sigmoid_of_g(s, g + b0 * t.tw, (b1 - b0) * t.tw);
-      if (tiled)
-        for (int64_t k = 0; k < b1 - b0; ++k) expand_cols(scol.data() + k * ldw, s + k * t.tw, t);
+      if (tiled) expand_units(scol.data(), s, b1 - b0, ldw, t);
       NchwWalk u(t, b0);
       for (int64_t k = 0; k < b1 - b0; ++k, u.next()) {  // one sweep: dx, and sum dy * x per tile
         if (!tiled) {
@@ -480,8 +486,8 @@ void excite_backward_nhwc(const Args& a) {
     AccRow<T> sc(t.tw * ld), ad(t.tw * ld);
     for (int64_t i = begin; i < end; ++i) {
       const NhwcUnit u(t, cb, i);
-      const int64_t gofs = (u.n * t.th + u.ty) * t.tw * t.C + u.c0;
-      for (int64_t tx = 0; tx < t.tw; ++tx) sigmoid_of_g(sc.data() + tx * ld, g + gofs + tx * t.C, u.nc);
+      const int64_t gofs = g_offset(u, t);
+      sigmoid_of_g_unit(sc.data(), ld, g + gofs, u, t);
       ad.zero(t.tw * ld);
       const int64_t grp = pixel_group(u);
       for_groups(t, u, grp, [&](int64_t tx, int64_t p, int64_t np) {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+import genet_ops
 from genet_ops import _layout as L, reference as R
 
 
@@ -40,3 +41,37 @@ def assert_within_budget(out, oracle, eager, what: str) -> None:
     assert err <= 2 * err_eager + floor, (
         f"{what}: max error {err:.3g} vs float64 oracle exceeds 2 x eager's {err_eager:.3g} + {floor:.3g}"
     )
+
+
+def assert_layout(out, x, what: str = "output") -> None:
+    """Output strides follow the layout rule: empty_like(kernel_input(x)) (DESIGN §2)."""
+    want = torch.empty_like(L.kernel_input(x))
+    assert out.stride() == want.stride(), f"{what}: strides {out.stride()} != {want.stride()}"
+
+
+class GEBlock(torch.nn.Module):
+    """A conv and both ops as a model uses them (residual, global and tiled extents, a
+    learned gather), for torch.compile tests."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(channels, channels, 3, padding=1)
+        self.gather = torch.nn.Conv2d(channels, channels, 3, stride=2, padding=1, groups=channels)
+
+    def forward(self, x):
+        h = self.conv(x)
+        y = genet_ops.gather_excite(h, 0, residual=x)
+        y = genet_ops.gather_excite(y, 4)
+        return genet_ops.excite(y, self.gather(y), 2, residual=h)
+
+
+def assert_compiled_matches_eager(model, x) -> None:
+    """torch.compile(fullgraph=True) of model gives eager's output and gradients."""
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True)
+    y_eager, y_comp = model(x), compiled(x)
+    torch.testing.assert_close(y_comp, y_eager)
+    g_eager = torch.autograd.grad(y_eager.square().sum(), [x, *model.parameters()])
+    g_comp = torch.autograd.grad(y_comp.square().sum(), [x, *model.parameters()])
+    for a, b in zip(g_comp, g_eager):
+        torch.testing.assert_close(a, b)

@@ -26,7 +26,8 @@ import torch
 
 import genet_ops
 from genet_ops import _extension, _layout as L, backend as B, ops, reference as R
-from oracle import assert_within_budget, eager_excite, eager_gather_excite
+from oracle import (GEBlock, assert_compiled_matches_eager, assert_layout, assert_within_budget, eager_excite,
+                    eager_gather_excite)
 
 ROOT = Path(__file__).resolve().parents[1]
 DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
@@ -57,11 +58,6 @@ def make(shape, dtype, layout, seed, device="cpu"):
     out = buf[1:].as_strided(t.shape, t.stride())
     out.copy_(t)
     return out
-
-
-def assert_layout(out, x, what):
-    want = torch.empty_like(L.kernel_input(x))
-    assert out.stride() == want.stride(), f"{what}: strides {out.stride()} != {want.stride()}"
 
 
 def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu"):
@@ -352,31 +348,11 @@ def test_gpu_compile_fullgraph_matches_eager(backend_name, layout, chosen_backen
     gpu_fns(backend_name)
     chosen_backend(backend_name)
 
-    class Block(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(16, 16, 3, padding=1)
-            self.gather = torch.nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16)
-
-        def forward(self, x):
-            h = self.conv(x)
-            y = genet_ops.gather_excite(h, 0, residual=x)
-            y = genet_ops.gather_excite(y, 4)
-            return genet_ops.excite(y, self.gather(y), 2, residual=h)
-
     torch.manual_seed(0)
-    model = Block().cuda()
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    model = model.to(memory_format=fmt)
+    model = GEBlock(16).cuda().to(memory_format=fmt)
     x = torch.randn(4, 16, 16, 16, device="cuda").contiguous(memory_format=fmt).requires_grad_()
-    torch._dynamo.reset()
-    compiled = torch.compile(model, fullgraph=True)
-    y_eager, y_comp = model(x), compiled(x)
-    torch.testing.assert_close(y_comp, y_eager)
-    g_eager = torch.autograd.grad(y_eager.square().sum(), [x, *model.parameters()])
-    g_comp = torch.autograd.grad(y_comp.square().sum(), [x, *model.parameters()])
-    for a, b in zip(g_comp, g_eager):
-        torch.testing.assert_close(a, b)
+    assert_compiled_matches_eager(model, x)
 
 
 @requires_gpu

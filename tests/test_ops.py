@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 import genet_ops
 from genet_ops import _layout as L, ops, reference as R
-from oracle import assert_within_budget, eager_excite, eager_gather_excite
+from oracle import (GEBlock, assert_compiled_matches_eager, assert_layout, assert_within_budget, eager_excite,
+                    eager_gather_excite)
 
 DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
 SHAPES = [(2, 3, 1, 1), (2, 3, 7, 7), (3, 2, 3, 5), (1, 4, 32, 32), (1, 2, 56, 56), (0, 3, 8, 8), (2, 1, 9, 6), (2, 5, 13, 11)]
@@ -25,12 +26,6 @@ def make(shape, dtype, layout, seed):
         return torch.randn(n, 2 * c, h, w, generator=gen, dtype=torch.float64).to(dtype)[:, ::2]
     x = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
     return x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
-
-
-def assert_layout(out, x, what):
-    """Output in the input's memory format (contiguous for non-dense input)."""
-    want = torch.empty_like(L.kernel_input(x))
-    assert out.stride() == want.stride(), f"{what}: strides {out.stride()} != {want.stride()}"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -164,27 +159,8 @@ def test_extent_1_is_silu_and_large_extent_is_global():
 
 
 def test_torch_compile_fullgraph_matches_eager():
-    class Block(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(4, 4, 3, padding=1)
-            self.gather = torch.nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=4)
-
-        def forward(self, x):
-            h = self.conv(x)
-            y = genet_ops.gather_excite(h, 0, residual=x)
-            return genet_ops.excite(y, self.gather(y), 2, residual=h)
-
     torch.manual_seed(0)
-    model = Block()
-    x = torch.randn(2, 4, 8, 8, requires_grad=True)
-    compiled = torch.compile(model, fullgraph=True)
-    y_eager, y_comp = model(x), compiled(x)
-    torch.testing.assert_close(y_comp, y_eager)
-    g_eager = torch.autograd.grad(y_eager.square().sum(), [x, *model.parameters()])
-    g_comp = torch.autograd.grad(y_comp.square().sum(), [x, *model.parameters()])
-    for a, b in zip(g_comp, g_eager):
-        torch.testing.assert_close(a, b)
+    assert_compiled_matches_eager(GEBlock(4), torch.randn(2, 4, 8, 8, requires_grad=True))
 
 
 # ----------------------------------------------------------------------- bad input

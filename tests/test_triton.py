@@ -26,6 +26,7 @@ from genet_ops import _layout as L, reference as R  # noqa: E402
 from genet_ops.triton import _launch as P  # noqa: E402
 
 from conftest import requires_cuda  # noqa: E402
+from oracle import assert_layout  # noqa: E402
 
 ops = torch.ops.genet_ops
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -92,11 +93,6 @@ def assert_close_to_oracle(out, exact, eager, name=""):
     assert err <= bound, f"{name}: max error {err:.3g} > 2 x eager error {floor:.3g} + atol"
 
 
-def check_layout(out, x):
-    """Same strides as the reference's output rule (empty_like(kernel_input(x)))."""
-    assert out.stride() == torch.empty_like(L.kernel_input(x)).stride()
-
-
 # ------------------------------------------------------------------------- parity
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -107,11 +103,11 @@ def test_triton_gather_excite_parity(dtype, layout, case, poison_outputs):
     res = make(shape, dtype, layout, seed=2) if with_res else None
     dy = make(shape, dtype, layout, seed=3)
     y = ops.gather_excite_triton(x, e, res)
-    check_layout(y, x)
+    assert_layout(y, x)
     exact = R.gather_excite(x.double(), e, None if res is None else res.double())
     assert_close_to_oracle(y, exact, eager(R.gather_excite, x, e, res), "y")
     dx = ops.gather_excite_backward_triton(dy, x, e)
-    check_layout(dx, x)
+    assert_layout(dx, x, "dx")
     exact = R.gather_excite_backward(dy.double(), x.double(), e)
     assert_close_to_oracle(dx, exact, eager(R.gather_excite_backward, dy, x, e), "dx")
 
@@ -126,11 +122,11 @@ def test_triton_excite_parity(dtype, layout, case, poison_outputs):
     res = make(shape, dtype, layout, seed=2) if with_res else None
     dy = make(shape, dtype, layout, seed=3)
     y = ops.excite_triton(x, g, e, res)
-    check_layout(y, x)
+    assert_layout(y, x)
     exact = R.excite(x.double(), g.double(), e, None if res is None else res.double())
     assert_close_to_oracle(y, exact, eager(R.excite, x, g, e, res), "y")
     dx, dg = ops.excite_backward_triton(dy, x, g, e)
-    check_layout(dx, x)
+    assert_layout(dx, x, "dx")
     assert dg.stride() == R.excite_backward(dy, x, g, e)[1].stride()
     rdx, rdg = eager(R.excite_backward, dy, x, g, e)
     edx, edg = R.excite_backward(dy.double(), x.double(), g.double(), e)
@@ -215,7 +211,7 @@ def test_triton_empty(shape):
         for e in (0, 2):
             y = ops.gather_excite_triton(x, e, x)
             assert y.shape == x.shape
-            check_layout(y, x)
+            assert_layout(y, x)
             assert ops.gather_excite_backward_triton(x, x, e).shape == x.shape
             g = torch.randn(L.g_shape(shape, e), device=DEVICE)
             assert ops.excite_triton(x, g, e).shape == x.shape

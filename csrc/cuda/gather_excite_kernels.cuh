@@ -65,34 +65,7 @@ __global__ void __launch_bounds__(kMaxTeam)
 #pragma unroll
       for (int k = 0; k < K; ++k) xc[k] = load_or_zero<T, V>(x, off[k]);
     }
-    if (res != nullptr) {
-      // The residual in groups of kResItems loads, to bound the live registers.
-#pragma unroll
-      for (int k1 = 0; k1 < K; k1 += kResItems) {
-        Vec<T, V> rv[kResItems];
-#pragma unroll
-        for (int j = 0; j < kResItems; ++j) rv[j] = load_or_zero<T, V>(res, off[k1 + j]);
-#pragma unroll
-        for (int j = 0; j < kResItems; ++j) {
-          const int k = k1 + j;
-          if (off[k] < 0) continue;
-          Vec<T, V> out;
-#pragma unroll
-          for (int i = 0; i < V; ++i)
-            out.set(i, static_cast<T>(static_cast<A>(xc[k].get(i)) * s[i] + static_cast<A>(rv[j].get(i))));
-          store_vec<T, V>(y + off[k], out);
-        }
-      }
-    } else {
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        if (off[k] < 0) continue;
-        Vec<T, V> out;
-#pragma unroll
-        for (int i = 0; i < V; ++i) out.set(i, static_cast<T>(static_cast<A>(xc[k].get(i)) * s[i]));
-        store_vec<T, V>(y + off[k], out);
-      }
-    }
+    store_scaled<K>(y, res, off, xc, s);
   }
 }
 

@@ -53,7 +53,6 @@ __global__ void __launch_bounds__(kMaxTeam) excite_bwd_kernel(const T* __restric
   using A = acc_t<T>;
   constexpr int V = W::kV;
   constexpr int K = kItems;
-  GENET_DECLARE_SMEM(smem_raw);
   W w(P);
   const int nitems = w.nitems();
   A s[V], acc[V];
@@ -82,8 +81,7 @@ __global__ void __launch_bounds__(kMaxTeam) excite_bwd_kernel(const T* __restric
       if (off[k] >= 0) store_vec<T, V>(dx + off[k], out);
     }
   }
-  group_columns<V>(acc, w.grp());
-  team_allreduce<V>(acc, P.T, w.stride(), w.grp(), reinterpret_cast<A*>(smem_raw));
+  reduce_tiles(acc, w);
   if (w.writes_g()) {
 #pragma unroll
     for (int i = 0; i < V; ++i)

@@ -30,7 +30,6 @@ __global__ void __launch_bounds__(kMaxTeam)
   using A = acc_t<T>;
   constexpr int V = W::kV;
   constexpr int K = kItems;
-  GENET_DECLARE_SMEM(smem_raw);
   W w(P);
   const int nitems = w.nitems();
 
@@ -49,8 +48,7 @@ __global__ void __launch_bounds__(kMaxTeam)
       for (int i = 0; i < V; ++i) acc[i] += static_cast<A>(xc[k].get(i));
     }
   }
-  group_columns<V>(acc, w.grp());
-  team_allreduce<V>(acc, P.T, w.stride(), w.grp(), reinterpret_cast<A*>(smem_raw));
+  reduce_tiles(acc, w);
   A s[V];
   const A count = static_cast<A>(w.count());
 #pragma unroll
@@ -75,7 +73,6 @@ __global__ void __launch_bounds__(kMaxTeam)
   using A = acc_t<T>;
   constexpr int V = W::kV;
   constexpr int K = kItems;
-  GENET_DECLARE_SMEM(smem_raw);
   W w(P);
   const int nitems = w.nitems();
 
@@ -102,8 +99,7 @@ __global__ void __launch_bounds__(kMaxTeam)
       }
     }
   }
-  group_columns<V>(acc, w.grp());
-  team_allreduce<V>(acc, P.T, w.stride(), w.grp(), reinterpret_cast<A*>(smem_raw));
+  reduce_tiles(acc, w);
   A s[V], cf[V];
   const A count = static_cast<A>(w.count());
 #pragma unroll

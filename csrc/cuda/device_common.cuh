@@ -102,6 +102,13 @@ __device__ __forceinline__ Vec<T, V> load_or_zero(const T* p, int64_t off) {
   return off >= 0 ? load_vec<T, V>(p + off) : Vec<T, V>::zero();
 }
 
+// The K vectors at off (zeros for off < 0), all loads issued before any use.
+template <int K, typename T, int V>
+__device__ __forceinline__ void load_items(Vec<T, V> (&v)[K], const T* p, const int64_t (&off)[K]) {
+#pragma unroll
+  for (int k = 0; k < K; ++k) v[k] = load_or_zero<T, V>(p, off[k]);
+}
+
 template <typename T, int V>
 __device__ __forceinline__ void store_vec(T* p, const Vec<T, V>& v) {
   GENET_CHECK_ALIGNED(p, sizeof(Vec<T, V>));

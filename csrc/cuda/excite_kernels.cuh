@@ -40,8 +40,7 @@ __global__ void __launch_bounds__(kMaxTeam) excite_fwd_kernel(const T* __restric
     int64_t off[K];
     w.template offsets<K>(off, k0);
     Vec<T, V> xv[K];
-#pragma unroll
-    for (int k = 0; k < K; ++k) xv[k] = load_or_zero<T, V>(x, off[k]);
+    load_items(xv, x, off);
     store_scaled<K>(y, res, off, xv, s);
   }
 }

@@ -40,8 +40,7 @@ __global__ void __launch_bounds__(kMaxTeam)
   for (int k0 = 0; k0 < nitems; k0 += K) {
     int64_t off[K];
     w.template offsets<K>(off, k0);
-#pragma unroll
-    for (int k = 0; k < K; ++k) xc[k] = load_or_zero<T, V>(x, off[k]);
+    load_items(xc, x, off);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
 #pragma unroll
@@ -59,10 +58,7 @@ __global__ void __launch_bounds__(kMaxTeam)
   for (int k0 = 0; k0 < nitems; k0 += K) {
     int64_t off[K];
     w.template offsets<K>(off, k0);
-    if (!P.cache) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) xc[k] = load_or_zero<T, V>(x, off[k]);
-    }
+    if (!P.cache) load_items(xc, x, off);
     store_scaled<K>(y, res, off, xc, s);
   }
 }
@@ -114,10 +110,7 @@ __global__ void __launch_bounds__(kMaxTeam)
   for (int k0 = 0; k0 < nitems; k0 += K) {
     int64_t off[K];
     w.template offsets<K>(off, k0);
-    if (!P.cache) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) dc[k] = load_or_zero<T, V>(dy, off[k]);
-    }
+    if (!P.cache) load_items(dc, dy, off);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       if (off[k] < 0) continue;

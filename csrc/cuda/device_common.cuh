@@ -1,6 +1,7 @@
-// Device helpers shared by the CUDA kernels: the launch macro, 16-byte vectors,
-// sigmoid and division in the accumulation type, work-unit decoding. Deliberately free
-// of ATen, so that the .cu files compile quickly (the op glue is in the .cpp files).
+// Device helpers shared by the CUDA kernels: the launch macro, 16-byte vectors, the
+// scaled store of y, sigmoid and division in the accumulation type, work-unit decoding.
+// Deliberately free of ATen, so that the .cu files compile quickly (the op glue is in
+// the .cpp files).
 //
 // Everything here also compiles as plain C++ under GENET_EMU (csrc/cuda/emu/), where a
 // host emulator runs the same kernels on CPU tensors so that their indexing and
@@ -101,10 +102,51 @@ __device__ __forceinline__ Vec<T, V> load_or_zero(const T* p, int64_t off) {
   return off >= 0 ? load_vec<T, V>(p + off) : Vec<T, V>::zero();
 }
 
+// The K vectors at off (zeros for off < 0), all loads issued before any use.
+template <int K, typename T, int V>
+__device__ __forceinline__ void load_items(Vec<T, V> (&v)[K], const T* p, const int64_t (&off)[K]) {
+#pragma unroll
+  for (int k = 0; k < K; ++k) v[k] = load_or_zero<T, V>(p, off[k]);
+}
+
 template <typename T, int V>
 __device__ __forceinline__ void store_vec(T* p, const Vec<T, V>& v) {
   GENET_CHECK_ALIGNED(p, sizeof(Vec<T, V>));
   *reinterpret_cast<Vec<T, V>*>(p) = v;
+}
+
+// y = x * s (+ res) for the K items at off, skipping items outside the unit (off < 0).
+// The residual is loaded kResItems vectors at a time, to bound the live registers.
+template <int K, typename T, int V, typename A>
+__device__ __forceinline__ void store_scaled(T* y, const T* res, const int64_t (&off)[K],
+                                             const Vec<T, V> (&xv)[K], const A (&s)[V]) {
+  if (res != nullptr) {
+#pragma unroll
+    for (int k1 = 0; k1 < K; k1 += kResItems) {
+      Vec<T, V> rv[kResItems];
+#pragma unroll
+      for (int j = 0; j < kResItems; ++j) rv[j] = load_or_zero<T, V>(res, off[k1 + j]);
+#pragma unroll
+      for (int j = 0; j < kResItems; ++j) {
+        const int k = k1 + j;
+        if (off[k] < 0) continue;
+        Vec<T, V> out;
+#pragma unroll
+        for (int i = 0; i < V; ++i)
+          out.set(i, static_cast<T>(static_cast<A>(xv[k].get(i)) * s[i] + static_cast<A>(rv[j].get(i))));
+        store_vec<T, V>(y + off[k], out);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (off[k] < 0) continue;
+      Vec<T, V> out;
+#pragma unroll
+      for (int i = 0; i < V; ++i) out.set(i, static_cast<T>(static_cast<A>(xv[k].get(i)) * s[i]));
+      store_vec<T, V>(y + off[k], out);
+    }
+  }
 }
 
 // Division in the accumulation type without a slow-path subroutine call for float

@@ -40,36 +40,8 @@ __global__ void __launch_bounds__(kMaxTeam) excite_fwd_kernel(const T* __restric
     int64_t off[K];
     w.template offsets<K>(off, k0);
     Vec<T, V> xv[K];
-#pragma unroll
-    for (int k = 0; k < K; ++k) xv[k] = load_or_zero<T, V>(x, off[k]);
-    if (res != nullptr) {
-      // The residual in groups of kResItems loads, to bound the live registers.
-#pragma unroll
-      for (int k1 = 0; k1 < K; k1 += kResItems) {
-        Vec<T, V> rv[kResItems];
-#pragma unroll
-        for (int j = 0; j < kResItems; ++j) rv[j] = load_or_zero<T, V>(res, off[k1 + j]);
-#pragma unroll
-        for (int j = 0; j < kResItems; ++j) {
-          const int k = k1 + j;
-          if (off[k] < 0) continue;
-          Vec<T, V> out;
-#pragma unroll
-          for (int i = 0; i < V; ++i)
-            out.set(i, static_cast<T>(static_cast<A>(xv[k].get(i)) * s[i] + static_cast<A>(rv[j].get(i))));
-          store_vec<T, V>(y + off[k], out);
-        }
-      }
-    } else {
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        if (off[k] < 0) continue;
-        Vec<T, V> out;
-#pragma unroll
-        for (int i = 0; i < V; ++i) out.set(i, static_cast<T>(static_cast<A>(xv[k].get(i)) * s[i]));
-        store_vec<T, V>(y + off[k], out);
-      }
-    }
+    load_items(xv, x, off);
+    store_scaled<K>(y, res, off, xv, s);
   }
 }
 
@@ -80,7 +52,6 @@ __global__ void __launch_bounds__(kMaxTeam) excite_bwd_kernel(const T* __restric
   using A = acc_t<T>;
   constexpr int V = W::kV;
   constexpr int K = kItems;
-  GENET_DECLARE_SMEM(smem_raw);
   W w(P);
   const int nitems = w.nitems();
   A s[V], acc[V];
@@ -109,8 +80,7 @@ __global__ void __launch_bounds__(kMaxTeam) excite_bwd_kernel(const T* __restric
       if (off[k] >= 0) store_vec<T, V>(dx + off[k], out);
     }
   }
-  group_columns<V>(acc, w.grp());
-  team_allreduce<V>(acc, P.T, w.stride(), w.grp(), reinterpret_cast<A*>(smem_raw));
+  reduce_tiles(acc, w);
   if (w.writes_g()) {
 #pragma unroll
     for (int i = 0; i < V; ++i)

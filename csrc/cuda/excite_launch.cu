@@ -28,12 +28,7 @@ void launch_excite_backward(const T* dy, const T* x, const T* g, T* dx, T* dg, c
 #define GENET_INSTANTIATE(T, Plan)                                                                      \
   template void launch_excite<T, Plan>(const T*, const T*, const T*, T*, const Plan&, stream_t);       \
   template void launch_excite_backward<T, Plan>(const T*, const T*, const T*, T*, T*, const Plan&, stream_t);
-#define GENET_INSTANTIATE_BOTH(T) GENET_INSTANTIATE(T, NchwPlan) GENET_INSTANTIATE(T, NhwcPlan)
-GENET_INSTANTIATE_BOTH(float)
-GENET_INSTANTIATE_BOTH(double)
-GENET_INSTANTIATE_BOTH(c10::Half)
-GENET_INSTANTIATE_BOTH(c10::BFloat16)
-#undef GENET_INSTANTIATE_BOTH
+GENET_FOR_EACH_TYPE_AND_PLAN(GENET_INSTANTIATE)
 #undef GENET_INSTANTIATE
 
 }  // namespace cuda

@@ -30,7 +30,6 @@ __global__ void __launch_bounds__(kMaxTeam)
   using A = acc_t<T>;
   constexpr int V = W::kV;
   constexpr int K = kItems;
-  GENET_DECLARE_SMEM(smem_raw);
   W w(P);
   const int nitems = w.nitems();
 
@@ -41,16 +40,14 @@ __global__ void __launch_bounds__(kMaxTeam)
   for (int k0 = 0; k0 < nitems; k0 += K) {
     int64_t off[K];
     w.template offsets<K>(off, k0);
-#pragma unroll
-    for (int k = 0; k < K; ++k) xc[k] = load_or_zero<T, V>(x, off[k]);
+    load_items(xc, x, off);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
 #pragma unroll
       for (int i = 0; i < V; ++i) acc[i] += static_cast<A>(xc[k].get(i));
     }
   }
-  group_columns<V>(acc, w.grp());
-  team_allreduce<V>(acc, P.T, w.stride(), w.grp(), reinterpret_cast<A*>(smem_raw));
+  reduce_tiles(acc, w);
   A s[V];
   const A count = static_cast<A>(w.count());
 #pragma unroll
@@ -61,38 +58,8 @@ __global__ void __launch_bounds__(kMaxTeam)
   for (int k0 = 0; k0 < nitems; k0 += K) {
     int64_t off[K];
     w.template offsets<K>(off, k0);
-    if (!P.cache) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) xc[k] = load_or_zero<T, V>(x, off[k]);
-    }
-    if (res != nullptr) {
-      // The residual in groups of kResItems loads, to bound the live registers.
-#pragma unroll
-      for (int k1 = 0; k1 < K; k1 += kResItems) {
-        Vec<T, V> rv[kResItems];
-#pragma unroll
-        for (int j = 0; j < kResItems; ++j) rv[j] = load_or_zero<T, V>(res, off[k1 + j]);
-#pragma unroll
-        for (int j = 0; j < kResItems; ++j) {
-          const int k = k1 + j;
-          if (off[k] < 0) continue;
-          Vec<T, V> out;
-#pragma unroll
-          for (int i = 0; i < V; ++i)
-            out.set(i, static_cast<T>(static_cast<A>(xc[k].get(i)) * s[i] + static_cast<A>(rv[j].get(i))));
-          store_vec<T, V>(y + off[k], out);
-        }
-      }
-    } else {
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        if (off[k] < 0) continue;
-        Vec<T, V> out;
-#pragma unroll
-        for (int i = 0; i < V; ++i) out.set(i, static_cast<T>(static_cast<A>(xc[k].get(i)) * s[i]));
-        store_vec<T, V>(y + off[k], out);
-      }
-    }
+    if (!P.cache) load_items(xc, x, off);
+    store_scaled<K>(y, res, off, xc, s);
   }
 }
 
@@ -102,7 +69,6 @@ __global__ void __launch_bounds__(kMaxTeam)
   using A = acc_t<T>;
   constexpr int V = W::kV;
   constexpr int K = kItems;
-  GENET_DECLARE_SMEM(smem_raw);
   W w(P);
   const int nitems = w.nitems();
 
@@ -129,8 +95,7 @@ __global__ void __launch_bounds__(kMaxTeam)
       }
     }
   }
-  group_columns<V>(acc, w.grp());
-  team_allreduce<V>(acc, P.T, w.stride(), w.grp(), reinterpret_cast<A*>(smem_raw));
+  reduce_tiles(acc, w);
   A s[V], cf[V];
   const A count = static_cast<A>(w.count());
 #pragma unroll
@@ -145,10 +110,7 @@ __global__ void __launch_bounds__(kMaxTeam)
   for (int k0 = 0; k0 < nitems; k0 += K) {
     int64_t off[K];
     w.template offsets<K>(off, k0);
-    if (!P.cache) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) dc[k] = load_or_zero<T, V>(dy, off[k]);
-    }
+    if (!P.cache) load_items(dc, dy, off);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       if (off[k] < 0) continue;

@@ -1,5 +1,5 @@
-// Shared by the launcher files: vector-width dispatch, the layout's walk, the
-// shared-memory opt-in.
+// Shared by the launcher files: vector-width dispatch, the layout's walk, the list of
+// instantiations, the shared-memory opt-in.
 #pragma once
 
 #include <type_traits>
@@ -37,6 +37,14 @@ template <int V>
 struct WalkFor<NhwcPlan, V> {
   using type = NhwcWalk<V>;
 };
+
+// INST(T, Plan) for both layouts and every dtype the op files dispatch (floating types,
+// Half, BFloat16): the one list both launcher files instantiate.
+#define GENET_FOR_EACH_TYPE_AND_PLAN(INST)                    \
+  INST(float, NchwPlan) INST(float, NhwcPlan)                 \
+  INST(double, NchwPlan) INST(double, NhwcPlan)               \
+  INST(c10::Half, NchwPlan) INST(c10::Half, NhwcPlan)         \
+  INST(c10::BFloat16, NchwPlan) INST(c10::BFloat16, NhwcPlan)
 
 // Dynamic shared memory above the default 48 KB needs an opt-in per kernel.
 template <typename Kernel>

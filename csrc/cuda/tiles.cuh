@@ -202,5 +202,14 @@ struct NhwcWalk {
   __device__ __forceinline__ bool writes_g() const { return U.lane_on && q.r_l == 0; }
 };
 
+// Each tile's total over the team, in every lane's slot that heads the tile: the thread
+// first sums the columns of a tile inside each vector, then the team sums over lanes.
+template <typename W, int NV, typename A>
+__device__ __forceinline__ void reduce_tiles(A (&acc)[NV], const W& w) {
+  GENET_DECLARE_SMEM(smem_raw);
+  group_columns<W::kV>(acc, w.grp());
+  team_allreduce<W::kV>(acc, w.P.T, w.stride(), w.grp(), reinterpret_cast<A*>(smem_raw));
+}
+
 }  // namespace cuda
 }  // namespace genet_ops

@@ -184,12 +184,15 @@ class GenetKernel {
     Sigmoid(tSig_, tMean_, n);
   }
 
-  __aicore__ inline void StoreDg(int64_t offset, int32_t n) {  // tAux_ (fp32, scalar-written) -> dg
+  __aicore__ inline void EmitDg(int32_t n) {  // tAux_ (fp32, scalar-written) -> qDg_
     ScalarToVector();
     LocalTensor<T> d = qDg_.template AllocTensor<T>();
     FromFloat(d, tAux_, n);
     qDg_.EnQue(d);
-    d = qDg_.template DeQue<T>();
+  }
+
+  __aicore__ inline void StoreDg(int64_t offset, int64_t n) {
+    LocalTensor<T> d = qDg_.template DeQue<T>();
     DataCopyExtParams cp{1, static_cast<uint32_t>(n * sizeof(T)), 0, 0, 0};
     DataCopyPad(dgGm_[offset], d, cp);
     qDg_.FreeTensor(d);
@@ -274,12 +277,7 @@ class GenetKernel {
 
   __aicore__ inline void StoreBlock(const GenetBlock& b) {
     StoreRect(b.gm_offset, b.rows, b.cols);
-    if constexpr (OP == GENET_OP_EX_BWD) {
-      LocalTensor<T> d = qDg_.template DeQue<T>();
-      DataCopyExtParams cp{1, static_cast<uint32_t>(b.ntiles * sizeof(T)), 0, 0, 0};
-      DataCopyPad(dgGm_[b.g_offset], d, cp);
-      qDg_.FreeTensor(d);
-    }
+    if constexpr (OP == GENET_OP_EX_BWD) StoreDg(b.g_offset, b.ntiles);
   }
 
   __aicore__ inline void ComputeBlock(const GenetBlock& b) {
@@ -433,10 +431,7 @@ class GenetKernel {
       }
       PipeBarrier<PIPE_V>();
       EmitOut(wB_, n);
-      ScalarToVector();  // tAux_ was written by the scalar unit
-      LocalTensor<T> d = qDg_.template AllocTensor<T>();
-      FromFloat(d, tAux_, nt);
-      qDg_.EnQue(d);
+      EmitDg(nt);
     }
   }
 
@@ -533,6 +528,7 @@ class GenetKernel {
     if constexpr (OP == GENET_OP_EX_BWD) {
       VectorToScalar();
       tAux_.SetValue(0, s * (1.0f - s) * accB_.GetValue(0));
+      EmitDg(1);
       StoreDg(b.g_offset, 1);
     }
   }

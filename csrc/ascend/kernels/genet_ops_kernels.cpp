@@ -263,6 +263,34 @@ class GenetKernel {
     PipeBarrier<PIPE_V>();
   }
 
+  // y = wA (+ residual) -> qOut_ (forward ops).
+  __aicore__ inline void EmitWithResidual(int32_t n) {
+    if (hasAux_) {
+      LoadToFloat(qAux_, wB_, n);
+      Add(wA_, wA_, wB_, n);
+      PipeBarrier<PIPE_V>();
+    }
+    EmitOut(wA_, n);
+  }
+
+  // Forward ops, RESIDENT: y = x * s_t (+ residual), x in wA_, s_t in tSig_ (vector-written).
+  __aicore__ inline void ExciteBlock(const GenetBlock& b, int32_t pitch, int32_t n) {
+    VectorToScalar();
+    if (b.ntiles == 1) {
+      Muls(wA_, wA_, tSig_.GetValue(0), n);
+    } else {
+      for (int64_t k = 0; k < b.ntiles; ++k) {
+        int64_t c0, c1;
+        genet_tile_cols(t_, b, k, c0, c1);
+        FillRange(srow_, c0, c1, tSig_.GetValue(k));
+      }
+      ScalarToVector();
+      ScaleRows(wA_, wA_, b.rows, pitch);
+    }
+    PipeBarrier<PIPE_V>();
+    EmitWithResidual(n);
+  }
+
   // --------------------------------------------------------- RESIDENT mode
   __aicore__ inline void LoadBlock(const GenetBlock& b) {
     if constexpr (OP == GENET_OP_GE_BWD || OP == GENET_OP_EX_BWD) {
@@ -292,10 +320,6 @@ class GenetKernel {
         ReduceSum(redDst_, wA_, redWork_, n);  // zero padding adds nothing
         VectorToScalar();
         tMean_.SetValue(0, redDst_.GetValue(0) / static_cast<float>(b.rows * b.cols));
-        ScalarToVector();
-        Sigmoid(tSig_, tMean_, 1);
-        VectorToScalar();
-        Muls(wA_, wA_, tSig_.GetValue(0), n);
       } else {
         ColumnSums(colX_, wA_, b.rows, pitch);
         VectorToScalar();
@@ -304,24 +328,10 @@ class GenetKernel {
           genet_tile_cols(t_, b, k, c0, c1);
           tMean_.SetValue(k, SumRange(colX_, c0, c1) / static_cast<float>(b.rows * (c1 - c0)));
         }
-        ScalarToVector();
-        Sigmoid(tSig_, tMean_, nt);
-        VectorToScalar();
-        for (int64_t k = 0; k < b.ntiles; ++k) {
-          int64_t c0, c1;
-          genet_tile_cols(t_, b, k, c0, c1);
-          FillRange(srow_, c0, c1, tSig_.GetValue(k));
-        }
-        ScalarToVector();
-        ScaleRows(wA_, wA_, b.rows, pitch);
       }
-      PipeBarrier<PIPE_V>();
-      if (hasAux_) {
-        LoadToFloat(qAux_, wB_, n);
-        Add(wA_, wA_, wB_, n);
-        PipeBarrier<PIPE_V>();
-      }
-      EmitOut(wA_, n);
+      ScalarToVector();
+      Sigmoid(tSig_, tMean_, nt);
+      ExciteBlock(b, pitch, n);
     }
 
     if constexpr (OP == GENET_OP_GE_BWD) {
@@ -382,25 +392,7 @@ class GenetKernel {
     if constexpr (OP == GENET_OP_EX_FWD) {
       GateFromG(nt);
       LoadToFloat(qX_, wA_, n);
-      VectorToScalar();
-      if (one) {
-        Muls(wA_, wA_, tSig_.GetValue(0), n);
-      } else {
-        for (int64_t k = 0; k < b.ntiles; ++k) {
-          int64_t c0, c1;
-          genet_tile_cols(t_, b, k, c0, c1);
-          FillRange(srow_, c0, c1, tSig_.GetValue(k));
-        }
-        ScalarToVector();
-        ScaleRows(wA_, wA_, b.rows, pitch);
-      }
-      PipeBarrier<PIPE_V>();
-      if (hasAux_) {
-        LoadToFloat(qAux_, wB_, n);
-        Add(wA_, wA_, wB_, n);
-        PipeBarrier<PIPE_V>();
-      }
-      EmitOut(wA_, n);
+      ExciteBlock(b, pitch, n);
     }
 
     if constexpr (OP == GENET_OP_EX_BWD) {
@@ -464,12 +456,7 @@ class GenetKernel {
       LoadToFloat(qX_, wA_, n);
       Muls(wA_, wA_, s, n);
       PipeBarrier<PIPE_V>();
-      if (hasAux_) {
-        LoadToFloat(qAux_, wB_, n);
-        Add(wA_, wA_, wB_, n);
-        PipeBarrier<PIPE_V>();
-      }
-      EmitOut(wA_, n);
+      EmitWithResidual(n);
     }
     if constexpr (OP == GENET_OP_GE_BWD) {  // dx = dy * s + coef
       LoadToFloat(qAux_, wB_, n);

@@ -263,6 +263,31 @@ class GenetKernel {
     PipeBarrier<PIPE_V>();
   }
 
+  // Backward ops: wB_ = dy, wA_ = x * dy (x in wA_).
+  __aicore__ inline void TimesDy(int32_t n) {
+    LoadToFloat(qAux_, wB_, n);
+    Mul(wA_, wA_, wB_, n);
+    PipeBarrier<PIPE_V>();
+  }
+
+  // gather_excite_backward, one tile: dx = dy * s + coef, dy in wB_ -> qOut_.
+  __aicore__ inline void EmitDx(float s, float coef, int32_t n) {
+    Muls(wB_, wB_, s, n);
+    PipeBarrier<PIPE_V>();
+    Adds(wB_, wB_, coef, n);
+    PipeBarrier<PIPE_V>();
+    EmitOut(wB_, n);
+  }
+
+  // sigmoid(sum / cnt) for one tile, from the scalar side back to it.
+  __aicore__ inline float SigmoidOfMean(float sum, float cnt) {
+    tMean_.SetValue(0, sum / cnt);
+    ScalarToVector();
+    Sigmoid(tSig_, tMean_, 1);
+    VectorToScalar();
+    return tSig_.GetValue(0);
+  }
+
   // y = wA (+ residual) -> qOut_ (forward ops).
   __aicore__ inline void EmitWithResidual(int32_t n) {
     if (hasAux_) {
@@ -340,28 +365,16 @@ class GenetKernel {
       if (one) {
         ReduceSum(redDst_, wA_, redWork_, n);
         PipeBarrier<PIPE_V>();
-        LoadToFloat(qAux_, wB_, n);
-        Mul(wA_, wA_, wB_, n);
-        PipeBarrier<PIPE_V>();
+        TimesDy(n);
         ReduceSum(accA_, wA_, redWork_, n);
         VectorToScalar();
         const float cnt = static_cast<float>(b.rows * b.cols);
         const float sumDyx = accA_.GetValue(0);
-        tMean_.SetValue(0, redDst_.GetValue(0) / cnt);
-        ScalarToVector();
-        Sigmoid(tSig_, tMean_, 1);
-        VectorToScalar();
-        const float s = tSig_.GetValue(0);
-        Muls(wB_, wB_, s, n);
-        PipeBarrier<PIPE_V>();
-        Adds(wB_, wB_, s * (1.0f - s) / cnt * sumDyx, n);
-        PipeBarrier<PIPE_V>();
-        EmitOut(wB_, n);
+        const float s = SigmoidOfMean(redDst_.GetValue(0), cnt);
+        EmitDx(s, s * (1.0f - s) / cnt * sumDyx, n);
       } else {
         ColumnSums(colX_, wA_, b.rows, pitch);
-        LoadToFloat(qAux_, wB_, n);
-        Mul(wA_, wA_, wB_, n);
-        PipeBarrier<PIPE_V>();
+        TimesDy(n);
         ColumnSums(colD_, wA_, b.rows, pitch);
         VectorToScalar();
         for (int64_t k = 0; k < b.ntiles; ++k) {
@@ -399,9 +412,7 @@ class GenetKernel {
       // dx = dy * s_t ; dg_t = s_t (1 - s_t) * sum_t(dy * x)
       GateFromG(nt);
       LoadToFloat(qX_, wA_, n);
-      LoadToFloat(qAux_, wB_, n);
-      Mul(wA_, wA_, wB_, n);
-      PipeBarrier<PIPE_V>();
+      TimesDy(n);
       if (one) {
         ReduceSum(redDst_, wA_, redWork_, n);
         VectorToScalar();
@@ -445,9 +456,7 @@ class GenetKernel {
       LoadToFloat(qX_, wA_, n);
       Accumulate(accA_, wA_, n);
       if constexpr (OP == GENET_OP_GE_BWD) {
-        LoadToFloat(qAux_, wB_, n);
-        Mul(wA_, wA_, wB_, n);
-        PipeBarrier<PIPE_V>();
+        TimesDy(n);
         Accumulate(accB_, wA_, n);
       }
       return;
@@ -460,17 +469,11 @@ class GenetKernel {
     }
     if constexpr (OP == GENET_OP_GE_BWD) {  // dx = dy * s + coef
       LoadToFloat(qAux_, wB_, n);
-      Muls(wB_, wB_, s, n);
-      PipeBarrier<PIPE_V>();
-      Adds(wB_, wB_, coef, n);
-      PipeBarrier<PIPE_V>();
-      EmitOut(wB_, n);
+      EmitDx(s, coef, n);
     }
     if constexpr (OP == GENET_OP_EX_BWD) {  // dx = dy * s ; accB += sum dy * x
       LoadToFloat(qX_, wA_, n);
-      LoadToFloat(qAux_, wB_, n);
-      Mul(wA_, wA_, wB_, n);
-      PipeBarrier<PIPE_V>();
+      TimesDy(n);
       Accumulate(accB_, wA_, n);
       Muls(wB_, wB_, s, n);
       PipeBarrier<PIPE_V>();
@@ -504,11 +507,7 @@ class GenetKernel {
       Sweep(b, kSum, 0.0f, 0.0f);  // first sweep: the tile's sums
       VectorToScalar();
       const float sumX = accA_.GetValue(0), sumDyx = accB_.GetValue(0);
-      tMean_.SetValue(0, sumX / cnt);
-      ScalarToVector();
-      Sigmoid(tSig_, tMean_, 1);
-      VectorToScalar();
-      s = tSig_.GetValue(0);
+      s = SigmoidOfMean(sumX, cnt);
       coef = s * (1.0f - s) / cnt * sumDyx;
     }
     Sweep(b, kApply, s, coef);  // second (or only) sweep: write

@@ -534,6 +534,13 @@ class GenetKernel {
   bool hasAux_ = false;
 };
 
+template <typename T, int OP>
+__aicore__ inline void RunGenet(GM_ADDR x, GM_ADDR aux, GM_ADDR g, GM_ADDR out, GM_ADDR dg, const GenetTiling& t) {
+  GenetKernel<T, OP> k;
+  k.Init(x, aux, g, out, dg, t);
+  k.Process();
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------ entries
@@ -543,31 +550,23 @@ class GenetKernel {
   extern "C" __global__ __aicore__ void genet_ge_fwd_##SUFFIX(GM_ADDR x, GM_ADDR residual, GM_ADDR y,   \
                                                               GenetTiling tiling) {                    \
     KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
-    GenetKernel<T, GENET_OP_GE_FWD> k;                                                                 \
-    k.Init(x, residual, nullptr, y, nullptr, tiling);                                                  \
-    k.Process();                                                                                       \
+    RunGenet<T, GENET_OP_GE_FWD>(x, residual, nullptr, y, nullptr, tiling);                            \
   }                                                                                                    \
   extern "C" __global__ __aicore__ void genet_ge_bwd_##SUFFIX(GM_ADDR grad_out, GM_ADDR x, GM_ADDR dx,  \
                                                               GenetTiling tiling) {                    \
     KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
-    GenetKernel<T, GENET_OP_GE_BWD> k;                                                                 \
-    k.Init(x, grad_out, nullptr, dx, nullptr, tiling);                                                 \
-    k.Process();                                                                                       \
+    RunGenet<T, GENET_OP_GE_BWD>(x, grad_out, nullptr, dx, nullptr, tiling);                           \
   }                                                                                                    \
   extern "C" __global__ __aicore__ void genet_ex_fwd_##SUFFIX(GM_ADDR x, GM_ADDR g, GM_ADDR residual,   \
                                                               GM_ADDR y, GenetTiling tiling) {         \
     KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
-    GenetKernel<T, GENET_OP_EX_FWD> k;                                                                 \
-    k.Init(x, residual, g, y, nullptr, tiling);                                                        \
-    k.Process();                                                                                       \
+    RunGenet<T, GENET_OP_EX_FWD>(x, residual, g, y, nullptr, tiling);                                  \
   }                                                                                                    \
   extern "C" __global__ __aicore__ void genet_ex_bwd_##SUFFIX(GM_ADDR grad_out, GM_ADDR x, GM_ADDR g,   \
                                                               GM_ADDR dx, GM_ADDR dg,                  \
                                                               GenetTiling tiling) {                    \
     KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
-    GenetKernel<T, GENET_OP_EX_BWD> k;                                                                 \
-    k.Init(x, grad_out, g, dx, dg, tiling);                                                            \
-    k.Process();                                                                                       \
+    RunGenet<T, GENET_OP_EX_BWD>(x, grad_out, g, dx, dg, tiling);                                      \
   }
 
 GENET_KERNELS(half, fp16)

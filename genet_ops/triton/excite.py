@@ -72,11 +72,7 @@ def _excite_backward_kernel(
 
 @triton_op("genet_ops::excite_triton", mutates_args=(), schema=P.schema("excite"))
 def excite_triton(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch.Tensor | None = None) -> torch.Tensor:
-    L.check_x(x)
-    L.check_extent(extent)
-    L.check_g(g, x, extent)
-    if residual is not None:
-        L.check_same(residual, x, "residual")
+    L.check_excite(x, g, extent, residual)
     xk = L.kernel_input(x)
     P.check_device(xk)
     y = torch.empty_like(xk)
@@ -97,10 +93,7 @@ def excite_triton(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch
 
 @triton_op("genet_ops::excite_backward_triton", mutates_args=(), schema=P.schema("excite_backward"))
 def excite_backward_triton(grad_out: torch.Tensor, x: torch.Tensor, g: torch.Tensor, extent: int):
-    L.check_x(x)
-    L.check_extent(extent)
-    L.check_g(g, x, extent)
-    L.check_same(grad_out, x, "grad_out")
+    L.check_excite_backward(grad_out, x, g, extent)
     xk = L.kernel_input(x)
     P.check_device(xk)
     dx = torch.empty_like(xk)

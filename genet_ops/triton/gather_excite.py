@@ -98,10 +98,7 @@ def _gather_excite_backward_kernel(
 
 @triton_op("genet_ops::gather_excite_triton", mutates_args=(), schema=P.schema("gather_excite"))
 def gather_excite_triton(x: torch.Tensor, extent: int, residual: torch.Tensor | None = None) -> torch.Tensor:
-    L.check_x(x)
-    L.check_extent(extent)
-    if residual is not None:
-        L.check_same(residual, x, "residual")
+    L.check_gather_excite(x, extent, residual)
     xk = L.kernel_input(x)
     P.check_device(xk)
     y = torch.empty_like(xk)
@@ -122,9 +119,7 @@ def gather_excite_triton(x: torch.Tensor, extent: int, residual: torch.Tensor | 
 
 @triton_op("genet_ops::gather_excite_backward_triton", mutates_args=(), schema=P.schema("gather_excite_backward"))
 def gather_excite_backward_triton(grad_out: torch.Tensor, x: torch.Tensor, extent: int) -> torch.Tensor:
-    L.check_x(x)
-    L.check_extent(extent)
-    L.check_same(grad_out, x, "grad_out")
+    L.check_gather_excite_backward(grad_out, x, extent)
     xk = L.kernel_input(x)
     P.check_device(xk)
     dx = torch.empty_like(xk)

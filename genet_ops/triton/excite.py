@@ -14,7 +14,8 @@ from torch.library import triton_op, wrap_triton
 
 from .. import _layout as L, ops, reference
 from . import _launch as P
-from ._tiles import acc_zeros, chunk_offsets, load_acc, per_pixel, plane_base, program_units, tile_offsets, tile_sum
+from ._tiles import (acc_zeros, chunk_offsets, excite_sweep, load_acc, per_pixel, plane_base, program_units,
+                     tile_offsets, tile_sum)
 
 
 @triton.autotune(**P.AUTOTUNE)
@@ -32,13 +33,8 @@ def _excite_kernel(
     s = per_pixel(tl.sigmoid(load_acc(g + go, gm, F64)))
     xb = plane_base(n, c, s_xn, s_xc)
     rb = plane_base(n, c, s_rn, s_rc)
-    for i0 in range(0, EH, BLOCK_R):
-        o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-        out = load_acc(x + o, m, F64) * s
-        if HAS_RES:
-            ro, _ = chunk_offsets(rb, tr, valid, i0, H, W, EH, EW, s_rh, s_rw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-            out += load_acc(res + ro, m, F64)
-        tl.store(y + o, out.to(y.dtype.element_ty), mask=m)
+    excite_sweep(x, res, y, xb, rb, s, tr, valid, H, W, EH, EW, s_xh, s_xw, s_rh, s_rw,
+                 HAS_RES, F64, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
 
 
 @triton.autotune(**P.AUTOTUNE)

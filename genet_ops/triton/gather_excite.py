@@ -15,7 +15,8 @@ from torch.library import triton_op, wrap_triton
 
 from .. import _layout as L, ops, reference
 from . import _launch as P
-from ._tiles import acc_zeros, chunk_offsets, load_acc, per_pixel, plane_base, program_units, tile_counts, tile_sum
+from ._tiles import (acc_zeros, chunk_offsets, excite_sweep, load_acc, per_pixel, plane_base,
+                     program_units, store_excited, tile_counts, tile_sum)
 
 
 @triton.autotune(**P.AUTOTUNE)
@@ -35,24 +36,16 @@ def _gather_excite_kernel(
         o, m = chunk_offsets(xb, tr, valid, 0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
         xv = load_acc(x + o, m, F64)
         s = per_pixel(tl.sigmoid(tile_sum(xv) / cnt))
-        out = xv * s
-        if HAS_RES:
-            ro, _ = chunk_offsets(rb, tr, valid, 0, H, W, EH, EW, s_rh, s_rw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-            out += load_acc(res + ro, m, F64)
-        tl.store(y + o, out.to(y.dtype.element_ty), mask=m)
+        store_excited(y, o, m, xv * s, res, rb, tr, valid, 0, H, W, EH, EW, s_rh, s_rw,
+                      HAS_RES, F64, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
     else:
         total = acc_zeros(BLOCK_A, BLOCK_T, F64)
         for i0 in range(0, EH, BLOCK_R):
             o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
             total += tile_sum(load_acc(x + o, m, F64))
         s = per_pixel(tl.sigmoid(total / cnt))
-        for i0 in range(0, EH, BLOCK_R):
-            o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-            out = load_acc(x + o, m, F64) * s
-            if HAS_RES:
-                ro, _ = chunk_offsets(rb, tr, valid, i0, H, W, EH, EW, s_rh, s_rw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-                out += load_acc(res + ro, m, F64)
-            tl.store(y + o, out.to(y.dtype.element_ty), mask=m)
+        excite_sweep(x, res, y, xb, rb, s, tr, valid, H, W, EH, EW, s_xh, s_xw, s_rh, s_rw,
+                     HAS_RES, F64, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
 
 
 @triton.autotune(**P.AUTOTUNE)

@@ -104,6 +104,15 @@ def chunk_offsets(base, tr, valid, i0, H, W, EH, EW, s_h, s_w, CL: tl.constexpr,
 
 
 @triton.jit
+def chunk_offsets2(base, base2, tr, valid, i0, H, W, EH, EW, s_h, s_w, s_h2, s_w2, CL: tl.constexpr,
+                   VEC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr):
+    """chunk_offsets of the same chunk in two tensors of the same shape -> (offs, offs2, mask)."""
+    offs, mask = chunk_offsets(base, tr, valid, i0, H, W, EH, EW, s_h, s_w, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+    offs2, _ = chunk_offsets(base2, tr, valid, i0, H, W, EH, EW, s_h2, s_w2, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+    return offs, offs2, mask
+
+
+@triton.jit
 def tile_counts(tr, H, W, EH, EW, BLOCK_T: tl.constexpr):
     """|t| for each (unit, tile) -> [A, T] float32 (1 for tiles past the edge)."""
     t = tl.arange(0, BLOCK_T)

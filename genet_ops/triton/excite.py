@@ -14,7 +14,7 @@ from torch.library import triton_op, wrap_triton
 
 from .. import _layout as L, ops, reference
 from . import _launch as P
-from ._tiles import (acc_zeros, chunk_offsets, excite_sweep, load_acc, per_pixel, plane_base, program_units,
+from ._tiles import (acc_zeros, chunk_offsets2, excite_sweep, load_acc, per_pixel, plane_base, program_units,
                      tile_offsets, tile_sum)
 
 
@@ -56,8 +56,8 @@ def _excite_backward_kernel(
     db = plane_base(n, c, s_dn, s_dc)
     sum_dyx = acc_zeros(BLOCK_A, BLOCK_T, F64)
     for i0 in range(0, EH, BLOCK_R):
-        o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-        do, _ = chunk_offsets(db, tr, valid, i0, H, W, EH, EW, s_dh, s_dw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+        o, do, m = chunk_offsets2(xb, db, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, s_dh, s_dw,
+                                  CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
         dyv = load_acc(dy + do, m, F64)
         xv = load_acc(x + o, m, F64)
         tl.store(dx + o, (dyv * s).to(dx.dtype.element_ty), mask=m)

@@ -15,7 +15,7 @@ from torch.library import triton_op, wrap_triton
 
 from .. import _layout as L, ops, reference
 from . import _launch as P
-from ._tiles import (acc_zeros, chunk_offsets, excite_sweep, load_acc, per_pixel, plane_base,
+from ._tiles import (acc_zeros, chunk_offsets, chunk_offsets2, excite_sweep, load_acc, per_pixel, plane_base,
                      program_units, store_excited, tile_counts, tile_sum)
 
 
@@ -62,8 +62,8 @@ def _gather_excite_backward_kernel(
     db = plane_base(n, c, s_dn, s_dc)
     cnt = tile_counts(tr, H, W, EH, EW, BLOCK_T)
     if SINGLE:
-        o, m = chunk_offsets(xb, tr, valid, 0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-        do, _ = chunk_offsets(db, tr, valid, 0, H, W, EH, EW, s_dh, s_dw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+        o, do, m = chunk_offsets2(xb, db, tr, valid, 0, H, W, EH, EW, s_xh, s_xw, s_dh, s_dw,
+                                  CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
         xv = load_acc(x + o, m, F64)
         dyv = load_acc(dy + do, m, F64)
         sig = tl.sigmoid(tile_sum(xv) / cnt)
@@ -73,8 +73,8 @@ def _gather_excite_backward_kernel(
         sum_x = acc_zeros(BLOCK_A, BLOCK_T, F64)
         sum_dyx = acc_zeros(BLOCK_A, BLOCK_T, F64)
         for i0 in range(0, EH, BLOCK_R):
-            o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-            do, _ = chunk_offsets(db, tr, valid, i0, H, W, EH, EW, s_dh, s_dw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+            o, do, m = chunk_offsets2(xb, db, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, s_dh, s_dw,
+                                      CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
             xv = load_acc(x + o, m, F64)
             dyv = load_acc(dy + do, m, F64)
             sum_x += tile_sum(xv)
@@ -83,8 +83,8 @@ def _gather_excite_backward_kernel(
         coef = per_pixel(sig * (1.0 - sig) / cnt * sum_dyx)
         s = per_pixel(sig)
         for i0 in range(0, EH, BLOCK_R):  # the second sweep needs dy only
-            o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-            do, _ = chunk_offsets(db, tr, valid, i0, H, W, EH, EW, s_dh, s_dw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+            o, do, m = chunk_offsets2(xb, db, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, s_dh, s_dw,
+                                      CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
             dyv = load_acc(dy + do, m, F64)
             tl.store(dx + o, (dyv * s + coef).to(dx.dtype.element_ty), mask=m)
 

@@ -80,6 +80,36 @@ def check_g(g: torch.Tensor, x: torch.Tensor, extent: int) -> None:
         raise ValueError(f"genet_ops: g must be on x's device {x.device}, got {g.device}")
 
 
+# Each op's checks, in the order every backend makes them (it decides which error a call
+# with several bad arguments reports).
+def check_gather_excite(x: torch.Tensor, extent: int, residual: torch.Tensor | None) -> None:
+    check_x(x)
+    check_extent(extent)
+    if residual is not None:
+        check_same(residual, x, "residual")
+
+
+def check_gather_excite_backward(grad_out: torch.Tensor, x: torch.Tensor, extent: int) -> None:
+    check_x(x)
+    check_extent(extent)
+    check_same(grad_out, x, "grad_out")
+
+
+def check_excite(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch.Tensor | None) -> None:
+    check_x(x)
+    check_extent(extent)
+    check_g(g, x, extent)
+    if residual is not None:
+        check_same(residual, x, "residual")
+
+
+def check_excite_backward(grad_out: torch.Tensor, x: torch.Tensor, g: torch.Tensor, extent: int) -> None:
+    check_x(x)
+    check_extent(extent)
+    check_g(g, x, extent)
+    check_same(grad_out, x, "grad_out")
+
+
 def kernel_input(x: torch.Tensor) -> torch.Tensor:
     """x when dense NCHW or dense channels_last, else a contiguous copy."""
     if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):

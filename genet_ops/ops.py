@@ -58,37 +58,25 @@ for _op, _kernel in REFERENCE_KERNELS.items():
 # ----------------------------------------------------------------------------- fake
 @torch.library.register_fake("genet_ops::gather_excite")
 def _gather_excite_fake(x, extent, residual=None):
-    L.check_x(x)
-    L.check_extent(extent)
-    if residual is not None:
-        L.check_same(residual, x, "residual")
+    L.check_gather_excite(x, extent, residual)
     return torch.empty_like(L.kernel_input(x))
 
 
 @torch.library.register_fake("genet_ops::gather_excite_backward")
 def _gather_excite_backward_fake(grad_out, x, extent):
-    L.check_x(x)
-    L.check_extent(extent)
-    L.check_same(grad_out, x, "grad_out")
+    L.check_gather_excite_backward(grad_out, x, extent)
     return torch.empty_like(L.kernel_input(x))
 
 
 @torch.library.register_fake("genet_ops::excite")
 def _excite_fake(x, g, extent, residual=None):
-    L.check_x(x)
-    L.check_extent(extent)
-    L.check_g(g, x, extent)
-    if residual is not None:
-        L.check_same(residual, x, "residual")
+    L.check_excite(x, g, extent, residual)
     return torch.empty_like(L.kernel_input(x))
 
 
 @torch.library.register_fake("genet_ops::excite_backward")
 def _excite_backward_fake(grad_out, x, g, extent):
-    L.check_x(x)
-    L.check_extent(extent)
-    L.check_g(g, x, extent)
-    L.check_same(grad_out, x, "grad_out")
+    L.check_excite_backward(grad_out, x, g, extent)
     xk = L.kernel_input(x)
     return torch.empty_like(xk), torch.empty_like(L.g_for_layout(g, L.is_nchw(xk)))
 

@@ -53,10 +53,7 @@ def gather(x: torch.Tensor, extent: int) -> torch.Tensor:
 
 
 def gather_excite(x: torch.Tensor, extent: int, residual: torch.Tensor | None = None) -> torch.Tensor:
-    L.check_x(x)
-    L.check_extent(extent)
-    if residual is not None:
-        L.check_same(residual, x, "residual")
+    L.check_gather_excite(x, extent, residual)
     t = L.tile_geom(x.shape, extent)
     xf = x.to(_acc_dtype(x.dtype))
     y = xf * expand_tiles(torch.sigmoid(gather(x, extent)), t)
@@ -67,9 +64,7 @@ def gather_excite(x: torch.Tensor, extent: int, residual: torch.Tensor | None = 
 
 def gather_excite_backward(grad_out: torch.Tensor, x: torch.Tensor, extent: int) -> torch.Tensor:
     """dx_p = dy_p s_t + s_t (1 - s_t) / |t| * sum_{q in t} dy_q x_q."""
-    L.check_x(x)
-    L.check_extent(extent)
-    L.check_same(grad_out, x, "grad_out")
+    L.check_gather_excite_backward(grad_out, x, extent)
     t = L.tile_geom(x.shape, extent)
     acc = _acc_dtype(x.dtype)
     xf, dy = x.to(acc), grad_out.to(acc)
@@ -80,11 +75,7 @@ def gather_excite_backward(grad_out: torch.Tensor, x: torch.Tensor, extent: int)
 
 
 def excite(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch.Tensor | None = None) -> torch.Tensor:
-    L.check_x(x)
-    L.check_extent(extent)
-    L.check_g(g, x, extent)
-    if residual is not None:
-        L.check_same(residual, x, "residual")
+    L.check_excite(x, g, extent, residual)
     t = L.tile_geom(x.shape, extent)
     acc = _acc_dtype(x.dtype)
     y = x.to(acc) * expand_tiles(torch.sigmoid(g.to(acc)), t)
@@ -95,10 +86,7 @@ def excite(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch.Tensor
 
 def excite_backward(grad_out: torch.Tensor, x: torch.Tensor, g: torch.Tensor, extent: int):
     """dx_p = dy_p s_t ;  dg_t = s_t (1 - s_t) sum_{p in t} dy_p x_p."""
-    L.check_x(x)
-    L.check_extent(extent)
-    L.check_g(g, x, extent)
-    L.check_same(grad_out, x, "grad_out")
+    L.check_excite_backward(grad_out, x, g, extent)
     t = L.tile_geom(x.shape, extent)
     acc = _acc_dtype(x.dtype)
     dy = grad_out.to(acc)

@@ -1,5 +1,6 @@
 """Triton helpers shared by the gather_excite and excite kernels: which (n, c, tile-row)
-units a program owns, and the addresses of one chunk of rows of those tile-rows.
+units a program owns, the addresses of one chunk of rows of those tile-rows, and the
+excite step (y = x * s (+ residual)) both forward kernels end with.
 
 Every kernel works on a 4-D block [BLOCK_A, BLOCK_R, BLOCK_T, BLOCK_K]:
 
@@ -103,6 +104,15 @@ def chunk_offsets(base, tr, valid, i0, H, W, EH, EW, s_h, s_w, CL: tl.constexpr,
 
 
 @triton.jit
+def chunk_offsets2(base, base2, tr, valid, i0, H, W, EH, EW, s_h, s_w, s_h2, s_w2, CL: tl.constexpr,
+                   VEC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr):
+    """chunk_offsets of the same chunk in two tensors of the same shape -> (offs, offs2, mask)."""
+    offs, mask = chunk_offsets(base, tr, valid, i0, H, W, EH, EW, s_h, s_w, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+    offs2, _ = chunk_offsets(base2, tr, valid, i0, H, W, EH, EW, s_h2, s_w2, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+    return offs, offs2, mask
+
+
+@triton.jit
 def tile_counts(tr, H, W, EH, EW, BLOCK_T: tl.constexpr):
     """|t| for each (unit, tile) -> [A, T] float32 (1 for tiles past the edge)."""
     t = tl.arange(0, BLOCK_T)
@@ -130,3 +140,25 @@ def tile_sum(v):
 def per_pixel(v):
     """[A, T] -> [A, 1, T, 1], broadcastable over a chunk."""
     return v[:, None, :, None]
+
+
+@triton.jit
+def store_excited(y, o, m, out, res, rb, tr, valid, i0, H, W, EH, EW, s_rh, s_rw, HAS_RES: tl.constexpr,
+                  F64: tl.constexpr, CL: tl.constexpr, VEC: tl.constexpr,
+                  BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr):
+    """y[o] = out (+ the residual's rows i0 ..), rounded once to y's dtype."""
+    if HAS_RES:
+        ro, _ = chunk_offsets(rb, tr, valid, i0, H, W, EH, EW, s_rh, s_rw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+        out += load_acc(res + ro, m, F64)
+    tl.store(y + o, out.to(y.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def excite_sweep(x, res, y, xb, rb, s, tr, valid, H, W, EH, EW, s_xh, s_xw, s_rh, s_rw, HAS_RES: tl.constexpr,
+                 F64: tl.constexpr, CL: tl.constexpr, VEC: tl.constexpr,
+                 BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr):
+    """y = x * s (+ residual) over each unit's tile-row, chunk by chunk; s from per_pixel()."""
+    for i0 in range(0, EH, BLOCK_R):
+        o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+        store_excited(y, o, m, load_acc(x + o, m, F64) * s, res, rb, tr, valid, i0, H, W, EH, EW, s_rh, s_rw,
+                      HAS_RES, F64, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)

@@ -14,7 +14,8 @@ from torch.library import triton_op, wrap_triton
 
 from .. import _layout as L, ops, reference
 from . import _launch as P
-from ._tiles import acc_zeros, chunk_offsets, load_acc, per_pixel, plane_base, program_units, tile_offsets, tile_sum
+from ._tiles import (acc_zeros, chunk_offsets2, excite_sweep, load_acc, per_pixel, plane_base, program_units,
+                     tile_offsets, tile_sum)
 
 
 @triton.autotune(**P.AUTOTUNE)
@@ -32,13 +33,8 @@ def _excite_kernel(
     s = per_pixel(tl.sigmoid(load_acc(g + go, gm, F64)))
     xb = plane_base(n, c, s_xn, s_xc)
     rb = plane_base(n, c, s_rn, s_rc)
-    for i0 in range(0, EH, BLOCK_R):
-        o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-        out = load_acc(x + o, m, F64) * s
-        if HAS_RES:
-            ro, _ = chunk_offsets(rb, tr, valid, i0, H, W, EH, EW, s_rh, s_rw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-            out += load_acc(res + ro, m, F64)
-        tl.store(y + o, out.to(y.dtype.element_ty), mask=m)
+    excite_sweep(x, res, y, xb, rb, s, tr, valid, H, W, EH, EW, s_xh, s_xw, s_rh, s_rw,
+                 HAS_RES, F64, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
 
 
 @triton.autotune(**P.AUTOTUNE)
@@ -60,8 +56,8 @@ def _excite_backward_kernel(
     db = plane_base(n, c, s_dn, s_dc)
     sum_dyx = acc_zeros(BLOCK_A, BLOCK_T, F64)
     for i0 in range(0, EH, BLOCK_R):
-        o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-        do, _ = chunk_offsets(db, tr, valid, i0, H, W, EH, EW, s_dh, s_dw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+        o, do, m = chunk_offsets2(xb, db, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, s_dh, s_dw,
+                                  CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
         dyv = load_acc(dy + do, m, F64)
         xv = load_acc(x + o, m, F64)
         tl.store(dx + o, (dyv * s).to(dx.dtype.element_ty), mask=m)
@@ -72,11 +68,7 @@ def _excite_backward_kernel(
 
 @triton_op("genet_ops::excite_triton", mutates_args=(), schema=P.schema("excite"))
 def excite_triton(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch.Tensor | None = None) -> torch.Tensor:
-    L.check_x(x)
-    L.check_extent(extent)
-    L.check_g(g, x, extent)
-    if residual is not None:
-        L.check_same(residual, x, "residual")
+    L.check_excite(x, g, extent, residual)
     xk = L.kernel_input(x)
     P.check_device(xk)
     y = torch.empty_like(xk)
@@ -97,10 +89,7 @@ def excite_triton(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch
 
 @triton_op("genet_ops::excite_backward_triton", mutates_args=(), schema=P.schema("excite_backward"))
 def excite_backward_triton(grad_out: torch.Tensor, x: torch.Tensor, g: torch.Tensor, extent: int):
-    L.check_x(x)
-    L.check_extent(extent)
-    L.check_g(g, x, extent)
-    L.check_same(grad_out, x, "grad_out")
+    L.check_excite_backward(grad_out, x, g, extent)
     xk = L.kernel_input(x)
     P.check_device(xk)
     dx = torch.empty_like(xk)

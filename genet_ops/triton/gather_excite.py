@@ -15,7 +15,8 @@ from torch.library import triton_op, wrap_triton
 
 from .. import _layout as L, ops, reference
 from . import _launch as P
-from ._tiles import acc_zeros, chunk_offsets, load_acc, per_pixel, plane_base, program_units, tile_counts, tile_sum
+from ._tiles import (acc_zeros, chunk_offsets, chunk_offsets2, excite_sweep, load_acc, per_pixel, plane_base,
+                     program_units, store_excited, tile_counts, tile_sum)
 
 
 @triton.autotune(**P.AUTOTUNE)
@@ -35,24 +36,16 @@ def _gather_excite_kernel(
         o, m = chunk_offsets(xb, tr, valid, 0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
         xv = load_acc(x + o, m, F64)
         s = per_pixel(tl.sigmoid(tile_sum(xv) / cnt))
-        out = xv * s
-        if HAS_RES:
-            ro, _ = chunk_offsets(rb, tr, valid, 0, H, W, EH, EW, s_rh, s_rw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-            out += load_acc(res + ro, m, F64)
-        tl.store(y + o, out.to(y.dtype.element_ty), mask=m)
+        store_excited(y, o, m, xv * s, res, rb, tr, valid, 0, H, W, EH, EW, s_rh, s_rw,
+                      HAS_RES, F64, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
     else:
         total = acc_zeros(BLOCK_A, BLOCK_T, F64)
         for i0 in range(0, EH, BLOCK_R):
             o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
             total += tile_sum(load_acc(x + o, m, F64))
         s = per_pixel(tl.sigmoid(total / cnt))
-        for i0 in range(0, EH, BLOCK_R):
-            o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-            out = load_acc(x + o, m, F64) * s
-            if HAS_RES:
-                ro, _ = chunk_offsets(rb, tr, valid, i0, H, W, EH, EW, s_rh, s_rw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-                out += load_acc(res + ro, m, F64)
-            tl.store(y + o, out.to(y.dtype.element_ty), mask=m)
+        excite_sweep(x, res, y, xb, rb, s, tr, valid, H, W, EH, EW, s_xh, s_xw, s_rh, s_rw,
+                     HAS_RES, F64, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
 
 
 @triton.autotune(**P.AUTOTUNE)
@@ -69,8 +62,8 @@ def _gather_excite_backward_kernel(
     db = plane_base(n, c, s_dn, s_dc)
     cnt = tile_counts(tr, H, W, EH, EW, BLOCK_T)
     if SINGLE:
-        o, m = chunk_offsets(xb, tr, valid, 0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-        do, _ = chunk_offsets(db, tr, valid, 0, H, W, EH, EW, s_dh, s_dw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+        o, do, m = chunk_offsets2(xb, db, tr, valid, 0, H, W, EH, EW, s_xh, s_xw, s_dh, s_dw,
+                                  CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
         xv = load_acc(x + o, m, F64)
         dyv = load_acc(dy + do, m, F64)
         sig = tl.sigmoid(tile_sum(xv) / cnt)
@@ -80,8 +73,8 @@ def _gather_excite_backward_kernel(
         sum_x = acc_zeros(BLOCK_A, BLOCK_T, F64)
         sum_dyx = acc_zeros(BLOCK_A, BLOCK_T, F64)
         for i0 in range(0, EH, BLOCK_R):
-            o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-            do, _ = chunk_offsets(db, tr, valid, i0, H, W, EH, EW, s_dh, s_dw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+            o, do, m = chunk_offsets2(xb, db, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, s_dh, s_dw,
+                                      CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
             xv = load_acc(x + o, m, F64)
             dyv = load_acc(dy + do, m, F64)
             sum_x += tile_sum(xv)
@@ -90,18 +83,15 @@ def _gather_excite_backward_kernel(
         coef = per_pixel(sig * (1.0 - sig) / cnt * sum_dyx)
         s = per_pixel(sig)
         for i0 in range(0, EH, BLOCK_R):  # the second sweep needs dy only
-            o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
-            do, _ = chunk_offsets(db, tr, valid, i0, H, W, EH, EW, s_dh, s_dw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+            o, do, m = chunk_offsets2(xb, db, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, s_dh, s_dw,
+                                      CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
             dyv = load_acc(dy + do, m, F64)
             tl.store(dx + o, (dyv * s + coef).to(dx.dtype.element_ty), mask=m)
 
 
 @triton_op("genet_ops::gather_excite_triton", mutates_args=(), schema=P.schema("gather_excite"))
 def gather_excite_triton(x: torch.Tensor, extent: int, residual: torch.Tensor | None = None) -> torch.Tensor:
-    L.check_x(x)
-    L.check_extent(extent)
-    if residual is not None:
-        L.check_same(residual, x, "residual")
+    L.check_gather_excite(x, extent, residual)
     xk = L.kernel_input(x)
     P.check_device(xk)
     y = torch.empty_like(xk)
@@ -122,9 +112,7 @@ def gather_excite_triton(x: torch.Tensor, extent: int, residual: torch.Tensor | 
 
 @triton_op("genet_ops::gather_excite_backward_triton", mutates_args=(), schema=P.schema("gather_excite_backward"))
 def gather_excite_backward_triton(grad_out: torch.Tensor, x: torch.Tensor, extent: int) -> torch.Tensor:
-    L.check_x(x)
-    L.check_extent(extent)
-    L.check_same(grad_out, x, "grad_out")
+    L.check_gather_excite_backward(grad_out, x, extent)
     xk = L.kernel_input(x)
     P.check_device(xk)
     dx = torch.empty_like(xk)

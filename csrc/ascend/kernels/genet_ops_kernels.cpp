@@ -184,12 +184,15 @@ class GenetKernel {
     Sigmoid(tSig_, tMean_, n);
   }
 
-  __aicore__ inline void StoreDg(int64_t offset, int32_t n) {  // tAux_ (fp32, scalar-written) -> dg
+  __aicore__ inline void EmitDg(int32_t n) {  // tAux_ (fp32, scalar-written) -> qDg_
     ScalarToVector();
     LocalTensor<T> d = qDg_.template AllocTensor<T>();
     FromFloat(d, tAux_, n);
     qDg_.EnQue(d);
-    d = qDg_.template DeQue<T>();
+  }
+
+  __aicore__ inline void StoreDg(int64_t offset, int64_t n) {
+    LocalTensor<T> d = qDg_.template DeQue<T>();
     DataCopyExtParams cp{1, static_cast<uint32_t>(n * sizeof(T)), 0, 0, 0};
     DataCopyPad(dgGm_[offset], d, cp);
     qDg_.FreeTensor(d);
@@ -260,6 +263,59 @@ class GenetKernel {
     PipeBarrier<PIPE_V>();
   }
 
+  // Backward ops: wB_ = dy, wA_ = x * dy (x in wA_).
+  __aicore__ inline void TimesDy(int32_t n) {
+    LoadToFloat(qAux_, wB_, n);
+    Mul(wA_, wA_, wB_, n);
+    PipeBarrier<PIPE_V>();
+  }
+
+  // gather_excite_backward, one tile: dx = dy * s + coef, dy in wB_ -> qOut_.
+  __aicore__ inline void EmitDx(float s, float coef, int32_t n) {
+    Muls(wB_, wB_, s, n);
+    PipeBarrier<PIPE_V>();
+    Adds(wB_, wB_, coef, n);
+    PipeBarrier<PIPE_V>();
+    EmitOut(wB_, n);
+  }
+
+  // sigmoid(sum / cnt) for one tile, from the scalar side back to it.
+  __aicore__ inline float SigmoidOfMean(float sum, float cnt) {
+    tMean_.SetValue(0, sum / cnt);
+    ScalarToVector();
+    Sigmoid(tSig_, tMean_, 1);
+    VectorToScalar();
+    return tSig_.GetValue(0);
+  }
+
+  // y = wA (+ residual) -> qOut_ (forward ops).
+  __aicore__ inline void EmitWithResidual(int32_t n) {
+    if (hasAux_) {
+      LoadToFloat(qAux_, wB_, n);
+      Add(wA_, wA_, wB_, n);
+      PipeBarrier<PIPE_V>();
+    }
+    EmitOut(wA_, n);
+  }
+
+  // Forward ops, RESIDENT: y = x * s_t (+ residual), x in wA_, s_t in tSig_ (vector-written).
+  __aicore__ inline void ExciteBlock(const GenetBlock& b, int32_t pitch, int32_t n) {
+    VectorToScalar();
+    if (b.ntiles == 1) {
+      Muls(wA_, wA_, tSig_.GetValue(0), n);
+    } else {
+      for (int64_t k = 0; k < b.ntiles; ++k) {
+        int64_t c0, c1;
+        genet_tile_cols(t_, b, k, c0, c1);
+        FillRange(srow_, c0, c1, tSig_.GetValue(k));
+      }
+      ScalarToVector();
+      ScaleRows(wA_, wA_, b.rows, pitch);
+    }
+    PipeBarrier<PIPE_V>();
+    EmitWithResidual(n);
+  }
+
   // --------------------------------------------------------- RESIDENT mode
   __aicore__ inline void LoadBlock(const GenetBlock& b) {
     if constexpr (OP == GENET_OP_GE_BWD || OP == GENET_OP_EX_BWD) {
@@ -274,12 +330,7 @@ class GenetKernel {
 
   __aicore__ inline void StoreBlock(const GenetBlock& b) {
     StoreRect(b.gm_offset, b.rows, b.cols);
-    if constexpr (OP == GENET_OP_EX_BWD) {
-      LocalTensor<T> d = qDg_.template DeQue<T>();
-      DataCopyExtParams cp{1, static_cast<uint32_t>(b.ntiles * sizeof(T)), 0, 0, 0};
-      DataCopyPad(dgGm_[b.g_offset], d, cp);
-      qDg_.FreeTensor(d);
-    }
+    if constexpr (OP == GENET_OP_EX_BWD) StoreDg(b.g_offset, b.ntiles);
   }
 
   __aicore__ inline void ComputeBlock(const GenetBlock& b) {
@@ -294,10 +345,6 @@ class GenetKernel {
         ReduceSum(redDst_, wA_, redWork_, n);  // zero padding adds nothing
         VectorToScalar();
         tMean_.SetValue(0, redDst_.GetValue(0) / static_cast<float>(b.rows * b.cols));
-        ScalarToVector();
-        Sigmoid(tSig_, tMean_, 1);
-        VectorToScalar();
-        Muls(wA_, wA_, tSig_.GetValue(0), n);
       } else {
         ColumnSums(colX_, wA_, b.rows, pitch);
         VectorToScalar();
@@ -306,24 +353,10 @@ class GenetKernel {
           genet_tile_cols(t_, b, k, c0, c1);
           tMean_.SetValue(k, SumRange(colX_, c0, c1) / static_cast<float>(b.rows * (c1 - c0)));
         }
-        ScalarToVector();
-        Sigmoid(tSig_, tMean_, nt);
-        VectorToScalar();
-        for (int64_t k = 0; k < b.ntiles; ++k) {
-          int64_t c0, c1;
-          genet_tile_cols(t_, b, k, c0, c1);
-          FillRange(srow_, c0, c1, tSig_.GetValue(k));
-        }
-        ScalarToVector();
-        ScaleRows(wA_, wA_, b.rows, pitch);
       }
-      PipeBarrier<PIPE_V>();
-      if (hasAux_) {
-        LoadToFloat(qAux_, wB_, n);
-        Add(wA_, wA_, wB_, n);
-        PipeBarrier<PIPE_V>();
-      }
-      EmitOut(wA_, n);
+      ScalarToVector();
+      Sigmoid(tSig_, tMean_, nt);
+      ExciteBlock(b, pitch, n);
     }
 
     if constexpr (OP == GENET_OP_GE_BWD) {
@@ -332,28 +365,16 @@ class GenetKernel {
       if (one) {
         ReduceSum(redDst_, wA_, redWork_, n);
         PipeBarrier<PIPE_V>();
-        LoadToFloat(qAux_, wB_, n);
-        Mul(wA_, wA_, wB_, n);
-        PipeBarrier<PIPE_V>();
+        TimesDy(n);
         ReduceSum(accA_, wA_, redWork_, n);
         VectorToScalar();
         const float cnt = static_cast<float>(b.rows * b.cols);
         const float sumDyx = accA_.GetValue(0);
-        tMean_.SetValue(0, redDst_.GetValue(0) / cnt);
-        ScalarToVector();
-        Sigmoid(tSig_, tMean_, 1);
-        VectorToScalar();
-        const float s = tSig_.GetValue(0);
-        Muls(wB_, wB_, s, n);
-        PipeBarrier<PIPE_V>();
-        Adds(wB_, wB_, s * (1.0f - s) / cnt * sumDyx, n);
-        PipeBarrier<PIPE_V>();
-        EmitOut(wB_, n);
+        const float s = SigmoidOfMean(redDst_.GetValue(0), cnt);
+        EmitDx(s, s * (1.0f - s) / cnt * sumDyx, n);
       } else {
         ColumnSums(colX_, wA_, b.rows, pitch);
-        LoadToFloat(qAux_, wB_, n);
-        Mul(wA_, wA_, wB_, n);
-        PipeBarrier<PIPE_V>();
+        TimesDy(n);
         ColumnSums(colD_, wA_, b.rows, pitch);
         VectorToScalar();
         for (int64_t k = 0; k < b.ntiles; ++k) {
@@ -384,34 +405,14 @@ class GenetKernel {
     if constexpr (OP == GENET_OP_EX_FWD) {
       GateFromG(nt);
       LoadToFloat(qX_, wA_, n);
-      VectorToScalar();
-      if (one) {
-        Muls(wA_, wA_, tSig_.GetValue(0), n);
-      } else {
-        for (int64_t k = 0; k < b.ntiles; ++k) {
-          int64_t c0, c1;
-          genet_tile_cols(t_, b, k, c0, c1);
-          FillRange(srow_, c0, c1, tSig_.GetValue(k));
-        }
-        ScalarToVector();
-        ScaleRows(wA_, wA_, b.rows, pitch);
-      }
-      PipeBarrier<PIPE_V>();
-      if (hasAux_) {
-        LoadToFloat(qAux_, wB_, n);
-        Add(wA_, wA_, wB_, n);
-        PipeBarrier<PIPE_V>();
-      }
-      EmitOut(wA_, n);
+      ExciteBlock(b, pitch, n);
     }
 
     if constexpr (OP == GENET_OP_EX_BWD) {
       // dx = dy * s_t ; dg_t = s_t (1 - s_t) * sum_t(dy * x)
       GateFromG(nt);
       LoadToFloat(qX_, wA_, n);
-      LoadToFloat(qAux_, wB_, n);
-      Mul(wA_, wA_, wB_, n);
-      PipeBarrier<PIPE_V>();
+      TimesDy(n);
       if (one) {
         ReduceSum(redDst_, wA_, redWork_, n);
         VectorToScalar();
@@ -433,10 +434,7 @@ class GenetKernel {
       }
       PipeBarrier<PIPE_V>();
       EmitOut(wB_, n);
-      ScalarToVector();  // tAux_ was written by the scalar unit
-      LocalTensor<T> d = qDg_.template AllocTensor<T>();
-      FromFloat(d, tAux_, nt);
-      qDg_.EnQue(d);
+      EmitDg(nt);
     }
   }
 
@@ -458,9 +456,7 @@ class GenetKernel {
       LoadToFloat(qX_, wA_, n);
       Accumulate(accA_, wA_, n);
       if constexpr (OP == GENET_OP_GE_BWD) {
-        LoadToFloat(qAux_, wB_, n);
-        Mul(wA_, wA_, wB_, n);
-        PipeBarrier<PIPE_V>();
+        TimesDy(n);
         Accumulate(accB_, wA_, n);
       }
       return;
@@ -469,26 +465,15 @@ class GenetKernel {
       LoadToFloat(qX_, wA_, n);
       Muls(wA_, wA_, s, n);
       PipeBarrier<PIPE_V>();
-      if (hasAux_) {
-        LoadToFloat(qAux_, wB_, n);
-        Add(wA_, wA_, wB_, n);
-        PipeBarrier<PIPE_V>();
-      }
-      EmitOut(wA_, n);
+      EmitWithResidual(n);
     }
     if constexpr (OP == GENET_OP_GE_BWD) {  // dx = dy * s + coef
       LoadToFloat(qAux_, wB_, n);
-      Muls(wB_, wB_, s, n);
-      PipeBarrier<PIPE_V>();
-      Adds(wB_, wB_, coef, n);
-      PipeBarrier<PIPE_V>();
-      EmitOut(wB_, n);
+      EmitDx(s, coef, n);
     }
     if constexpr (OP == GENET_OP_EX_BWD) {  // dx = dy * s ; accB += sum dy * x
       LoadToFloat(qX_, wA_, n);
-      LoadToFloat(qAux_, wB_, n);
-      Mul(wA_, wA_, wB_, n);
-      PipeBarrier<PIPE_V>();
+      TimesDy(n);
       Accumulate(accB_, wA_, n);
       Muls(wB_, wB_, s, n);
       PipeBarrier<PIPE_V>();
@@ -522,17 +507,14 @@ class GenetKernel {
       Sweep(b, kSum, 0.0f, 0.0f);  // first sweep: the tile's sums
       VectorToScalar();
       const float sumX = accA_.GetValue(0), sumDyx = accB_.GetValue(0);
-      tMean_.SetValue(0, sumX / cnt);
-      ScalarToVector();
-      Sigmoid(tSig_, tMean_, 1);
-      VectorToScalar();
-      s = tSig_.GetValue(0);
+      s = SigmoidOfMean(sumX, cnt);
       coef = s * (1.0f - s) / cnt * sumDyx;
     }
     Sweep(b, kApply, s, coef);  // second (or only) sweep: write
     if constexpr (OP == GENET_OP_EX_BWD) {
       VectorToScalar();
       tAux_.SetValue(0, s * (1.0f - s) * accB_.GetValue(0));
+      EmitDg(1);
       StoreDg(b.g_offset, 1);
     }
   }
@@ -552,6 +534,13 @@ class GenetKernel {
   bool hasAux_ = false;
 };
 
+template <typename T, int OP>
+__aicore__ inline void RunGenet(GM_ADDR x, GM_ADDR aux, GM_ADDR g, GM_ADDR out, GM_ADDR dg, const GenetTiling& t) {
+  GenetKernel<T, OP> k;
+  k.Init(x, aux, g, out, dg, t);
+  k.Process();
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------ entries
@@ -561,31 +550,23 @@ class GenetKernel {
   extern "C" __global__ __aicore__ void genet_ge_fwd_##SUFFIX(GM_ADDR x, GM_ADDR residual, GM_ADDR y,   \
                                                               GenetTiling tiling) {                    \
     KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
-    GenetKernel<T, GENET_OP_GE_FWD> k;                                                                 \
-    k.Init(x, residual, nullptr, y, nullptr, tiling);                                                  \
-    k.Process();                                                                                       \
+    RunGenet<T, GENET_OP_GE_FWD>(x, residual, nullptr, y, nullptr, tiling);                            \
   }                                                                                                    \
   extern "C" __global__ __aicore__ void genet_ge_bwd_##SUFFIX(GM_ADDR grad_out, GM_ADDR x, GM_ADDR dx,  \
                                                               GenetTiling tiling) {                    \
     KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
-    GenetKernel<T, GENET_OP_GE_BWD> k;                                                                 \
-    k.Init(x, grad_out, nullptr, dx, nullptr, tiling);                                                 \
-    k.Process();                                                                                       \
+    RunGenet<T, GENET_OP_GE_BWD>(x, grad_out, nullptr, dx, nullptr, tiling);                           \
   }                                                                                                    \
   extern "C" __global__ __aicore__ void genet_ex_fwd_##SUFFIX(GM_ADDR x, GM_ADDR g, GM_ADDR residual,   \
                                                               GM_ADDR y, GenetTiling tiling) {         \
     KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
-    GenetKernel<T, GENET_OP_EX_FWD> k;                                                                 \
-    k.Init(x, residual, g, y, nullptr, tiling);                                                        \
-    k.Process();                                                                                       \
+    RunGenet<T, GENET_OP_EX_FWD>(x, residual, g, y, nullptr, tiling);                                  \
   }                                                                                                    \
   extern "C" __global__ __aicore__ void genet_ex_bwd_##SUFFIX(GM_ADDR grad_out, GM_ADDR x, GM_ADDR g,   \
                                                               GM_ADDR dx, GM_ADDR dg,                  \
                                                               GenetTiling tiling) {                    \
     KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
-    GenetKernel<T, GENET_OP_EX_BWD> k;                                                                 \
-    k.Init(x, grad_out, g, dx, dg, tiling);                                                            \
-    k.Process();                                                                                       \
+    RunGenet<T, GENET_OP_EX_BWD>(x, grad_out, g, dx, dg, tiling);                                      \
   }
 
 GENET_KERNELS(half, fp16)

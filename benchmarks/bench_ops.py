@@ -328,10 +328,10 @@ def target_check(rows: list[dict]) -> list[str]:
     """Issue 2's CPU target, for gather_excite (the op the seed trains): fused forward +
     backward >= 2x eager and >= compile on every WRN-16-8 stage. excite is listed too,
     for information: its eager code is a single broadcast multiply, so 2x is out of reach
-    by construction."""
+    by construction. Needs the eager provider in the run."""
     out = []
     for r in rows:
-        if r["provider"] == "fused" and r["mode"] == "full" and r["shape_name"].startswith("wrn") and r["ms"]:
+        if r["provider"] == "fused" and r["mode"] == "full" and r["shape_name"].startswith("wrn") and r["vs_eager"]:
             ok = (r["vs_eager"] or 0) >= 2.0 and (r["vs_compile"] or 0) >= 1.0
             verdict = ("MET " if ok else "MISS") if r["op"] == "gather_excite" else "info"
             out.append(f"{verdict} {r['op']:<13} {r['shape_name']} {r['layout']:<4} e{r['extent']}"

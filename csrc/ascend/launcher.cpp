@@ -126,85 +126,77 @@ void enqueue(const char* name, std::vector<at::Tensor> keep, std::function<uint3
     default: return ACLRT_LAUNCH_KERNEL(genet_##OPNAME##_fp32)(__VA_ARGS__);                  \
   }
 
-// The kernels read and write NCHW. A channels_last call (OpCall::layout NHWC) hands
-// them NCHW copies, and its results come back through an NCHW buffer copied into
-// the OpCall's outputs.
-at::Tensor nchw(const at::Tensor& t) { return t.defined() ? t.contiguous() : t; }
-at::Tensor nchw_buffer(const at::Tensor& out) {
-  return out.is_contiguous() ? out : at::empty(out.sizes(), out.options());
-}
-void copy_back(const at::Tensor& buf, at::Tensor& out) {
-  if (!buf.is_same(out)) out.copy_(buf);
-}
-
 // --------------------------------------------------------------------- ops
+// Each op prepares its call on the NCHW-contiguous x, so that prepare_* brings residual /
+// grad_out / g to NCHW too (copying only what is not already), and copies its outputs
+// back into the layout rule's strides of the caller's x (xk) at the end.
 at::Tensor gather_excite_npu(const at::Tensor& x, int64_t extent, const c10::optional<at::Tensor>& residual) {
   const c10::OptionalDeviceGuard guard(at::device_of(x));
-  OpCall c = prepare_gather_excite(x, extent, residual);
+  const at::Tensor xk = kernel_input(x);
+  const OpCall c = prepare_gather_excite(xk.contiguous(), extent, residual);
   check_dtype(c.x);
-  if (c.empty()) return c.out;
-  const GenetTiling t = plan(c.x, extent, GENET_OP_GE_FWD, c.other.defined());
-  const at::Tensor xc = nchw(c.x), rc = nchw(c.other), y = nchw_buffer(c.out);
-  const auto dt = x.scalar_type();
-  enqueue("genet_gather_excite", {xc, rc, y}, [=](aclrtStream s) -> uint32_t {
-    GenetTiling tl = t;
-    GENET_SELECT(ge_fwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(xc), ptr(rc), ptr(y), &tl)
-  });
-  copy_back(y, c.out);
-  return c.out;
+  if (!c.empty()) {
+    const GenetTiling t = plan(c.x, extent, GENET_OP_GE_FWD, c.other.defined());
+    const auto dt = x.scalar_type();
+    enqueue("genet_gather_excite", {c.x, c.other, c.out}, [=](aclrtStream s) -> uint32_t {
+      GenetTiling tl = t;
+      GENET_SELECT(ge_fwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(c.x), ptr(c.other), ptr(c.out), &tl)
+    });
+  }
+  return like_layout(c.out, xk);
 }
 
 at::Tensor gather_excite_backward_npu(const at::Tensor& grad_out, const at::Tensor& x, int64_t extent) {
   const c10::OptionalDeviceGuard guard(at::device_of(x));
-  OpCall c = prepare_gather_excite_backward(grad_out, x, extent);
+  const at::Tensor xk = kernel_input(x);
+  const OpCall c = prepare_gather_excite_backward(grad_out, xk.contiguous(), extent);
   check_dtype(c.x);
-  if (c.empty()) return c.out;
-  const GenetTiling t = plan(c.x, extent, GENET_OP_GE_BWD, false);
-  const at::Tensor dyc = nchw(c.other), xc = nchw(c.x), dx = nchw_buffer(c.out);
-  const auto dt = x.scalar_type();
-  enqueue("genet_gather_excite_backward", {dyc, xc, dx}, [=](aclrtStream s) -> uint32_t {
-    GenetTiling tl = t;
-    GENET_SELECT(ge_bwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(dyc), ptr(xc), ptr(dx), &tl)
-  });
-  copy_back(dx, c.out);
-  return c.out;
+  if (!c.empty()) {
+    const GenetTiling t = plan(c.x, extent, GENET_OP_GE_BWD, false);
+    const auto dt = x.scalar_type();
+    enqueue("genet_gather_excite_backward", {c.other, c.x, c.out}, [=](aclrtStream s) -> uint32_t {
+      GenetTiling tl = t;
+      GENET_SELECT(ge_bwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(c.other), ptr(c.x), ptr(c.out), &tl)
+    });
+  }
+  return like_layout(c.out, xk);
 }
 
 at::Tensor excite_npu(const at::Tensor& x, const at::Tensor& g, int64_t extent,
                       const c10::optional<at::Tensor>& residual) {
   const c10::OptionalDeviceGuard guard(at::device_of(x));
-  OpCall c = prepare_excite(x, g, extent, residual);
+  const at::Tensor xk = kernel_input(x);
+  const OpCall c = prepare_excite(xk.contiguous(), g, extent, residual);
   check_dtype(c.x);
-  if (c.empty()) return c.out;
-  const GenetTiling t = plan(c.x, extent, GENET_OP_EX_FWD, c.other.defined());
-  const at::Tensor xc = nchw(c.x), gc = nchw(c.g), rc = nchw(c.other), y = nchw_buffer(c.out);
-  const auto dt = x.scalar_type();
-  enqueue("genet_excite", {xc, gc, rc, y}, [=](aclrtStream s) -> uint32_t {
-    GenetTiling tl = t;
-    GENET_SELECT(ex_fwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(xc), ptr(gc), ptr(rc), ptr(y), &tl)
-  });
-  copy_back(y, c.out);
-  return c.out;
+  if (!c.empty()) {
+    const GenetTiling t = plan(c.x, extent, GENET_OP_EX_FWD, c.other.defined());
+    const auto dt = x.scalar_type();
+    enqueue("genet_excite", {c.x, c.g, c.other, c.out}, [=](aclrtStream s) -> uint32_t {
+      GenetTiling tl = t;
+      GENET_SELECT(ex_fwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(c.x), ptr(c.g), ptr(c.other),
+                   ptr(c.out), &tl)
+    });
+  }
+  return like_layout(c.out, xk);
 }
 
 std::tuple<at::Tensor, at::Tensor> excite_backward_npu(const at::Tensor& grad_out, const at::Tensor& x,
                                                        const at::Tensor& g, int64_t extent) {
   const c10::OptionalDeviceGuard guard(at::device_of(x));
-  OpCall c = prepare_excite_backward(grad_out, x, g, extent);
+  const at::Tensor xk = kernel_input(x);
+  const OpCall c = prepare_excite_backward(grad_out, xk.contiguous(), g, extent);
   check_dtype(c.x);
-  if (c.empty()) return {c.out, c.dg};
-  const GenetTiling t = plan(c.x, extent, GENET_OP_EX_BWD, false);
-  const at::Tensor dyc = nchw(c.other), xc = nchw(c.x), gc = nchw(c.g);
-  const at::Tensor dx = nchw_buffer(c.out), dg = nchw_buffer(c.dg);
-  const auto dt = x.scalar_type();
-  enqueue("genet_excite_backward", {dyc, xc, gc, dx, dg}, [=](aclrtStream s) -> uint32_t {
-    GenetTiling tl = t;
-    GENET_SELECT(ex_bwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(dyc), ptr(xc), ptr(gc), ptr(dx),
-                 ptr(dg), &tl)
-  });
-  copy_back(dx, c.out);
-  copy_back(dg, c.dg);
-  return {c.out, c.dg};
+  if (!c.empty()) {
+    const GenetTiling t = plan(c.x, extent, GENET_OP_EX_BWD, false);
+    const auto dt = x.scalar_type();
+    enqueue("genet_excite_backward", {c.other, c.x, c.g, c.out, c.dg}, [=](aclrtStream s) -> uint32_t {
+      GenetTiling tl = t;
+      GENET_SELECT(ex_bwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(c.other), ptr(c.x), ptr(c.g),
+                   ptr(c.out), ptr(c.dg), &tl)
+    });
+  }
+  // dg in the layout rule's strides: those of g_for_layout(g) for the caller's layout.
+  return {like_layout(c.out, xk), like_layout(c.dg, g_for_layout(g, layout_of(xk)))};
 }
 
 #undef GENET_SELECT

@@ -68,6 +68,7 @@ def spawn(args, device_type: str) -> dict:
 
 def _spawned(local: int, args, device_type: str, node_rank: int, nprocs: int, world: int) -> None:
     worker(local, args, device_type, node_rank * nprocs + local, world, nprocs)
+    D.leave_process()
 
 
 def worker(local: int, args, device_type: str, rank: int, world: int, batch_split: int) -> dict:
@@ -251,3 +252,4 @@ def run(args, info: D.DistInfo, batch_split: int) -> dict:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    D.leave_process()  # a torchrun or --rank/--dist-url worker ends here

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 BACKENDS = {"cuda": "nccl", "npu": "hccl", "cpu": "gloo"}
+_joined = False  # this process joined a process group (see leave_process)
 
 
 def import_npu():
@@ -101,12 +103,28 @@ def setup(device_type: str, backend: str | None, rank: int, world_size: int, loc
         init = dist_url or "env://"
         kwargs = {"device_id": device} if device_type == "cuda" else {}
         dist.init_process_group(backend=backend, init_method=init, rank=rank, world_size=world_size, **kwargs)
+        global _joined
+        _joined = True
     return info
 
 
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def leave_process() -> None:
+    """End a process that joined a process group without finalizing the interpreter; a
+    no-op in any other process. A gloo worker thread drops a finished collective's
+    tensors a moment after the caller resumes, and destroy_process_group() does not join
+    those threads: when the drop lands while Python is finalizing, the thread cannot take
+    the GIL and std::terminate aborts a run that succeeded (SIGABRT at exit: 6 of 24
+    two-process CPU runs on the development machine; cf. pytorch/pytorch#179291)."""
+    if not _joined:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -8,13 +8,20 @@
 """
 from __future__ import annotations
 
+import warnings
+
 from . import _extension, backend
 from .backend import get_backend, set_backend
 from .ops import excite, gather_excite
 from .module import GatherExcite
 
 if backend.triton_available():
-    from . import triton as _triton  # noqa: F401  (registers the *_triton ops)
+    try:
+        from . import triton as _triton  # noqa: F401  (registers the *_triton ops)
+    except Exception as exc:  # noqa: BLE001 - a torch / Triton API change must not break the package
+        backend.disable_triton(f"the *_triton ops could not be registered ({type(exc).__name__}: {exc})")
+        warnings.warn(f"genet_ops: Triton kernels off: {backend.triton_error()}; CUDA tensors without "
+                      "compiled CUDA C++ kernels run on the reference.", RuntimeWarning, stacklevel=2)
 
 __version__ = "0.1.0"
 
@@ -28,6 +35,7 @@ def backend_info() -> dict:
         "extension_error": _extension.error,
         "backend": get_backend(),
         "triton": backend.triton_available(),
+        "triton_error": backend.triton_error(),
         "kernels": {op: dict(devices) for op, devices in ops.KERNELS.items()},
     }
 

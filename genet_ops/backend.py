@@ -35,13 +35,38 @@ def get_backend() -> str:
     return _choice
 
 
+# Why the Triton twins are off (None: they are on), set once by import genet_ops.
+_triton_error: str | None = None
+
+
 @functools.cache
-def triton_available() -> bool:
+def _triton_import_error() -> str | None:
     try:
         import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    except Exception as exc:  # noqa: BLE001 - a broken install must not break import genet_ops
+        return f"triton cannot be imported ({type(exc).__name__}: {exc})"
+    return None
+
+
+def triton_available() -> bool:
+    """Triton is installed and the *_triton ops registered (or not yet tried)."""
+    return triton_error() is None
+
+
+def triton_error() -> str | None:
+    """Why the Triton kernels are off, for backend_info(); None when they are on."""
+    return _triton_import_error() or _triton_error
+
+
+def disable_triton(reason: str) -> None:
+    """The *_triton ops could not be registered: route CUDA to the reference instead."""
+    global _triton_error
+    from . import ops
+
+    _triton_error = reason
+    for devices in ops.KERNELS.values():
+        if devices.get("cuda") == "triton":
+            devices["cuda"] = "reference"
 
 
 def cuda_kernels_compiled() -> bool:
@@ -64,7 +89,7 @@ def select(x: torch.Tensor) -> str:
             )
         return "op"
     if not triton_available():
-        raise RuntimeError("genet_ops: backend 'triton' chosen but triton is not installed")
+        raise RuntimeError(f"genet_ops: backend 'triton' chosen but the Triton kernels are off: {triton_error()}")
     return "triton"
 
 

@@ -357,7 +357,7 @@ def test_triton_backend_routes_public_api():
 # ------------------------------------------------------------ the real compiler
 _AOT_SCRIPT = """
 import json, torch
-from genet_ops.triton import _aot
+import triton_aot_report as _aot
 cases = [((4, 256, 56, 56), 0, torch.bfloat16, False), ((4, 64, 56, 56), 2, torch.float16, True)]
 print("ROWS" + json.dumps(_aot.main(cases=cases, all_configs=False), default=str))
 """
@@ -369,7 +369,7 @@ def test_triton_kernels_compile_for_sm90():
     (Triton -> PTX -> ptxas, no GPU needed) and check the loads come out 16 bytes wide."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join([root, os.path.join(root, "tools"), env.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, "-c", _AOT_SCRIPT], capture_output=True, text=True, env=env,
                           cwd=root, timeout=600)
     if proc.returncode != 0 and "ptxas" in proc.stderr and "not found" in proc.stderr.lower():

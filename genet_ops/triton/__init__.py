@@ -30,18 +30,9 @@ vector is one coalesced access. When a tile-row fits the register budget (8 KiB 
 loaded tensor forward, 4 KiB backward) each pixel is read once; otherwise the kernel
 loops over row chunks (gather_excite: a reducing sweep, then an exciting one; excite and
 its backward need one sweep). A host-checked vector width lets the compiler issue 16-byte
-accesses. Autotune: num_warps 4 or 8 (a single config under the interpreter).
+accesses. Autotune: num_warps 2, 4 or 8, pruned per block shape (_launch.prune_configs; a single
+config under the interpreter).
 
-Verified so far WITHOUT a GPU only:
-- tests/test_triton.py under TRITON_INTERPRET=1 on CPU tensors: parity with the float64
-  reference (fp32/fp16/bf16, and float64), NCHW / channels_last / strided views, partial
-  tiles, extents 0-4 and larger than the plane, residual, N=0 and H=0, gradients through
-  the autograd registration, gradcheck, torch.library.opcheck, torch.compile(fullgraph)
-  (under the interpreter each op stays one graph node: an interpreted kernel cannot be
-  traced, see _launch.keep_opaque);
-- _aot.py: the kernels compile for sm_90 with Triton's real compiler and ptxas (no
-  spills at 8 warps on the shapes there, 16-byte loads where the shapes allow).
-Not yet run on a GPU: real launches, torch.compile tracing into the kernels, autotuning,
-and any timing (see issue 3's GPU check).
+Where these kernels were verified, and where not yet: the README's verification table.
 """
 from . import excite, gather_excite  # noqa: F401  (register genet_ops::*_triton)

@@ -88,7 +88,8 @@ def excite_triton(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch
 
 
 @triton_op("genet_ops::excite_backward_triton", mutates_args=(), schema=P.schema("excite_backward"))
-def excite_backward_triton(grad_out: torch.Tensor, x: torch.Tensor, g: torch.Tensor, extent: int):
+def excite_backward_triton(grad_out: torch.Tensor, x: torch.Tensor, g: torch.Tensor,
+                           extent: int) -> tuple[torch.Tensor, torch.Tensor]:
     L.check_excite_backward(grad_out, x, g, extent)
     xk = L.kernel_input(x)
     P.check_device(xk)

@@ -4,9 +4,10 @@ The interpreter checks what the kernels compute; this checks that the real compi
 (Triton -> PTX -> ptxas cubin) accepts them, with the specialisations a real launch
 would get, and reports registers, spills and whether the loads are vectorised.
 
-    python -m genet_ops.triton._aot        # a few representative launches, sm_90
+    python tools/triton_aot_report.py      # a few representative launches, sm_90
 
-Must run without TRITON_INTERPRET. Nothing is launched.
+Must run without TRITON_INTERPRET. Nothing is launched. An offline report for
+developers, not part of the package (tests/test_triton.py runs it on two cases).
 """
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ import contextlib
 import os
 import re
 import subprocess
+import sys
 import tempfile
 
 import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource, make_backend
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # genet_ops from the checkout
 
 
 def compile_launch(kernel, args, kwargs, arch: int = 90, all_configs: bool = True) -> list[dict]:
@@ -68,7 +72,7 @@ def _usage(compiled) -> dict:
 @contextlib.contextmanager
 def capture_launches():
     """Run the triton_op bodies on CPU tensors, recording each launch instead of running it."""
-    from . import _launch, excite, gather_excite
+    from genet_ops.triton import _launch, excite, gather_excite
 
     launches = []
 

@@ -11,7 +11,7 @@ void launch_excite(const T* x, const T* g, const T* res, T* y, const Plan& P, st
   with_vec<T>(P.V, [&](auto vc) {
     constexpr int V = decltype(vc)::value;
     auto kernel = &excite_fwd_kernel<typename WalkFor<Plan, V>::type, T>;
-    GENET_LAUNCH(kernel, P.grid, P.block, 0, stream, x, g, res, y, P);
+    GENET_LAUNCH(kernel, grid_x(P.grid, "excite"), P.block, 0, stream, x, g, res, y, P);
   });
 }
 
@@ -21,7 +21,7 @@ void launch_excite_backward(const T* dy, const T* x, const T* g, T* dx, T* dg, c
     constexpr int V = decltype(vc)::value;
     auto kernel = &excite_bwd_kernel<typename WalkFor<Plan, V>::type, T>;
     allow_smem(kernel, P.smem);
-    GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, dy, x, g, dx, dg, P);
+    GENET_LAUNCH(kernel, grid_x(P.grid, "excite_backward"), P.block, P.smem, stream, dy, x, g, dx, dg, P);
   });
 }
 

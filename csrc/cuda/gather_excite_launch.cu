@@ -12,7 +12,7 @@ void launch_gather_excite(const T* x, const T* res, T* y, const Plan& P, stream_
     constexpr int V = decltype(vc)::value;
     auto kernel = &ge_fwd_kernel<typename WalkFor<Plan, V>::type, T>;
     allow_smem(kernel, P.smem);
-    GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, x, res, y, P);
+    GENET_LAUNCH(kernel, grid_x(P.grid, "gather_excite"), P.block, P.smem, stream, x, res, y, P);
   });
 }
 
@@ -22,7 +22,7 @@ void launch_gather_excite_backward(const T* dy, const T* x, T* dx, const Plan& P
     constexpr int V = decltype(vc)::value;
     auto kernel = &ge_bwd_kernel<typename WalkFor<Plan, V>::type, T>;
     allow_smem(kernel, P.smem);
-    GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, dy, x, dx, P);
+    GENET_LAUNCH(kernel, grid_x(P.grid, "gather_excite_backward"), P.block, P.smem, stream, dy, x, dx, P);
   });
 }
 

@@ -4,6 +4,7 @@
 
 #include <type_traits>
 
+#include "grid_check.h"
 #include "launchers.h"
 #include "tiles.cuh"
 

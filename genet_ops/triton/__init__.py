@@ -19,7 +19,8 @@ float64 accumulation. Layouts: NCHW-contiguous and channels_last natively (x is 
 copied; y, dx and dg take the layout rule of genet_ops._layout); residual, grad_out and
 g go to the kernels with their own strides; any other x is made contiguous first. Empty
 inputs give empty outputs (dg zero). Global extent on planes wider than 16384 pixels,
-and samples of 2**31 elements or more, take the reference kernels.
+samples of 2**31 elements or more, and launches of 2**31 units or more or beyond CUDA's
+grid limits take the reference kernels (_launch.plan).
 
 Design (gather_excite.py, excite.py, _tiles.py, _launch.py): one program owns a group of
 units, a unit being one tile-row of one (n, c) plane, as a [A, R, T, K] block (units, rows,

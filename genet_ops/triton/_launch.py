@@ -28,8 +28,12 @@ MIN_PROGRAMS = 0 if INTERPRET else 264
 VEC_BYTES = 16
 # Rows wider than this (padded to tiles of a power-of-two width) do not fit one block;
 # such inputs (global extent on W > 16384) take the reference kernels, as do samples
-# whose offsets do not fit int32.
+# whose offsets do not fit int32 and launches whose unit counts do not (program_units
+# in _tiles.py computes N*C*TH, the unit index and N*TH in int32).
 MAX_ROW = 16384
+INT32_LIMIT = 2**31
+# CUDA grids hold at most 2**31 - 1 programs along axis 0 and 65535 along axis 1.
+MAX_GRID = (2**31 - 1, 65535)
 
 # Shape class of a launch (a missing name, e.g. SINGLE for excite, is skipped by the autotuner).
 AUTOTUNE_KEY = ["BLOCK_A", "BLOCK_R", "BLOCK_T", "BLOCK_K", "CL", "VEC", "SINGLE", "HAS_RES"]
@@ -83,12 +87,15 @@ def _pow2(n: int) -> int:
 def plan(xk: torch.Tensor, extent: int, block_bytes: int, others=()) -> Plan | None:
     """Block shape, vector width and grid for the kernel input xk (dense NCHW or
     channels_last), whose pixel-shaped tensors (y, dx, residual, dy) are xk and others;
-    None when a row is too wide for one block or a sample too large for int32 offsets."""
+    None (the caller runs the reference) when a row is too wide for one block, a sample
+    too large for int32 offsets, the units too many for int32 or the grid too large."""
     N, C, H, W = (int(s) for s in xk.shape)
     t = L.tile_geom((N, C, H, W), extent)
     tensors = (xk, *others)
-    if any(sum((int(sz) - 1) * abs(int(st)) for sz, st in zip(u.shape[1:], u.stride()[1:])) >= 2**31
+    if any(sum((int(sz) - 1) * abs(int(st)) for sz, st in zip(u.shape[1:], u.stride()[1:])) >= INT32_LIMIT
            for u in tensors):
+        return None
+    if N * C * t.th >= INT32_LIMIT:  # NCHW unit indices (channels_last: N*TH and C, smaller)
         return None
     block = block_bytes // xk.element_size()
     cl = not L.is_nchw(xk)
@@ -122,6 +129,8 @@ def plan(xk: torch.Tensor, extent: int, block_bytes: int, others=()) -> Plan | N
         grid = (triton.cdiv(units, BLOCK_A),)
         # a flattened plane never steps along H: its stride does not matter
         vec = _vec(tensors, 3, min(BLOCK_K, VEC_BYTES // xk.element_size()), (EW, W), ignore=2 if flat else None)
+    if any(g > m for g, m in zip(grid, MAX_GRID)):
+        return None
     return Plan(cl, H, W, EH, EW, t.th, t.tw, BLOCK_A, BLOCK_R, BLOCK_T, BLOCK_K, BLOCK_R >= EH, vec, grid)
 
 

@@ -5,11 +5,16 @@ of gather_excite and excite, per provider, on the WRN-16-8 and ResNet-50 stage s
     python benchmarks/bench_ops.py --quick              # a small subset, a minute or two
     python benchmarks/bench_ops.py --device cuda        # adds the triton provider
     python benchmarks/bench_ops.py --shapes wrn --extents 0 --layouts nchw --modes full
+    python benchmarks/bench_ops.py --device cuda --check # correctness at full size, no timing
+    python benchmarks/bench_ops.py --device cuda --ab    # each genet_ops._tuning knob's values
+
+Shapes: the WRN-16-8 and ResNet-50 stages, at N = 512 (WRN) and 256 (ResNet-50) on a
+GPU, the batches people train with; N = 128 and 32 on the CPU.
 
 Providers (PROVIDERS below; add one for a new device there):
   eager      the code a user writes: x * sigmoid(x.mean((2, 3), keepdim=True)) for extent 0,
              avg_pool2d(ceil_mode=True) + nearest interpolate (cropped) for extent e; + residual
-  compile    torch.compile of eager (CUDA: mode max-autotune-no-cudagraphs)
+  compile    torch.compile of eager (default mode)
   fused      torch.ops.genet_ops.<op>: the compiled kernel of the device (C++ on CPU)
   triton     torch.ops.genet_ops.<op>_triton (CUDA only)
   reference  genet_ops.reference (pure PyTorch, the test oracle; only when asked for)
@@ -17,11 +22,16 @@ Providers (PROVIDERS below; add one for a new device there):
 
 Prints a table (ms, GB/s, fraction of clone's GB/s, speedup vs eager and vs compile) and
 writes <out>/<device>-<date>.{csv,json,png}; the JSON holds the machine's description.
+--jsonl PATH also appends every row to PATH as soon as its case is done, so a run that
+is cut off keeps what it finished (benchmarks/gpu_check.sh reads it); --deadline S stops
+starting new cases after S seconds (exit status 3).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
+import json
 import math
 import os
 import sys
@@ -37,11 +47,22 @@ import torch.nn.functional as F  # noqa: E402
 
 import common  # noqa: E402
 
-SHAPES = {
-    "wrn": [("wrn-s1", (128, 128, 32, 32)), ("wrn-s2", (128, 256, 16, 16)), ("wrn-s3", (128, 512, 8, 8))],
-    "resnet50": [("rn50-s1", (32, 256, 56, 56)), ("rn50-s2", (32, 512, 28, 28)),
-                 ("rn50-s3", (32, 1024, 14, 14)), ("rn50-s4", (32, 2048, 7, 7))],
+# Stage shapes (C, H, W) and the batch per device class.
+STAGES = {
+    "wrn": [("wrn-s1", (128, 32, 32)), ("wrn-s2", (256, 16, 16)), ("wrn-s3", (512, 8, 8))],
+    "resnet50": [("rn50-s1", (256, 56, 56)), ("rn50-s2", (512, 28, 28)),
+                 ("rn50-s3", (1024, 14, 14)), ("rn50-s4", (2048, 7, 7))],
 }
+BATCH = {"cpu": {"wrn": 128, "resnet50": 32}, "gpu": {"wrn": 512, "resnet50": 256}}
+
+
+def shapes_for(which: str, device: str) -> list[tuple[str, tuple]]:
+    """[(name, (N, C, H, W))] of the stage set `which` (wrn, resnet50, all) on `device`."""
+    batch = BATCH["cpu" if device == "cpu" else "gpu"]
+    nets = ["wrn", "resnet50"] if which == "all" else [which]
+    return [(name, (batch[net], *chw)) for net in nets for name, chw in STAGES[net]]
+
+
 QUICK_SHAPES = ["wrn-s3", "rn50-s4"]
 MODES = ("forward", "backward", "full")
 OPS = ("gather_excite", "excite")
@@ -98,6 +119,14 @@ class Provider:
     def make(self, case: Case):
         raise NotImplementedError
 
+    def context(self):
+        """Entered around this provider's warm-up and timing (an A/B variant sets its knob)."""
+        return contextlib.nullcontext()
+
+    def tags(self) -> dict:
+        """Extra row fields (an A/B variant's knob and value)."""
+        return {}
+
 
 def _bind(fn, case: Case):
     """fn(x, [g], extent, residual) -> a callable taking the case's tensors."""
@@ -119,8 +148,7 @@ class Compile(Provider):
 
     def make(self, case):
         torch._dynamo.reset()  # one case's graphs at a time: no recompile limit, no stale guards
-        mode = "max-autotune-no-cudagraphs" if case.device == "cuda" else None
-        return _bind(torch.compile(EAGER[case.op], dynamic=False, mode=mode), case)
+        return _bind(torch.compile(EAGER[case.op], dynamic=False), case)  # default mode, what users run
 
 
 class Fused(Provider):
@@ -183,6 +211,28 @@ class Clone(Provider):
 
 
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (Eager(), Compile(), Fused(), Triton(), Reference(), Clone())}
+
+
+class Variant(Provider):
+    """A provider (fused or triton) run with one genet_ops._tuning knob at one value."""
+
+    def __init__(self, base: Provider, knob: str, value: str, default: bool):
+        self.base, self.knob, self.value, self.default = base, knob, value, default
+        self.name = f"{base.name}:{knob}={value}"
+
+    def impl(self, device, op):
+        return self.base.impl(device, op)
+
+    def make(self, case):
+        return self.base.make(case)
+
+    def context(self):
+        from genet_ops import _tuning
+
+        return _tuning.using(self.knob, self.value)
+
+    def tags(self):
+        return {"knob": self.knob, "variant": self.value, "default": self.default, "base": self.base.name}
 
 
 # ------------------------------------------------------------------------ running
@@ -251,17 +301,18 @@ def rotated_runner(mode: str, fn, case: Case, l2: int) -> common.Step:
     return prepare, lambda: steps[state["i"]][1]()
 
 
-def bench_case(case: Case, providers: list[str], modes: list[str], budget_s: float, wait_s: float) -> list[dict]:
+def bench_case(case: Case, providers: list[Provider], modes: list[str], budget_s: float, wait_s: float,
+               rep_ms: float = 100) -> list[dict]:
     torch.manual_seed(0)
     inp = make_inputs(case)
     rows: list[dict] = []
     fns, notes = {}, {}
-    for name in providers:
-        p = PROVIDERS[name]
+    for p in providers:
         try:
-            fns[name] = p.make(case)
+            fns[p.name] = p.make(case)
         except Exception as exc:  # noqa: BLE001 - one broken provider must not stop the run
-            notes[name] = f"error: {type(exc).__name__}: {exc}"[:200]
+            notes[p.name] = f"error: {type(exc).__name__}: {exc}"[:200]
+    by_name = {p.name: p for p in providers}
     clone_ms = None
     busy_seen: dict[str, float | None] = {}
     results: dict[tuple[str, str], float] = {}
@@ -273,21 +324,25 @@ def bench_case(case: Case, providers: list[str], modes: list[str], budget_s: flo
             if name == "clone" and mode != "forward":
                 continue
             try:
-                if case.device == "cuda":
-                    step = rotated_runner(mode, fn, case, common.l2_bytes("cuda"))
-                else:
-                    step = runner(mode, fn, inp)
-                for _ in range(2):  # warm-up (and compilation); allocator and caches settle
-                    if step[0] is not None:
-                        step[0]()
-                    step[1]()
-                common.synchronize(case.device)
+                with by_name[name].context():
+                    if case.device == "cuda":
+                        step = rotated_runner(mode, fn, case, common.l2_bytes("cuda"))
+                    else:
+                        step = runner(mode, fn, inp)
+                    for _ in range(2):  # warm-up (and compilation); allocator and caches settle
+                        if step[0] is not None:
+                            step[0]()
+                        step[1]()
+                    common.synchronize(case.device)
                 runs[name] = step
             except Exception as exc:  # noqa: BLE001
                 notes[name] = f"error: {type(exc).__name__}: {exc}"[:200]
         busy = common.wait_idle(wait_s) if case.device == "cpu" and wait_s > 0 else None
         if case.device == "cuda":
-            timed = {name: common.time_cuda(step) for name, step in runs.items()}
+            timed = {}
+            for name, step in runs.items():
+                with by_name[name].context():
+                    timed[name] = common.time_cuda(step, rep_ms=rep_ms)
         else:
             timed = common.time_interleaved(runs, case.device, budget_s=budget_s)
         for name, (ms, n, ms_min) in timed.items():
@@ -303,25 +358,31 @@ def bench_case(case: Case, providers: list[str], modes: list[str], budget_s: flo
     for mode in modes:
         eager_ms = results.get(("eager", mode))
         compile_ms = results.get(("compile", mode))
-        for name in providers:
+        for p in providers:
+            name = p.name
             if name == "clone" and mode != "forward":
                 continue
             ms = results.get((name, mode))
             nbytes = 2 * xbytes if name == "clone" else common.bytes_moved(case.op, mode, inp.x, inp.g_numel, case.residual)
             gbps = nbytes / ms / 1e6 if ms else None
             rows.append({
-                "op": case.op, "shape_name": case.shape_name, "shape": "x".join(map(str, case.shape)),
-                "dtype": str(case.dtype).replace("torch.", ""), "layout": case.layout, "extent": case.extent,
-                "residual": case.residual, "mode": mode, "provider": name,
-                "impl": PROVIDERS[name].impl(case.device, case.op), "ms": ms, "ms_min": mins.get((name, mode)),
+                **case_fields(case), "mode": mode, "provider": name,
+                "impl": p.impl(case.device, case.op), "ms": ms, "ms_min": mins.get((name, mode)),
                 "reps": reps.get((name, mode)),
                 "gbps": gbps, "frac_clone": gbps / clone_gbps if gbps and clone_gbps else None,
                 "vs_eager": eager_ms / ms if ms and eager_ms and name != "clone" else None,
                 "vs_compile": compile_ms / ms if ms and compile_ms and name != "clone" else None,
                 "busy": None if busy_seen.get(mode) is None else round(busy_seen[mode], 2),
                 "note": notes.get(name, ""),
+                **p.tags(),
             })
     return rows
+
+
+def case_fields(case: Case) -> dict:
+    return {"op": case.op, "shape_name": case.shape_name, "shape": "x".join(map(str, case.shape)),
+            "dtype": str(case.dtype).replace("torch.", ""), "layout": case.layout, "extent": case.extent,
+            "residual": case.residual}
 
 
 def target_check(rows: list[dict]) -> list[str]:
@@ -340,10 +401,143 @@ def target_check(rows: list[dict]) -> list[str]:
     return out
 
 
+# ------------------------------------------------------------------- correctness
+CHECK_IMAGES = 2  # images compared with the float64 oracle (the whole output is checked for NaN)
+CHECK_ATOL = {torch.float32: 1e-6, torch.float16: 1e-4, torch.bfloat16: 1e-3, torch.float64: 1e-12}
+
+
+@contextlib.contextmanager
+def poisoned_outputs():
+    """Every fresh allocation (torch.empty, at::empty in kernels) filled with NaN, so an
+    output element a kernel forgets to write shows up."""
+    det, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(det, warn_only=warn)
+        torch.utils.deterministic.fill_uninitialized_memory = fill
+
+
+def _reference_outputs(case: Case, tensors: list, dy: torch.Tensor) -> list:
+    """[y, dx, (dg)] of genet_ops.reference on these tensors (any dtype)."""
+    from genet_ops import reference as R
+
+    x, e = tensors[0], case.extent
+    res = tensors[-1] if case.residual else None
+    if case.op == "excite":
+        g = tensors[1]
+        return [R.excite(x, g, e, res), *R.excite_backward(dy, x, g, e)]
+    return [R.gather_excite(x, e, res), R.gather_excite_backward(dy, x, e)]
+
+
+def check_case(case: Case, providers: list[Provider]) -> list[dict]:
+    """Forward and backward of each provider at the case's full size with NaN-poisoned
+    outputs; the first CHECK_IMAGES images against the float64 reference. Passes when no
+    output holds a NaN and each error is at most twice the reference's own error in the
+    case's dtype plus a small atol (DESIGN §4)."""
+    torch.manual_seed(0)
+    inp = make_inputs(case)
+    k = min(CHECK_IMAGES, case.shape[0])
+    part = [t.detach()[:k] for t in inp.tensors]
+    oracle = _reference_outputs(case, [t.double() for t in part], inp.dy[:k].double())
+    floor = _reference_outputs(case, part, inp.dy[:k])
+    names = ["y", "dx", "dg"][: len(oracle)]
+    rows = []
+    for p in providers:
+        row = {**case_fields(case), "mode": "check", "provider": p.name, "impl": p.impl(case.device, case.op),
+               "ok": False, "note": ""}
+        try:
+            with poisoned_outputs(), p.context():
+                fn = p.make(case)
+                y = fn(*inp.tensors)
+                grads = torch.autograd.grad(y, inp.tensors, inp.dy)
+            outs = [y.detach(), grads[0]] + ([grads[1]] if case.op == "excite" else [])
+            ok = True
+            for name, out, want, base in zip(names, outs, oracle, floor):
+                err = (out[:k].double() - want).abs().max().item() if want.numel() else 0.0
+                tol = 2 * ((base.double() - want).abs().max().item() if want.numel() else 0.0) + CHECK_ATOL[case.dtype]
+                nan = bool(torch.isnan(out).any())
+                row.update({f"err_{name}": err, f"tol_{name}": tol, f"nan_{name}": nan})
+                ok = ok and err <= tol and not nan
+            row["ok"] = ok
+        except Exception as exc:  # noqa: BLE001 - report, go on with the next provider
+            row["note"] = f"error: {type(exc).__name__}: {exc}"[:300]
+        rows.append(row)
+    return rows
+
+
+def format_checks(rows: list[dict]) -> str:
+    out = []
+    for r in rows:
+        errs = " ".join(f"{n}={r[f'err_{n}']:.2e}/{r[f'tol_{n}']:.2e}{' NaN' if r[f'nan_{n}'] else ''}"
+                        for n in ("y", "dx", "dg") if f"err_{n}" in r)
+        out.append(f"{'ok  ' if r['ok'] else 'FAIL'} {r['op']:<13} {r['shape_name']:<8} {r['dtype']:<8} "
+                   f"{r['layout']:<4} e{r['extent']} {r['provider']:<7} {errs} {r['note']}")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------- A/B
+AB_EXTENTS = {"cuda": (0, 2, 4, 8), "triton": (0, 2)}  # the extents each backend's table covers
+LAYOUT_NAMES = {"nchw": "nchw", "cl": "channels_last"}  # bench name -> genet_ops._tuning's
+
+
+def ab_plan(ops: list[str], shapes, layouts, extents, dtypes, device: str):
+    """[(case, providers, modes)] for every genet_ops._tuning knob: its values as
+    providers (values[0], the default, first) plus clone, on the cases where the knob
+    applies; modes from the ops it changes. None when genet_ops._tuning is missing."""
+    try:
+        from genet_ops import _tuning
+    except ImportError:
+        return None
+    plan = []
+    for name, knob in _tuning.KNOBS.items():
+        base = PROVIDERS["fused" if knob.backend == "cuda" else "triton"]
+        variants = [Variant(base, name, v, i == 0) for i, v in enumerate(knob.values)]
+        for op in ops:
+            modes = [m for m, o in (("forward", op), ("backward", f"{op}_backward")) if o in knob.ops]
+            if not modes or base.unavailable(device, op):
+                continue
+            for dtype in dtypes:
+                for shape_name, shape in shapes:
+                    for layout in layouts:
+                        for e in extents:
+                            if e in AB_EXTENTS[knob.backend] and knob.applies(LAYOUT_NAMES[layout], shape, e):
+                                case = Case(op, shape_name, shape, dtype, layout, e, False, device)
+                                plan.append((case, variants + [PROVIDERS["clone"]], modes))
+    return plan
+
+
+def ab_compare(rows: list[dict]) -> list[dict]:
+    """Adds vs_default (default ms / this ms) to one case's A/B rows."""
+    default = {r["mode"]: r["ms"] for r in rows if r.get("default") and r["ms"]}
+    for r in rows:
+        if r.get("knob") and r["ms"] and r["mode"] in default:
+            r["vs_default"] = default[r["mode"]] / r["ms"]
+    return rows
+
+
+def ab_parity(case: Case, providers: list[Provider]) -> dict[str, float]:
+    """Max |y - y_default| of each variant's forward (alternative plans must agree)."""
+    torch.manual_seed(0)
+    inp = make_inputs(case)
+    ys = {}
+    with torch.no_grad():
+        for p in providers:
+            if isinstance(p, Variant):
+                with p.context():
+                    ys[p.name] = (p.make(case)(*inp.tensors).float(), p.default)
+    ref = next((y for y, d in ys.values() if d), None)
+    return {n: (y - ref).abs().max().item() if ref is not None and y.numel() else 0.0 for n, (y, _) in ys.items()}
+
+
+# ------------------------------------------------------------------------ CLI
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "npu"])
-    ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "float64"])
+    ap.add_argument("--dtype", default="float32", help="comma-separated from float32, float16, bfloat16, float64")
     ap.add_argument("--shapes", default="all", choices=["wrn", "resnet50", "all"])
     ap.add_argument("--extents", default="0,4", help="comma-separated, e.g. 0,2,4")
     ap.add_argument("--layouts", default="nchw,cl", help="nchw and/or cl (channels_last)")
@@ -354,7 +548,15 @@ def parse_args(argv=None):
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--residual", default="no", choices=["no", "yes", "both"])
     ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_SHAPES)} and a smaller time budget")
+    ap.add_argument("--check", action="store_true",
+                    help="correctness instead of timing: the fused / triton providers at full size, NaN-poisoned "
+                         "outputs, the first images against the float64 reference (exit status 1 on a failure)")
+    ap.add_argument("--ab", action="store_true",
+                    help="time every genet_ops._tuning knob's values side by side (CUDA; exit status 4 when "
+                         "genet_ops._tuning is missing)")
     ap.add_argument("--budget", type=float, default=None, help="seconds of timing per case and mode (CPU/NPU)")
+    ap.add_argument("--rep-ms", type=float, default=100,
+                    help="CUDA: milliseconds of timed repetitions per case, mode and provider (do_bench's rep)")
     ap.add_argument("--wait-idle", type=float, default=0.0,
                     help="CPU: before timing each case and mode, wait up to this many seconds for other "
                          "processes to leave the CPUs (0: don't wait); the load seen goes in the 'busy' column")
@@ -364,86 +566,131 @@ def parse_args(argv=None):
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--tag", default=None, help="output file stem (default <device>-<date>[-quick])")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--no-files", action="store_true", help="write no CSV / JSON / PNG (with --jsonl)")
+    ap.add_argument("--jsonl", default=None, help="append each row to this file as soon as its case is done")
+    ap.add_argument("--deadline", type=float, default=None,
+                    help="seconds after which no new case starts (exit status 3 when cases were left)")
+    ap.add_argument("--dry-run", action="store_true", help="list the cases and providers, run nothing")
     return ap.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.device == "npu":
-        import torch_npu  # noqa: F401  (registers the npu device)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("bench_ops: --device cuda but torch.cuda.is_available() is False", file=sys.stderr)
-        return 2
-    import genet_ops  # noqa: F401  (after torch_npu: registers the kernels)
-
-    dtype = getattr(torch, args.dtype)
+def plan_cases(args, device: str):
+    """[(case, providers, modes)] of the run, or an exit status after an error message."""
+    dtypes = [d for d in args.dtype.split(",") if d]
     ops = [o for o in args.ops.split(",") if o]
     modes = [m for m in args.modes.split(",") if m]
     extents = [int(e) for e in args.extents.split(",") if e != ""]
     layouts = [lay for lay in args.layouts.split(",") if lay]
     residuals = {"no": [False], "yes": [True], "both": [False, True]}[args.residual]
-    shapes = SHAPES["wrn"] + SHAPES["resnet50"] if args.shapes == "all" else SHAPES[args.shapes]
+    shapes = shapes_for(args.shapes, device)
     if args.quick:
-        shapes = [s for s in SHAPES["wrn"] + SHAPES["resnet50"] if s[0] in QUICK_SHAPES]
-    budget = args.budget if args.budget is not None else (0.3 if args.quick else 0.6)
-    for bad in set(ops) - set(OPS) | set(modes) - set(MODES) | set(layouts) - {"nchw", "cl"}:
-        print(f"bench_ops: unknown value {bad!r}", file=sys.stderr)
+        shapes = [s for s in shapes_for("all", device) if s[0] in QUICK_SHAPES]
+    bad = (set(ops) - set(OPS) | set(modes) - set(MODES) | set(layouts) - {"nchw", "cl"}
+           | set(dtypes) - {"float32", "float16", "bfloat16", "float64"})
+    if bad:
+        print(f"bench_ops: unknown value(s) {sorted(bad)}", file=sys.stderr)
         return 2
+    dtypes = [getattr(torch, d) for d in dtypes]
+    if args.ab:
+        plan = ab_plan(ops, shapes, layouts, extents, dtypes, device)
+        if plan is None:
+            print("# genet_ops._tuning is missing: no A/B cases", file=sys.stderr)
+            return 4
+        return plan
 
-    wanted = args.providers.split(",") if args.providers else [p for p in PROVIDERS if p != "reference"]
-    unavailable: dict[str, dict[str, str]] = {}
-    per_op: dict[str, list[str]] = {}
+    default = ["fused", "triton"] if args.check else [p for p in PROVIDERS if p != "reference"]
+    wanted = args.providers.split(",") if args.providers else default
+    for name in wanted:
+        if name not in PROVIDERS:
+            print(f"bench_ops: unknown provider {name!r}", file=sys.stderr)
+            return 2
+    per_op: dict[str, list[Provider]] = {}
     for op in ops:
         per_op[op] = []
         for name in wanted:
-            if name not in PROVIDERS:
-                print(f"bench_ops: unknown provider {name!r}", file=sys.stderr)
-                return 2
-            why = PROVIDERS[name].unavailable(args.device, op)
+            why = None if args.dry_run else PROVIDERS[name].unavailable(device, op)
             if why:
-                unavailable.setdefault(name, {})[op] = why
-                if args.providers:
-                    print(f"# {name} unavailable for {op}: {why}", file=sys.stderr)
+                print(f"# provider {name} skipped for {op}: {why}")
             else:
-                per_op[op].append(name)
-    for name, why in unavailable.items():
-        print(f"# provider {name} skipped: {'; '.join(f'{op}: {w}' for op, w in why.items())}")
+                per_op[op].append(PROVIDERS[name])
+    run_modes = ["check"] if args.check else modes
+    return [(Case(op, shape_name, shape, dtype, layout, extent, res, device), per_op[op], run_modes)
+            for dtype in dtypes for op in ops for shape_name, shape in shapes for layout in layouts
+            for extent in extents for res in residuals if per_op[op]]
 
+
+def run_case(case: Case, providers: list[Provider], modes: list[str], args, budget: float) -> list[dict]:
+    if modes == ["check"]:
+        return check_case(case, providers)
+    rows = bench_case(case, providers, modes, budget, args.wait_idle, args.rep_ms)
+    if args.ab:
+        diffs = ab_parity(case, providers)
+        for r in ab_compare(rows):
+            if r["provider"] in diffs:
+                r["max_diff_vs_default"] = diffs[r["provider"]]
+    return rows
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.device == "npu" and not args.dry_run:
+        import torch_npu  # noqa: F401  (registers the npu device)
+    if args.device == "cuda" and not torch.cuda.is_available() and not args.dry_run:
+        print("bench_ops: --device cuda but torch.cuda.is_available() is False", file=sys.stderr)
+        return 2
+    import genet_ops  # noqa: F401  (after torch_npu: registers the kernels)
+
+    plan = plan_cases(args, args.device)
+    if isinstance(plan, int):
+        return plan
+    if args.dry_run:
+        names = sorted({p.name for _, ps, _ in plan for p in ps})
+        print(f"# dry run: {len(plan)} cases, providers {', '.join(names) or 'none'}")
+        return 0
+    budget = args.budget if args.budget is not None else (0.3 if args.quick else 0.6)
     malloc = common.steady_malloc() if args.malloc == "steady" else "default"
     meta = common.machine_info(args.device)
-    meta.update({"dtype": args.dtype, "modes": modes, "unavailable": unavailable, "argv": sys.argv[1:],
-                 "malloc": malloc})
+    meta.update({"dtype": args.dtype, "argv": sys.argv[1:], "malloc": malloc})
     print(f"# {meta['device_name']} ({meta['cpu_count']} CPUs, {meta['torch_threads']} torch threads), "
           f"torch {meta['torch']}, triton {meta['triton']}, genet_ops CPU ISA {meta.get('genet_ops_cpu_isa')}, "
-          f"{args.dtype}, malloc: {malloc}")
+          f"{args.dtype}, malloc: {malloc}, {len(plan)} cases", flush=True)
 
+    tag = args.tag or f"{args.device}-{_dt.date.today().isoformat()}{'-quick' if args.quick else ''}"
     rows: list[dict] = []
     t0 = time.perf_counter()
-    for op in ops:
-        for shape_name, shape in shapes:
-            for layout in layouts:
-                for extent in extents:
-                    for res in residuals:
-                        case = Case(op, shape_name, shape, dtype, layout, extent, res, args.device)
-                        case_rows = bench_case(case, per_op[op], modes, budget, args.wait_idle)
-                        rows += case_rows
-                        print(common.format_table(case_rows).split("\n", 2)[-1] if rows != case_rows
-                              else common.format_table(case_rows), flush=True)
+    left = 0
+    failed = False
+    for i, (case, providers, modes) in enumerate(plan):
+        if args.deadline is not None and time.perf_counter() - t0 > args.deadline:
+            left = len(plan) - i
+            print(f"# deadline of {args.deadline:.0f} s reached: {left} of {len(plan)} cases not run", flush=True)
+            break
+        case_rows = [dict(r, run=tag) for r in run_case(case, providers, modes, args, budget)]
+        rows += case_rows
+        if args.jsonl:
+            with open(args.jsonl, "a") as f:
+                f.writelines(json.dumps(r, default=str) + "\n" for r in case_rows)
+        if args.check:
+            failed = failed or not all(r["ok"] for r in case_rows)
+            print(format_checks(case_rows), flush=True)
+        else:
+            print(common.format_table(case_rows).split("\n", 2)[-1] if rows != case_rows
+                  else common.format_table(case_rows), flush=True)
     print(f"# {time.perf_counter() - t0:.0f} s")
-    checks = target_check(rows) if args.device == "cpu" else []
+    checks = target_check(rows) if args.device == "cpu" and not (args.check or args.ab) else []
     for line in checks:
         print(line)
-
-    os.makedirs(args.out, exist_ok=True)
-    tag = args.tag or f"{args.device}-{_dt.date.today().isoformat()}{'-quick' if args.quick else ''}"
-    stem = os.path.join(args.out, tag)
-    meta["target_check"] = checks
-    common.write_csv(rows, stem + ".csv")
-    common.write_json(meta, rows, stem + ".json")
-    if not args.no_plot:
-        common.plot(rows, stem + ".png", f"genet_ops {args.device} ({meta['device_name']}), {args.dtype}, {meta['date']}")
-    print(f"# wrote {stem}.csv, .json{'' if args.no_plot else ', .png'}")
-    return 0
+    if not args.no_files:
+        os.makedirs(args.out, exist_ok=True)
+        stem = os.path.join(args.out, tag)
+        meta["target_check"] = checks
+        common.write_csv(rows, stem + ".csv")
+        common.write_json(meta, rows, stem + ".json")
+        if not args.no_plot and not args.check:
+            common.plot(rows, stem + ".png", f"genet_ops {args.device} ({meta['device_name']}), {args.dtype}, "
+                                            f"{meta['date']}")
+        print(f"# wrote {stem}.csv, .json{'' if args.no_plot or args.check else ', .png'}")
+    return 1 if failed else 3 if left else 0
 
 
 if __name__ == "__main__":

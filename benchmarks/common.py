@@ -52,19 +52,20 @@ def time_interleaved(steps: dict[str, Step], device: str, *, budget_s: float = 1
     return {k: (statistics.median(v), len(v), min(v)) for k, v in samples.items()}
 
 
-def time_cuda(step: Step, reps: int = 50) -> tuple[float, int, float | None]:
+def time_cuda(step: Step, rep_ms: float = 100, max_reps: int = 50) -> tuple[float, int, float | None]:
     """Median ms on CUDA: triton.testing.do_bench (it clears L2 before every call) for a
-    plain step; for a step with an untimed prepare(), CUDA events around run() after
-    prepare() and an L2-clearing write."""
+    plain step, over about rep_ms of repetitions; for a step with an untimed prepare(),
+    CUDA events around run() after prepare() and an L2-clearing write, at least 5 and at
+    most max_reps repetitions, fewer once rep_ms of GPU time is spent."""
     prepare, run = step
     if prepare is None:
         from triton.testing import do_bench
 
-        ms = do_bench(run, warmup=25, rep=100, return_mode="all")
+        ms = do_bench(run, warmup=max(rep_ms / 4, 5), rep=rep_ms, return_mode="all")
         return statistics.median(ms), len(ms), min(ms)
     flush = torch.empty(int(256e6) // 4, dtype=torch.int32, device="cuda")
-    times = []
-    for _ in range(reps):
+    times: list[float] = []
+    while len(times) < max_reps and (len(times) < 5 or sum(times) < rep_ms):
         prepare()
         flush.zero_()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -73,7 +74,7 @@ def time_cuda(step: Step, reps: int = 50) -> tuple[float, int, float | None]:
         end.record()
         torch.cuda.synchronize()
         times.append(start.elapsed_time(end))
-    return statistics.median(times), reps, min(times)
+    return statistics.median(times), len(times), min(times)
 
 
 def _cpu_times() -> tuple[int, int]:

@@ -615,8 +615,8 @@ def plan_cases(args, device: str):
                 per_op[op].append(PROVIDERS[name])
     run_modes = ["check"] if args.check else modes
     return [(Case(op, shape_name, shape, dtype, layout, extent, res, device), per_op[op], run_modes)
-            for dtype in dtypes for op in ops for shape_name, shape in shapes for layout in layouts
-            for extent in extents for res in residuals if per_op[op]]
+            for dtype in dtypes for op in ops for extent in extents for shape_name, shape in shapes
+            for layout in layouts for res in residuals if per_op[op]]  # the most wanted cases first
 
 
 def run_case(case: Case, providers: list[Provider], modes: list[str], args, budget: float) -> list[dict]:

@@ -8,10 +8,11 @@ the CUDA C++ kernels: each case runs gather_excite and excite, forward and backw
 Run with PYTORCH_NO_CUDA_MEMORY_CACHING=1 under memcheck: one cudaMalloc per tensor, so
 memcheck sees each tensor's true bounds. Shapes stay small (the sanitizers slow kernels
 down 10-100x) but reach the plans that matter. Which plan each case takes, for bfloat16
-(V = 8 elements per 16-byte vector, K = 8 items per thread; csrc/cuda/planner.h, default
-plans): NCHW flat units read ceil(H*W / V) vectors cv with a team of
-min(pow2(ceil(cv / K)), 512) threads, cached while ceil(cv / team) <= K; NHWC teams are
-Tc x R with R grown (and Tc halved) until ceil(pixels / R) <= K.
+(V = 8 elements per 16-byte vector, K = 8 items per thread; csrc/cuda/planner.h's default
+plans, each comment below checked with the CUDA emulator's emu_plan): NCHW flat units
+read cv = ceil(H*W / V) vectors with a team of min(pow2(ceil(cv / K)), 512) threads,
+cached while ceil(cv / team) <= K; NHWC teams are Tc x R with R grown (and Tc halved)
+until ceil(pixels / R) <= K.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ CASES = [
     ("nhwc-team512", (2, 256, 56, 56), 0, "cl", torch.bfloat16, 0),
     # NHWC extent 4 (16 pixels per tile), C = 256: Tc = 32 x R = 2, a 64-thread team
     ("nhwc-team64", (2, 256, 16, 16), 4, "cl", torch.bfloat16, 0),
-    # NHWC global 112x112: more than 512 x K pixels -> the two-sweep path
+    # NHWC global 112x112, C = 64: more than 512 x K pixels -> Tc = 8 x R = 64, the two-sweep path
     ("nhwc-two-sweep", (1, 64, 112, 112), 0, "cl", torch.bfloat16, 0),
     # NHWC with C not a multiple of any vector width, partial tiles
     ("nhwc-odd", (2, 13, 9, 7), 3, "cl", torch.float32, 0),

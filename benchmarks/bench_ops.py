@@ -553,7 +553,7 @@ def parse_args(argv=None):
                          "outputs, the first images against the float64 reference (exit status 1 on a failure)")
     ap.add_argument("--ab", action="store_true",
                     help="time every genet_ops._tuning knob's values side by side (CUDA; exit status 4 when "
-                         "genet_ops._tuning is missing)")
+                         "genet_ops._tuning is missing, as when no provider is available)")
     ap.add_argument("--budget", type=float, default=None, help="seconds of timing per case and mode (CPU/NPU)")
     ap.add_argument("--rep-ms", type=float, default=100,
                     help="CUDA: milliseconds of timed repetitions per case, mode and provider (do_bench's rep)")
@@ -644,6 +644,9 @@ def main(argv=None) -> int:
     plan = plan_cases(args, args.device)
     if isinstance(plan, int):
         return plan
+    if not plan and not args.dry_run:
+        print("# no cases to run: every provider asked for is unavailable here", file=sys.stderr)
+        return 4
     if args.dry_run:
         names = sorted({p.name for _, ps, _ in plan for p in ps})
         print(f"# dry run: {len(plan)} cases, providers {', '.join(names) or 'none'}")

@@ -145,7 +145,7 @@ step() {
     3) status=partial note="stopped at its deadline, later cases not run" ;;
     4) status=skipped note="$(tail -n 1 "$LOGS/$name.log")" ;;
     124 | 130 | 137) status=cut note="cut off at its ${limit}s limit" ;;
-    *) status=failed note="exit status $rc: $(grep -m1 -E 'Error|FAIL|error:' "$LOGS/$name.log" | cut -c1-200)" ;;
+    *) status=failed note="exit status $rc: $(grep -m1 -E 'Error|ERROR|FAIL|error:' "$LOGS/$name.log" | cut -c1-200)" ;;
   esac
   record "$name" "$status" "$rc" $((SECONDS - t)) "$limit" "$note"
   tail -n 3 "$LOGS/$name.log" | cut -c1-200

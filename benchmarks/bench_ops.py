@@ -386,7 +386,7 @@ def case_fields(case: Case) -> dict:
 
 
 def target_check(rows: list[dict]) -> list[str]:
-    """Issue 2's CPU target, for gather_excite (the op the seed trains): fused forward +
+    """The CPU target, for gather_excite (the op the seed trains): fused forward +
     backward >= 2x eager and >= compile on every WRN-16-8 stage. excite is listed too,
     for information: its eager code is a single broadcast multiply, so 2x is out of reach
     by construction. Needs the eager provider in the run."""

@@ -11,11 +11,12 @@
 #define PyInit__C PyInit__genet_ops_emu_unused
 
 // The op wrappers (ATen) first, then the kernels and launchers (emu.h's macros).
-#include "../../genet_ops.cpp"
-#include "../excite_cuda.cpp"
-#include "../gather_excite_cuda.cpp"
-#include "../excite_launch.cu"
-#include "../gather_excite_launch.cu"
+// (found through the include paths csrc/ and csrc/cuda/ that tests/test_cuda.py passes)
+#include "genet_ops.cpp"
+#include "excite_cuda.cpp"
+#include "gather_excite_cuda.cpp"
+#include "excite_launch.cu"
+#include "gather_excite_launch.cu"
 
 namespace {
 

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 import genet_ops
-from genet_ops import _extension, _layout as L, backend as B, ops, reference as R
+from genet_ops import _extension, _layout as L, _tuning, backend as B, ops, reference as R
 from oracle import (GEBlock, assert_compiled_matches_eager, assert_layout, assert_within_budget, eager_excite,
                     eager_gather_excite)
 
@@ -154,6 +154,7 @@ def emu():
     E = torch.ops.genet_ops_emu
     E.emu_set_reverse(False)
     E.emu_force_idx64(False)
+    _tuning.add_sink(E._set_tuning)  # the emulated planner follows genet_ops._tuning too
     return E
 
 
@@ -235,7 +236,7 @@ def test_emu_cases_reach_every_plan(emu):
             for layout in LAYOUTS:
                 x = make(shape, dtype, layout, 0)
                 for nvals in (1, 2):
-                    lay, V, Tc, Rr, T, items, cache, block, flat, multi = emu.emu_plan(x, extent, nvals)
+                    lay, V, Tc, Rr, T, items, cache, block, flat, multi, _, _ = emu.emu_plan(x, extent, nvals)
                     name = "nhwc" if lay else ("flat" if flat else ("multi" if multi else "2d"))
                     seen |= {(name,), (name, "cache" if cache else "sweep"), (name, "vec" if V > 1 else "scalar"),
                              ("nchw" if lay == 0 else "nhwc", "team>32" if T > 32 else "team<=32")}

@@ -8,9 +8,10 @@ namespace cuda {
 
 template <typename T, typename Plan>
 void launch_gather_excite(const T* x, const T* res, T* y, const Plan& P, stream_t stream) {
-  with_vec<T>(P.V, [&](auto vc) {
+  with_vec_items<T>(P, [&](auto vc, auto kc) {
     constexpr int V = decltype(vc)::value;
-    auto kernel = &ge_fwd_kernel<typename WalkFor<Plan, V>::type, T>;
+    constexpr int K = decltype(kc)::value;
+    auto kernel = &ge_fwd_kernel<typename WalkFor<Plan, V>::type, T, K>;
     allow_smem(kernel, P.smem);
     GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, x, res, y, P);
   });
@@ -18,9 +19,10 @@ void launch_gather_excite(const T* x, const T* res, T* y, const Plan& P, stream_
 
 template <typename T, typename Plan>
 void launch_gather_excite_backward(const T* dy, const T* x, T* dx, const Plan& P, stream_t stream) {
-  with_vec<T>(P.V, [&](auto vc) {
+  with_vec_items<T>(P, [&](auto vc, auto kc) {
     constexpr int V = decltype(vc)::value;
-    auto kernel = &ge_bwd_kernel<typename WalkFor<Plan, V>::type, T>;
+    constexpr int K = decltype(kc)::value;
+    auto kernel = &ge_bwd_kernel<typename WalkFor<Plan, V>::type, T, K>;
     allow_smem(kernel, P.smem);
     GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, dy, x, dx, P);
   });

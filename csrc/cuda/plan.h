@@ -25,6 +25,9 @@ namespace genet_ops {
 namespace cuda {
 
 // Items (vectors) per thread kept in registers: x for the forward, dy for the backward.
+// The kernels are instantiated for K = kItems; with the knob cuda_items_per_thread
+// (tuning.h) also for K = 2 and 4, so that a plan loading 2 items does not pay the
+// registers of 8.
 constexpr int kItems = 8;
 // Residual vectors loaded at a time while writing y (a divisor of kItems).
 constexpr int kResItems = 4;
@@ -46,6 +49,7 @@ struct NchwPlan {
   int block, teams;
   int64_t grid;
   int cache;
+  int K;  // items per thread of the kernel instance: kItems, or 2 / 4 (items_instance)
   int idx32;
   int smem;
   DivMod dm_nu, dm_th;
@@ -61,6 +65,7 @@ struct NhwcPlan {
   int block, teams;
   int64_t grid;
   int cache;
+  int K;
   int idx32;
   int smem;
   DivMod dm_cg, dm_tw, dm_th;

@@ -7,6 +7,7 @@
 
 #include "genet_ops.h"
 #include "plan.h"
+#include "tuning.h"
 
 namespace genet_ops {
 namespace cuda {
@@ -43,6 +44,14 @@ inline bool use_idx32(int64_t units) { return units < (int64_t{1} << 31) && !emu
 #else
 inline bool use_idx32(int64_t units) { return units < (int64_t{1} << 31); }
 #endif
+
+// Items per thread of the kernel instance for a plan of `items` per thread: kItems by
+// default; with cuda_items_per_thread = fit, the smallest of 2, 4, 8 that holds a
+// cached unit (the register count then follows the plan, not the 8-item maximum).
+inline int items_instance(int64_t items, bool cache) {
+  if (knob_value(Knob::ItemsPerThread) == 0 || !cache) return kItems;
+  return items <= 2 ? 2 : items <= 4 ? 4 : kItems;
+}
 
 inline void finish_team(int T, int64_t units, int& block, int& teams, int64_t& grid) {
   block = std::max(T, kMinBlock);
@@ -104,6 +113,7 @@ inline NchwPlan plan_nchw(const TileGeom& t, int es, uintptr_t addr_or, int K, i
   }
   p.T = p.Tc * p.R;
   p.cache = static_cast<int64_t>(p.RR) * p.CC <= K;
+  p.K = items_instance(static_cast<int64_t>(p.RR) * p.CC, p.cache);
   p.units = t.N * t.C * t.th * p.nu;
   finish_team(p.T, p.units, p.block, p.teams, p.grid);
   p.idx32 = use_idx32(p.units);
@@ -144,6 +154,7 @@ inline NhwcPlan plan_nhwc(const TileGeom& t, int es, uintptr_t addr_or, int K, i
   p.T = Tc * R;
   p.RR = static_cast<int>(ceil_div(pix, R));
   p.cache = p.RR <= K;
+  p.K = items_instance(p.RR, p.cache);
   p.ncg = ceil_div(cvec, Tc);
   p.units = t.N * t.th * t.tw * p.ncg;
   finish_team(p.T, p.units, p.block, p.teams, p.grid);

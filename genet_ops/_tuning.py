@@ -1,0 +1,99 @@
+"""Internal knobs that select alternative launch plans of the GPU kernels (not public API).
+
+Each knob targets one spot where a static reading of the planners predicts less than
+copy bandwidth. values[0] is the current default plan; the others are alternatives
+that pass the same parity tests, kept behind the knob until a GPU run times both side
+by side (benchmarks/gpu_check.sh) and picks the default by measurement.
+
+    from genet_ops import _tuning
+    with _tuning.using("cuda_items_per_thread", "fit"):
+        y = genet_ops.gather_excite(x, 0)
+
+CUDA knobs live in the C++ planner (csrc/cuda/tuning.h) as plain globals, set through
+the op genet_ops::_set_tuning; Triton knobs are read by genet_ops/triton/_launch.py
+when it plans a launch. A knob changes only plans where applies() can be true; elsewhere
+every value runs the default plan.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+__all__ = ["KNOBS", "Knob", "add_sink", "get", "set", "using"]
+
+
+@dataclass(frozen=True)
+class Knob:
+    values: tuple  # tuple[str, ...]; values[0] is the current default
+    backend: str  # "cuda" | "triton"
+    ops: tuple  # op names (genet_ops.ops.SCHEMAS) whose plan the knob can change
+    applies: Callable[[str, tuple, int], bool]  # (layout "nchw" | "channels_last", (N, C, H, W), extent)
+    doc: str  # one line: what the alternative does and why
+
+
+_ALL_OPS = ("gather_excite", "gather_excite_backward", "excite", "excite_backward")
+
+KNOBS: dict = {
+    "cuda_items_per_thread": Knob(
+        values=("max", "fit"),
+        backend="cuda",
+        ops=_ALL_OPS,
+        applies=lambda layout, shape, extent: True,
+        doc="fit: kernels instantiated for 2 / 4 / 8 items per thread as the plan needs, so registers "
+            "(and occupancy) follow the plan instead of the 8-item maximum",
+    ),
+}
+
+_values: dict = {name: k.values[0] for name, k in KNOBS.items()}
+# Setters of compiled planners that mirror the CUDA knobs: (name, value index) -> None.
+_sinks: list = []
+
+
+def _knob(name: str) -> Knob:
+    if name not in KNOBS:
+        raise ValueError(f"genet_ops._tuning: unknown knob {name!r}; knobs: {sorted(KNOBS)}")
+    return KNOBS[name]
+
+
+def _cuda_sink(name: str, index: int) -> None:
+    ns = torch.ops.genet_ops
+    if hasattr(ns, "_set_tuning"):  # only when _C was built with the CUDA sources
+        ns._set_tuning(name, index)
+
+
+def add_sink(setter: Callable[[str, int], None]) -> None:
+    """Mirror the CUDA knobs into another compiled planner too (the tests' CUDA
+    emulator); it receives every knob's current value at once."""
+    _sinks.append(setter)
+    for name, k in KNOBS.items():
+        if k.backend == "cuda":
+            setter(name, k.values.index(_values[name]))
+
+
+def set(name: str, value: str) -> None:  # noqa: A001  (the interface's name)
+    k = _knob(name)
+    if value not in k.values:
+        raise ValueError(f"genet_ops._tuning: knob {name!r} has no value {value!r}; values: {k.values}")
+    if k.backend == "cuda":
+        for sink in [_cuda_sink, *_sinks]:
+            sink(name, k.values.index(value))
+    _values[name] = value
+
+
+def get(name: str) -> str:
+    _knob(name)
+    return _values[name]
+
+
+@contextlib.contextmanager
+def using(name: str, value: str):
+    """Run the block with knob `name` at `value`, then restore the previous value."""
+    before = get(name)
+    set(name, value)
+    try:
+        yield
+    finally:
+        set(name, before)

@@ -1,0 +1,129 @@
+"""genet_ops._tuning: the internal knobs that select alternative launch plans.
+
+The interface (unknown knob / value errors, using() restores), and every value of every
+knob against the float64 reference on small shapes where the knob applies: CUDA knobs
+on the CUDA kernel emulator (tests/cuda_emu, through test_cuda's fixtures), Triton knobs
+under the Triton interpreter. Each alternative is also checked to really change the
+plan, so that a knob that stopped reaching its planner fails here.
+"""
+import pytest
+import torch
+
+from genet_ops import _tuning, ops
+from test_cuda import check_four_ops, emu, emu_fns, make  # noqa: F401  (emu is a fixture)
+
+CUDA_KNOBS = [n for n, k in _tuning.KNOBS.items() if k.backend == "cuda"]
+TRITON_KNOBS = [n for n, k in _tuning.KNOBS.items() if k.backend == "triton"]
+DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
+# Small shapes, (shape, extent); each knob runs on those where it applies.
+SHAPES = [
+    ((2, 4, 7, 7), 0),      # 49-element planes: 2-byte loads by default
+    ((3, 3, 7, 7), 0),      # planes per unit that do not divide N * C
+    ((1, 6, 5, 5), 9),      # extent beyond the plane
+    ((2, 2, 14, 14), 0),
+    ((1, 2, 14, 14), 2),    # tiles narrower than a vector
+    ((1, 2, 14, 14), 4),
+    ((1, 16, 9, 6), 2),
+    ((1, 16, 14, 14), 0),
+    ((1, 8, 24, 24), 0),
+]
+
+
+def _layout_name(layout):
+    return "nchw" if layout in ("contiguous", "misaligned") else "channels_last"
+
+
+# ------------------------------------------------------------------------ interface
+def test_tuning_knobs_are_well_formed():
+    assert CUDA_KNOBS, "no CUDA knob"
+    for name, k in _tuning.KNOBS.items():
+        assert k.backend in ("cuda", "triton"), name
+        assert len(k.values) >= 2 and len(set(k.values)) == len(k.values), name
+        assert k.ops and set(k.ops) <= set(ops.SCHEMAS), name
+        assert isinstance(k.doc, str) and k.doc and "\n" not in k.doc, name
+        assert _tuning.get(name) == k.values[0], f"{name} is not at its default"
+        assert isinstance(k.applies("nchw", (2, 3, 7, 7), 0), bool)
+
+
+def test_tuning_unknown_knob_or_value_names_it():
+    with pytest.raises(ValueError, match="no_such_knob"):
+        _tuning.set("no_such_knob", "x")
+    with pytest.raises(ValueError, match="no_such_knob"):
+        _tuning.get("no_such_knob")
+    name = next(iter(_tuning.KNOBS))
+    with pytest.raises(ValueError, match=f"{name}.*bogus"):
+        _tuning.set(name, "bogus")
+    assert _tuning.get(name) == _tuning.KNOBS[name].values[0]
+
+
+@pytest.mark.parametrize("name", list(_tuning.KNOBS))
+def test_tuning_using_restores(name):
+    values = _tuning.KNOBS[name].values
+    with _tuning.using(name, values[1]):
+        assert _tuning.get(name) == values[1]
+        with _tuning.using(name, values[0]):
+            assert _tuning.get(name) == values[0]
+        assert _tuning.get(name) == values[1]
+    assert _tuning.get(name) == values[0]
+    with pytest.raises(RuntimeError, match="inside"):
+        with _tuning.using(name, values[1]):
+            raise RuntimeError("inside")
+    assert _tuning.get(name) == values[0]
+
+
+def test_tuning_compiled_setter_checks_its_arguments():
+    ns = torch.ops.genet_ops
+    if not hasattr(ns, "_set_tuning"):
+        pytest.skip("genet_ops._C built without the CUDA sources")
+    with pytest.raises(ValueError, match="unknown CUDA tuning knob nope"):
+        ns._set_tuning("nope", 0)
+    with pytest.raises(ValueError, match="cuda_items_per_thread"):
+        ns._set_tuning("cuda_items_per_thread", 7)
+
+
+# ------------------------------------------------------------- CUDA knobs (emulator)
+def _cases(name):
+    k = _tuning.KNOBS[name]
+    return [(name, v, s, e) for v in k.values for s, e in SHAPES
+            if k.applies("nchw", s, e) or k.applies("channels_last", s, e)]
+
+
+def _ids(v):
+    return "x".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
+@pytest.mark.parametrize("name,value,shape,extent", [c for n in CUDA_KNOBS for c in _cases(n)], ids=_ids)
+def test_tuning_cuda_knob_emu_parity(emu, name, value, shape, extent, poison_outputs):
+    k = _tuning.KNOBS[name]
+    with _tuning.using(name, value):
+        for dtype in DTYPES:
+            for layout in ("contiguous", "channels_last", "misaligned"):
+                if not k.applies(_layout_name(layout), shape, extent):
+                    continue
+                for with_res in (False, True):
+                    emu.emu_set_reverse(False)
+                    fwd = check_four_ops(emu_fns(emu), shape, extent, dtype, layout, with_res)
+                    emu.emu_set_reverse(True)
+                    rev = check_four_ops(emu_fns(emu), shape, extent, dtype, layout, with_res)
+                    emu.emu_set_reverse(False)
+                    for a, b in zip(fwd, rev):
+                        assert torch.equal(a, b), f"thread order changes the result: {name}={value} {shape}"
+
+
+def _plan(emu, shape, extent, dtype, layout, nvals=1):
+    """emu_plan as a dict (tests/cuda_emu/emu_ext.cpp)."""
+    keys = ["layout", "V", "Tc", "R", "T", "items", "cache", "block", "flat", "multi", "K", "pack"]
+    return dict(zip(keys, emu.emu_plan(make(shape, dtype, layout, 0), extent, nvals)))
+
+
+def test_tuning_items_per_thread_changes_the_instance(emu):
+    """fit instantiates the kernel for the smallest of 2, 4, 8 items that holds the plan."""
+    for shape, extent, dtype in [((1, 2, 14, 14), 2, torch.bfloat16), ((1, 16, 9, 6), 2, torch.float32),
+                                 ((2, 4, 8, 8), 0, torch.bfloat16), ((2, 4, 7, 7), 0, torch.float32)]:
+        for layout in ("contiguous", "channels_last"):
+            assert _plan(emu, shape, extent, dtype, layout)["K"] == 8
+            with _tuning.using("cuda_items_per_thread", "fit"):
+                p = _plan(emu, shape, extent, dtype, layout)
+            assert p["K"] == min(k for k in (2, 4, 8) if k >= p["items"]), (shape, layout, p)
+    with _tuning.using("cuda_items_per_thread", "fit"):  # 14x14 bf16, extent 2: 2-row tiles of one vector
+        assert _plan(emu, (1, 2, 14, 14), 2, torch.bfloat16, "contiguous")["K"] == 2

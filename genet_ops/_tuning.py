@@ -6,7 +6,7 @@ that pass the same parity tests, kept behind the knob until a GPU run times both
 by side (benchmarks/gpu_check.sh) and picks the default by measurement.
 
     from genet_ops import _tuning
-    with _tuning.using("cuda_items_per_thread", "fit"):
+    with _tuning.using("cuda_nchw_small_plane", "packed"):
         y = genet_ops.gather_excite(x, 0)
 
 CUDA knobs live in the C++ planner (csrc/cuda/tuning.h) as plain globals, set through
@@ -34,6 +34,18 @@ class Knob:
     doc: str  # one line: what the alternative does and why
 
 
+def _one_tile_per_plane(shape, extent: int) -> bool:
+    _, _, h, w = shape
+    return extent == 0 or extent >= max(h, w)
+
+
+def _small_odd_plane(layout: str, shape, extent: int) -> bool:
+    # planes the default plan reads with vectors narrower than 16 bytes (H*W not a
+    # multiple of 8) and that fit a packed unit in every dtype (csrc/cuda/planner.h)
+    _, _, h, w = shape
+    return layout == "nchw" and _one_tile_per_plane(shape, extent) and 8 <= h * w <= 256 and (h * w) % 8 != 0
+
+
 _ALL_OPS = ("gather_excite", "gather_excite_backward", "excite", "excite_backward")
 
 KNOBS: dict = {
@@ -44,6 +56,14 @@ KNOBS: dict = {
         applies=lambda layout, shape, extent: True,
         doc="fit: kernels instantiated for 2 / 4 / 8 items per thread as the plan needs, so registers "
             "(and occupancy) follow the plan instead of the 8-item maximum",
+    ),
+    "cuda_nchw_small_plane": Knob(
+        values=("per_plane", "packed"),
+        backend="cuda",
+        ops=("gather_excite", "gather_excite_backward"),
+        applies=_small_odd_plane,
+        doc="packed: a team reads 2-8 whole small planes (e.g. 7x7) as one contiguous run with 16-byte "
+            "loads and sums each plane in registers, instead of 2- or 4-byte loads per plane",
     ),
 }
 

@@ -127,3 +127,30 @@ def test_tuning_items_per_thread_changes_the_instance(emu):
             assert p["K"] == min(k for k in (2, 4, 8) if k >= p["items"]), (shape, layout, p)
     with _tuning.using("cuda_items_per_thread", "fit"):  # 14x14 bf16, extent 2: 2-row tiles of one vector
         assert _plan(emu, (1, 2, 14, 14), 2, torch.bfloat16, "contiguous")["K"] == 2
+
+
+def test_tuning_small_plane_packs_whole_planes(emu):
+    """packed: 7x7 planes go from scalar loads to 16-byte vectors over 8 (bf16) or 4 (fp32)
+    planes per unit; it falls back to the per-plane plan where planes cannot pack."""
+    for dtype, V, pack in [(torch.bfloat16, 8, 8), (torch.float32, 4, 4), (torch.float64, 2, 2)]:
+        assert _plan(emu, (2, 4, 7, 7), 0, dtype, "contiguous")["V"] == 1
+        with _tuning.using("cuda_nchw_small_plane", "packed"):
+            for nvals in (1, 2):
+                p = _plan(emu, (2, 4, 7, 7), 0, dtype, "contiguous", nvals)
+                assert (p["V"], p["pack"], p["T"], p["items"]) == (V, pack, 8, 7), p
+    with _tuning.using("cuda_nchw_small_plane", "packed"):
+        assert _plan(emu, (3, 3, 7, 7), 0, torch.float32, "contiguous")["pack"] == 0  # 9 planes: no whole units
+        assert _plan(emu, (2, 4, 7, 7), 0, torch.float32, "misaligned")["pack"] == 0
+        assert _plan(emu, (1, 6, 5, 5), 9, torch.bfloat16, "contiguous")["pack"] == 2
+        assert _plan(emu, (2, 2, 14, 14), 0, torch.bfloat16, "contiguous")["pack"] == 2
+        assert _plan(emu, (2, 2, 14, 14), 0, torch.float32, "contiguous")["pack"] == 0  # 16-byte loads already
+
+
+def test_tuning_cuda_knobs_combine(emu, poison_outputs):
+    """Both CUDA alternatives at once: the packed kernels instantiated for fewer items."""
+    with _tuning.using("cuda_nchw_small_plane", "packed"), _tuning.using("cuda_items_per_thread", "fit"):
+        for dtype in (torch.float32, torch.bfloat16):
+            for shape in ((2, 4, 7, 7), (2, 4, 5, 5), (1, 8, 3, 3)):
+                p = _plan(emu, shape, 0, dtype, "contiguous")
+                assert p["pack"] and p["K"] == min(k for k in (2, 4, 8) if k >= p["items"]), p
+                check_four_ops(emu_fns(emu), shape, 0, dtype, "contiguous", True)

@@ -1,6 +1,7 @@
 // Launchers of the gather_excite kernels (gather_excite_kernels.cuh), instantiated for
 // every dtype and layout. Nothing here includes ATen: this file compiles quickly.
 #include "gather_excite_kernels.cuh"
+#include "packed_kernels.cuh"
 #include "launch_common.cuh"
 
 namespace genet_ops {
@@ -11,6 +12,13 @@ void launch_gather_excite(const T* x, const T* res, T* y, const Plan& P, stream_
   with_vec_items<T>(P, [&](auto vc, auto kc) {
     constexpr int V = decltype(vc)::value;
     constexpr int K = decltype(kc)::value;
+    if constexpr (std::is_same_v<Plan, NchwPlan>) {
+      if (P.pack) {
+        auto packed = &ge_packed_fwd_kernel<T, V, K>;
+        GENET_LAUNCH(packed, P.grid, P.block, P.smem, stream, x, res, y, P);
+        return;
+      }
+    }
     auto kernel = &ge_fwd_kernel<typename WalkFor<Plan, V>::type, T, K>;
     allow_smem(kernel, P.smem);
     GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, x, res, y, P);
@@ -22,6 +30,13 @@ void launch_gather_excite_backward(const T* dy, const T* x, T* dx, const Plan& P
   with_vec_items<T>(P, [&](auto vc, auto kc) {
     constexpr int V = decltype(vc)::value;
     constexpr int K = decltype(kc)::value;
+    if constexpr (std::is_same_v<Plan, NchwPlan>) {
+      if (P.pack) {
+        auto packed = &ge_packed_bwd_kernel<T, V, K>;
+        GENET_LAUNCH(packed, P.grid, P.block, P.smem, stream, dy, x, dx, P);
+        return;
+      }
+    }
     auto kernel = &ge_bwd_kernel<typename WalkFor<Plan, V>::type, T, K>;
     allow_smem(kernel, P.smem);
     GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, dy, x, dx, P);

@@ -9,6 +9,8 @@
 //
 // NCHW, tw == 1 ("flat"): a unit is one tile, a contiguous run of rows x W elements
 //   (the whole plane for extent 0). Tiny planes get small teams, many per block.
+// NCHW, packed (knob cuda_nchw_small_plane): a unit is `pack` whole small planes read as
+//   one contiguous run with vectors that may straddle two planes (packed_kernels.cuh).
 // NCHW, tw > 1: a unit is one tile (ew >= V: Tc lanes across its columns, R across its
 //   rows) or, when tiles are narrower than a vector (ew < V), one V-wide column strip
 //   of a tile row holding V / ew whole tiles, with R lanes across its rows.
@@ -33,6 +35,8 @@ constexpr int kItems = 8;
 constexpr int kResItems = 4;
 // Largest team (and block): 512 threads leave each thread 128 registers.
 constexpr int kMaxTeam = 512;
+// Planes per unit of the packed NCHW plan (packed_kernels.cuh), at most.
+constexpr int kMaxPack = 8;
 constexpr int kMinBlock = 256;
 
 struct NchwPlan {
@@ -44,6 +48,7 @@ struct NchwPlan {
   int flat;
   int multi;  // ew < V: a vector holds V / ew whole tiles
   int grp;    // columns of one tile inside a vector (V unless multi)
+  int pack;   // packed plan (knob cuda_nchw_small_plane): whole planes per unit, else 0
   int V;
   int Tc, R, T, RR, CC;
   int block, teams;

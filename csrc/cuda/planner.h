@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <numeric>
 
 #include "genet_ops.h"
 #include "plan.h"
@@ -59,10 +60,38 @@ inline void finish_team(int T, int64_t units, int& block, int& teams, int64_t& g
   grid = ceil_div(units, teams);
 }
 
+// Whether every pointer in addr_or allows V-element vectors of es-byte elements.
+inline bool vec_aligned(int V, uintptr_t addr_or, int es) { return addr_or % static_cast<uintptr_t>(V * es) == 0; }
+
+// The packed alternative to a flat plan of one-tile planes whose vectors are narrower
+// than vmax (e.g. 49-element planes: scalar): `pack` = V / gcd(plane, V) whole planes
+// make a run of whole V-vectors. Taken for the widest such V that the pointers allow,
+// that divides the N * C planes into whole units and whose run one warp holds in K
+// items per thread. Returns whether it applies (and then sets V, pack, team, items).
+inline bool plan_packed(NchwPlan& p, const TileGeom& t, int vmax, int K, uintptr_t addr_or, int es) {
+  if (knob_value(Knob::NchwSmallPlane) == 0 || !p.flat || t.th != 1) return false;
+  for (int V = vmax; V > p.V; V >>= 1) {
+    const int64_t pack = V / std::gcd<int64_t>(p.plane, V);
+    if (!vec_aligned(V, addr_or, es) || p.plane < V || (t.N * t.C) % pack != 0) continue;
+    const int64_t cv = pack * p.plane / V;
+    const int64_t Tc = pow2_ceil(ceil_div(cv, K));
+    if (Tc > 32) continue;  // one warp per unit: the plane sums need shuffles only
+    p.V = V;
+    p.pack = static_cast<int>(pack);
+    p.grp = V;
+    p.Tc = static_cast<int>(Tc);
+    p.CC = static_cast<int>(ceil_div(cv, Tc));
+    return true;
+  }
+  return false;
+}
+
 // es: element size; addr_or: OR of every data pointer the kernel touches with vectors;
 // K: items per thread that fit the register cache; nvals: values reduced per vector
-// lane (1 forward, 2 backward); acc_size: sizeof(acc_t).
-inline NchwPlan plan_nchw(const TileGeom& t, int es, uintptr_t addr_or, int K, int nvals, int acc_size) {
+// lane (1 forward, 2 backward); acc_size: sizeof(acc_t); packable: the op has packed
+// kernels (gather_excite and its backward), which the knob may then select.
+inline NchwPlan plan_nchw(const TileGeom& t, int es, uintptr_t addr_or, int K, int nvals, int acc_size,
+                          bool packable) {
   NchwPlan p{};
   p.H = t.H;
   p.W = t.W;
@@ -72,7 +101,7 @@ inline NchwPlan plan_nchw(const TileGeom& t, int es, uintptr_t addr_or, int K, i
   p.th = t.th;
   p.tw = t.tw;
   const int vmax = 16 / es;
-  auto aligned = [&](int V) { return addr_or % static_cast<uintptr_t>(V * es) == 0; };
+  auto aligned = [&](int V) { return vec_aligned(V, addr_or, es); };
   const int64_t rows_max = std::min(t.eh, t.H);
   p.flat = t.tw == 1;
   int64_t cv;  // vectors across a unit
@@ -111,10 +140,11 @@ inline NchwPlan plan_nchw(const TileGeom& t, int es, uintptr_t addr_or, int K, i
     while (ceil_div(rows_max, p.R) * p.CC > K && p.Tc * p.R < kMaxTeam) p.R <<= 1;
     p.RR = static_cast<int>(ceil_div(rows_max, p.R));
   }
+  const bool packed = packable && plan_packed(p, t, vmax, K, addr_or, es);
   p.T = p.Tc * p.R;
   p.cache = static_cast<int64_t>(p.RR) * p.CC <= K;
   p.K = items_instance(static_cast<int64_t>(p.RR) * p.CC, p.cache);
-  p.units = t.N * t.C * t.th * p.nu;
+  p.units = packed ? t.N * t.C / p.pack : t.N * t.C * t.th * p.nu;
   finish_team(p.T, p.units, p.block, p.teams, p.grid);
   p.idx32 = use_idx32(p.units);
   p.dm_nu = DivMod(p.nu);

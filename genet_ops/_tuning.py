@@ -65,6 +65,15 @@ KNOBS: dict = {
         doc="packed: a team reads 2-8 whole small planes (e.g. 7x7) as one contiguous run with 16-byte "
             "loads and sums each plane in registers, instead of 2- or 4-byte loads per plane",
     ),
+    "triton_cl_global": Knob(
+        values=("two_sweep", "persistent"),
+        backend="triton",
+        ops=("gather_excite", "gather_excite_backward"),
+        applies=lambda layout, shape, extent: (layout == "channels_last" and _one_tile_per_plane(shape, extent)
+                                               and shape[2] * shape[3] >= 100),
+        doc="persistent: on channels_last planes too large for one block, a fixed number of programs walk "
+            "32-byte channel groups in order, so the second sweep re-reads x from L2 instead of HBM",
+    ),
 }
 
 _values: dict = {name: k.values[0] for name, k in KNOBS.items()}

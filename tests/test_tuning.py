@@ -9,8 +9,11 @@ plan, so that a knob that stopped reaching its planner fails here.
 import pytest
 import torch
 
-from genet_ops import _tuning, ops
+from genet_ops import _layout as L, _tuning, ops, reference as R
+from genet_ops.triton import _launch as P
 from test_cuda import check_four_ops, emu, emu_fns, make  # noqa: F401  (emu is a fixture)
+from test_triton import assert_close_to_oracle, eager
+from test_triton import make as make_triton
 
 CUDA_KNOBS = [n for n, k in _tuning.KNOBS.items() if k.backend == "cuda"]
 TRITON_KNOBS = [n for n, k in _tuning.KNOBS.items() if k.backend == "triton"]
@@ -26,6 +29,7 @@ SHAPES = [
     ((1, 16, 9, 6), 2),
     ((1, 16, 14, 14), 0),
     ((1, 8, 24, 24), 0),
+    ((2, 32, 10, 10), 0),   # channels_last: several channel groups per image
 ]
 
 
@@ -154,3 +158,36 @@ def test_tuning_cuda_knobs_combine(emu, poison_outputs):
                 p = _plan(emu, shape, 0, dtype, "contiguous")
                 assert p["pack"] and p["K"] == min(k for k in (2, 4, 8) if k >= p["items"]), p
                 check_four_ops(emu_fns(emu), shape, 0, dtype, "contiguous", True)
+
+
+# ----------------------------------------------------------- Triton knobs (interpreter)
+@pytest.mark.parametrize("name,value,shape,extent", [c for n in TRITON_KNOBS for c in _cases(n)], ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_tuning_triton_knob_parity(name, value, shape, extent, dtype, poison_outputs):
+    k = _tuning.KNOBS[name]
+    tg = torch.ops.genet_ops
+    with _tuning.using(name, value):
+        for layout in ("nchw", "channels_last"):
+            if not k.applies(layout, shape, extent):
+                continue
+            x, res, dy = (make_triton(shape, dtype, layout, seed) for seed in (0, 1, 2))
+            what = f"{name}={value} {shape} e={extent} {dtype} {layout}"
+            x64, r64, dy64 = x.double(), res.double(), dy.double()
+            y = tg.gather_excite_triton(x, extent, res)
+            assert_close_to_oracle(y, R.gather_excite(x64, extent, r64), eager(R.gather_excite, x, extent, res), what)
+            dx = tg.gather_excite_backward_triton(dy, x, extent)
+            assert_close_to_oracle(dx, R.gather_excite_backward(dy64, x64, extent),
+                                   eager(R.gather_excite_backward, dy, x, extent), "backward " + what)
+            assert dx.stride() == x.stride() and y.stride() == x.stride(), what
+
+
+def test_tuning_triton_persistent_walks_several_positions():
+    x = make_triton((2, 32, 10, 10), torch.float32, "channels_last")
+    p = P.plan(L.kernel_input(x), 0, P.FWD_BLOCK_BYTES)
+    assert not p.SINGLE and not P.plan_persistent(p, x, P.FWD_BLOCK_BYTES).PERSIST
+    with _tuning.using("triton_cl_global", "persistent"):
+        q = P.plan_persistent(p, x, P.FWD_BLOCK_BYTES)
+        assert q.PERSIST and q.BLOCK_A == 8 and q.grid == (P.PERSIST_INTERPRET_PROGRAMS,)
+        # NCHW and planes that fit one block keep their plan
+        xn = make_triton((2, 32, 10, 10), torch.float32, "nchw")
+        assert not P.plan_persistent(P.plan(xn, 0, P.FWD_BLOCK_BYTES), xn, P.FWD_BLOCK_BYTES).PERSIST

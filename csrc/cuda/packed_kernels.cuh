@@ -4,7 +4,8 @@
 // per-plane plan of a 7 x 7 plane could only use 2-byte loads. A plane holds at least
 // V elements, so a vector straddles at most two planes: each thread splits every vector
 // at the plane boundary into two partial sums, keeps one partial per plane of its unit
-// (kMaxPack registers), and the warp's shuffle tree hands every lane each plane's total.
+// (pack <= V <= 16 bytes / sizeof(T) registers: kPack<T>), and the warp's shuffle tree
+// hands every lane each plane's total.
 // The run stays in registers (CC <= K items), so x (dy) is read once.
 #pragma once
 
@@ -39,18 +40,22 @@ __device__ __forceinline__ PackedItems<K> packed_items(const NchwPlan& P, const 
   return it;
 }
 
+// Planes per unit at most for element type T: pack divides V.
+template <typename T>
+constexpr int kPack = 16 / static_cast<int>(sizeof(T));
+
 // acc[p0] += lo, acc[p0 + 1] += hi without indexing registers by a run-time value.
-template <typename A>
-__device__ __forceinline__ void add_to_planes(A (&acc)[kMaxPack], int p0, A lo, A hi) {
+template <int PK, typename A>
+__device__ __forceinline__ void add_to_planes(A (&acc)[PK], int p0, A lo, A hi) {
 #pragma unroll
-  for (int j = 0; j < kMaxPack; ++j) acc[j] += (j == p0 ? lo : A(0)) + (j == p0 + 1 ? hi : A(0));
+  for (int j = 0; j < PK; ++j) acc[j] += (j == p0 ? lo : A(0)) + (j == p0 + 1 ? hi : A(0));
 }
 
-template <typename A>
-__device__ __forceinline__ A pick_plane(const A (&v)[kMaxPack], int p) {
+template <int PK, typename A>
+__device__ __forceinline__ A pick_plane(const A (&v)[PK], int p) {
   A r = v[0];
 #pragma unroll
-  for (int j = 1; j < kMaxPack; ++j) r = j == p ? v[j] : r;
+  for (int j = 1; j < PK; ++j) r = j == p ? v[j] : r;
   return r;
 }
 
@@ -58,13 +63,14 @@ template <typename T, int V, int K>
 __global__ void __launch_bounds__(kMaxTeam)
     ge_packed_fwd_kernel(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y, const NchwPlan P) {
   using A = acc_t<T>;
+  constexpr int PK = kPack<T>;
   const TeamPos q = team_pos(P.T, P.Tc, P.teams, P.units);
   const PackedItems<K> it = packed_items<V, K>(P, q);
   Vec<T, V> xc[K];
   load_items(xc, x, it.off);
-  A acc[kMaxPack];
+  A acc[PK];
 #pragma unroll
-  for (int j = 0; j < kMaxPack; ++j) acc[j] = A(0);
+  for (int j = 0; j < PK; ++j) acc[j] = A(0);
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     A lo = A(0), hi = A(0);
@@ -77,10 +83,10 @@ __global__ void __launch_bounds__(kMaxTeam)
     add_to_planes(acc, it.p0[k], lo, hi);
   }
   team_allreduce<1>(acc, P.T, 1, 1, static_cast<A*>(nullptr));  // T <= 32: shuffles only
-  A s[kMaxPack];
+  A s[PK];
   const A count = static_cast<A>(P.plane);
 #pragma unroll
-  for (int j = 0; j < kMaxPack; ++j) s[j] = sigmoid_acc(div_acc(acc[j], count));
+  for (int j = 0; j < PK; ++j) s[j] = sigmoid_acc(div_acc(acc[j], count));
   A slo[K], shi[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) {
@@ -94,6 +100,7 @@ template <typename T, int V, int K>
 __global__ void __launch_bounds__(kMaxTeam)
     ge_packed_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx, const NchwPlan P) {
   using A = acc_t<T>;
+  constexpr int PK = kPack<T>;
   const TeamPos q = team_pos(P.T, P.Tc, P.teams, P.units);
   const PackedItems<K> it = packed_items<V, K>(P, q);
   Vec<T, V> dc[K], xl[K];
@@ -102,9 +109,9 @@ __global__ void __launch_bounds__(kMaxTeam)
     xl[k] = load_or_zero<T, V>(x, it.off[k]);
     dc[k] = load_or_zero<T, V>(dy, it.off[k]);
   }
-  A sx[kMaxPack], sdx[kMaxPack];  // per plane: sum x, sum dy * x
+  A sx[PK], sdx[PK];  // per plane: sum x, sum dy * x
 #pragma unroll
-  for (int j = 0; j < kMaxPack; ++j) sx[j] = sdx[j] = A(0);
+  for (int j = 0; j < PK; ++j) sx[j] = sdx[j] = A(0);
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     A lo = A(0), hi = A(0), dlo = A(0), dhi = A(0);
@@ -122,10 +129,10 @@ __global__ void __launch_bounds__(kMaxTeam)
   }
   team_allreduce<1>(sx, P.T, 1, 1, static_cast<A*>(nullptr));
   team_allreduce<1>(sdx, P.T, 1, 1, static_cast<A*>(nullptr));
-  A s[kMaxPack], cf[kMaxPack];
+  A s[PK], cf[PK];
   const A count = static_cast<A>(P.plane);
 #pragma unroll
-  for (int j = 0; j < kMaxPack; ++j) {
+  for (int j = 0; j < PK; ++j) {
     s[j] = sigmoid_acc(div_acc(sx[j], count));
     cf[j] = div_acc(s[j] * (A(1) - s[j]) * sdx[j], count);
   }

@@ -35,8 +35,6 @@ constexpr int kItems = 8;
 constexpr int kResItems = 4;
 // Largest team (and block): 512 threads leave each thread 128 registers.
 constexpr int kMaxTeam = 512;
-// Planes per unit of the packed NCHW plan (packed_kernels.cuh), at most.
-constexpr int kMaxPack = 8;
 constexpr int kMinBlock = 256;
 
 struct NchwPlan {

@@ -65,6 +65,16 @@ KNOBS: dict = {
         doc="packed: a team reads 2-8 whole small planes (e.g. 7x7) as one contiguous run with 16-byte "
             "loads and sums each plane in registers, instead of 2- or 4-byte loads per plane",
     ),
+    "cuda_nhwc_team": Knob(
+        values=("max512", "team128"),
+        backend="cuda",
+        ops=_ALL_OPS,
+        applies=lambda layout, shape, extent: (layout == "channels_last"
+                                               and min(extent or shape[2], shape[2]) * min(extent or shape[3], shape[3])
+                                               >= 196),
+        doc="team128: channels_last teams of at most 128 threads (four blocks per SM instead of one 512-thread "
+            "block at ~126 registers); tiles too large for them are swept twice in 64-byte channel groups",
+    ),
     "triton_cl_global": Knob(
         values=("two_sweep", "persistent"),
         backend="triton",

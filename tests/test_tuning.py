@@ -30,6 +30,7 @@ SHAPES = [
     ((1, 16, 14, 14), 0),
     ((1, 8, 24, 24), 0),
     ((2, 32, 10, 10), 0),   # channels_last: several channel groups per image
+    ((1, 16, 36, 36), 0),   # channels_last: past the registers of a 128-thread team
 ]
 
 
@@ -158,6 +159,20 @@ def test_tuning_cuda_knobs_combine(emu, poison_outputs):
                 p = _plan(emu, shape, 0, dtype, "contiguous")
                 assert p["pack"] and p["K"] == min(k for k in (2, 4, 8) if k >= p["items"]), p
                 check_four_ops(emu_fns(emu), shape, 0, dtype, "contiguous", True)
+
+
+
+def test_tuning_nhwc_team_caps_the_team(emu):
+    for dtype in (torch.bfloat16, torch.float32):
+        es = torch.tensor([], dtype=dtype).element_size()
+        big = _plan(emu, (1, 256, 14, 14), 0, dtype, "channels_last")
+        assert big["T"] == 512 and big["cache"], big
+        with _tuning.using("cuda_nhwc_team", "team128"):
+            p = _plan(emu, (1, 256, 14, 14), 0, dtype, "channels_last")
+            assert p["T"] <= 128 and p["cache"], p
+            p = _plan(emu, (1, 64, 36, 36), 0, dtype, "channels_last", 2)
+            assert p["T"] == 128 and not p["cache"] and p["Tc"] * p["V"] * es >= 64, p
+        assert _plan(emu, (1, 64, 36, 36), 0, dtype, "channels_last", 2)["cache"]
 
 
 # ----------------------------------------------------------- Triton knobs (interpreter)

@@ -35,6 +35,10 @@ constexpr int kItems = 8;
 constexpr int kResItems = 4;
 // Largest team (and block): 512 threads leave each thread 128 registers.
 constexpr int kMaxTeam = 512;
+// Largest NHWC team with the knob cuda_nhwc_team = team128, and the bytes of each pixel
+// its channel group covers at least when the unit is swept twice (two 32-byte sectors).
+constexpr int kSmallTeam = 128;
+constexpr int kSweepGroupBytes = 64;
 constexpr int kMinBlock = 256;
 
 struct NchwPlan {

@@ -167,17 +167,24 @@ inline NhwcPlan plan_nhwc(const TileGeom& t, int es, uintptr_t addr_or, int K, i
   const int64_t cvec = t.C / p.V;
   const int64_t pix = std::min(t.eh, t.H) * std::min(t.ew, t.W);
   const int tc0 = static_cast<int>(std::min<int64_t>(pow2_ceil(cvec), 32));
+  // cuda_nhwc_team = team128: teams of at most 128 threads, so that a 14 x 14 or larger
+  // tile no longer takes a 512-thread block at ~126 registers (one block per SM, idle
+  // through each reduction); the SM interleaves four such blocks instead.
+  const bool small = knob_value(Knob::NhwcTeam) == 1;
+  const int max_team = small ? kSmallTeam : kMaxTeam;
   // Widest channel group whose tile still fits the register cache.
   int Tc = tc0, R = 1;
   for (;;) {
     R = 1;
-    while (ceil_div(pix, R) > K && Tc * R < kMaxTeam) R <<= 1;
+    while (ceil_div(pix, R) > K && Tc * R < max_team) R <<= 1;
     if (ceil_div(pix, R) <= K || Tc == 1) break;
     Tc >>= 1;
   }
-  if (ceil_div(pix, R) > K) {  // too big for registers: sweep twice, widest groups
-    Tc = tc0;
-    R = kMaxTeam / Tc;
+  if (ceil_div(pix, R) > K) {  // too big for registers: sweep twice
+    // default: the widest groups; team128: groups of two whole sectors per pixel, so
+    // that the units between the sweeps stay small enough for L2 to serve the second
+    Tc = small ? static_cast<int>(std::min<int64_t>(tc0, std::max(1, kSweepGroupBytes / (p.V * es)))) : tc0;
+    R = max_team / Tc;
   }
   p.Tc = Tc;
   p.R = R;

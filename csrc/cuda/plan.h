@@ -33,6 +33,15 @@ namespace cuda {
 constexpr int kItems = 8;
 // Residual vectors loaded at a time while writing y (a divisor of kItems).
 constexpr int kResItems = 4;
+// Launch bounds' minimum of resident blocks per SM for a K-item kernel instance: 1 (what
+// a 512-thread block at 128 registers allows) for the 2- and 4-item instances, which
+// ptxas otherwise squeezed to 32 - 64 registers with spills (sm_90, nvcc 13.0); left
+// unspecified (0) for 8 items, so the default plans compile as before.
+template <int K>
+constexpr int kMinBlocks = K < kItems ? 1 : 0;
+// The same for the alternative kernels (packed_kernels.cuh), whose
+// instances below 16-byte vectors spilled at 64 registers without it, whatever K.
+constexpr int kAltMinBlocks = 1;
 // Largest team (and block): 512 threads leave each thread 128 registers.
 constexpr int kMaxTeam = 512;
 // Largest NHWC team with the knob cuda_nhwc_team = team128, and the bytes of each pixel

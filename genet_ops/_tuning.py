@@ -65,6 +65,15 @@ KNOBS: dict = {
         doc="packed: a team reads 2-8 whole small planes (e.g. 7x7) as one contiguous run with 16-byte "
             "loads and sums each plane in registers, instead of 2- or 4-byte loads per plane",
     ),
+    "cuda_nchw_narrow_rows": Knob(
+        values=("per_tile", "staged"),
+        backend="cuda",
+        ops=("gather_excite", "gather_excite_backward"),
+        applies=lambda layout, shape, extent: (layout == "nchw" and 0 < extent < shape[3] and shape[3] % 8 != 0
+                                               and shape[2] * shape[3] <= 4096),
+        doc="staged: tiles on rows too narrow for wide vectors (W = 14: 4-byte loads, 1-2-thread teams) are "
+            "read as whole planes with 16-byte loads and summed per tile in shared memory",
+    ),
     "cuda_nhwc_team": Knob(
         values=("max512", "team128"),
         backend="cuda",

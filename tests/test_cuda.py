@@ -198,13 +198,21 @@ EMU_CASES = [
 def test_emu_parity(emu, shape, extent, dtype, poison_outputs):
     for layout in LAYOUTS:
         for with_res in (False, True):
-            emu.emu_set_reverse(False)
-            fwd = check_four_ops(emu_fns(emu), shape, extent, dtype, layout, with_res)
-            emu.emu_set_reverse(True)
-            rev = check_four_ops(emu_fns(emu), shape, extent, dtype, layout, with_res)
-            emu.emu_set_reverse(False)
-            for a, b in zip(fwd, rev):  # NaN-free (checked above), so equal means bitwise
-                assert torch.equal(a, b), f"thread order changes the result: {shape} e={extent} {dtype} {layout}"
+            check_emu_both_orders(emu, shape, extent, dtype, layout, with_res)
+
+
+def check_emu_both_orders(emu, shape, extent, dtype, layout, with_res):
+    """check_four_ops on the emulator with threads run forward, then in reverse order
+    between barriers; the results must be equal bit for bit (a missing barrier differs)."""
+    emu.emu_set_reverse(False)
+    fwd = check_four_ops(emu_fns(emu), shape, extent, dtype, layout, with_res)
+    emu.emu_set_reverse(True)
+    try:
+        rev = check_four_ops(emu_fns(emu), shape, extent, dtype, layout, with_res)
+    finally:
+        emu.emu_set_reverse(False)
+    for a, b in zip(fwd, rev):  # NaN-free (checked above), so equal means bitwise
+        assert torch.equal(a, b), f"thread order changes the result: {shape} e={extent} {dtype} {layout}"
 
 
 @pytest.mark.parametrize("shape,extent", [((2, 3, 7, 7), 0), ((1, 2, 13, 16), 2), ((2, 16, 9, 6), 4), ((1, 3, 56, 56), 4)])

@@ -11,7 +11,7 @@ import torch
 
 from genet_ops import _layout as L, _tuning, ops, reference as R
 from genet_ops.triton import _launch as P
-from test_cuda import check_four_ops, emu, emu_fns, make  # noqa: F401  (emu is a fixture)
+from test_cuda import check_emu_both_orders, check_four_ops, emu, emu_fns, make  # noqa: F401  (emu: a fixture)
 from test_triton import assert_close_to_oracle, eager
 from test_triton import make as make_triton
 
@@ -31,6 +31,7 @@ SHAPES = [
     ((1, 8, 24, 24), 0),
     ((2, 32, 10, 10), 0),   # channels_last: several channel groups per image
     ((1, 16, 36, 36), 0),   # channels_last: past the registers of a 128-thread team
+    ((2, 3, 10, 14), 3),    # partial tiles both ways
 ]
 
 
@@ -106,18 +107,12 @@ def test_tuning_cuda_knob_emu_parity(emu, name, value, shape, extent, poison_out
                 if not k.applies(_layout_name(layout), shape, extent):
                     continue
                 for with_res in (False, True):
-                    emu.emu_set_reverse(False)
-                    fwd = check_four_ops(emu_fns(emu), shape, extent, dtype, layout, with_res)
-                    emu.emu_set_reverse(True)
-                    rev = check_four_ops(emu_fns(emu), shape, extent, dtype, layout, with_res)
-                    emu.emu_set_reverse(False)
-                    for a, b in zip(fwd, rev):
-                        assert torch.equal(a, b), f"thread order changes the result: {name}={value} {shape}"
+                    check_emu_both_orders(emu, shape, extent, dtype, layout, with_res)
 
 
 def _plan(emu, shape, extent, dtype, layout, nvals=1):
     """emu_plan as a dict (tests/cuda_emu/emu_ext.cpp)."""
-    keys = ["layout", "V", "Tc", "R", "T", "items", "cache", "block", "flat", "multi", "K", "pack"]
+    keys = ["layout", "V", "Tc", "R", "T", "items", "cache", "block", "flat", "multi", "K", "pack", "staged"]
     return dict(zip(keys, emu.emu_plan(make(shape, dtype, layout, 0), extent, nvals)))
 
 
@@ -160,6 +155,22 @@ def test_tuning_cuda_knobs_combine(emu, poison_outputs):
                 assert p["pack"] and p["K"] == min(k for k in (2, 4, 8) if k >= p["items"]), p
                 check_four_ops(emu_fns(emu), shape, 0, dtype, "contiguous", True)
 
+
+
+def test_tuning_narrow_rows_stages_whole_planes(emu):
+    """staged: 14x14 bf16 at extents 2 and 4 goes from 4-byte loads to 16-byte loads over
+    two planes per unit; elsewhere the per-tile plan stays."""
+    for extent in (2, 4):
+        assert _plan(emu, (1, 2, 14, 14), extent, torch.bfloat16, "contiguous")["V"] == 2
+        with _tuning.using("cuda_nchw_narrow_rows", "staged"):
+            for nvals in (1, 2):
+                p = _plan(emu, (1, 2, 14, 14), extent, torch.bfloat16, "contiguous", nvals)
+                assert (p["staged"], p["V"], p["pack"], p["T"], p["items"]) == (1, 8, 2, 8, 7), p
+    with _tuning.using("cuda_nchw_narrow_rows", "staged"):
+        p = _plan(emu, (1, 3, 14, 14), 2, torch.bfloat16, "contiguous")  # 3 planes: no pairs, 8-byte loads
+        assert (p["staged"], p["V"], p["pack"]) == (1, 4, 1), p
+        assert not _plan(emu, (1, 2, 14, 14), 2, torch.bfloat16, "misaligned")["staged"]
+        assert not _plan(emu, (1, 2, 16, 16), 2, torch.bfloat16, "contiguous")["staged"]  # 16-byte rows already
 
 
 def test_tuning_nhwc_team_caps_the_team(emu):

@@ -2,6 +2,7 @@
 // every dtype and layout. Nothing here includes ATen: this file compiles quickly.
 #include "gather_excite_kernels.cuh"
 #include "packed_kernels.cuh"
+#include "staged_kernels.cuh"
 #include "launch_common.cuh"
 
 namespace genet_ops {
@@ -12,16 +13,13 @@ void launch_gather_excite(const T* x, const T* res, T* y, const Plan& P, stream_
   with_vec_items<T>(P, [&](auto vc, auto kc) {
     constexpr int V = decltype(vc)::value;
     constexpr int K = decltype(kc)::value;
-    if constexpr (std::is_same_v<Plan, NchwPlan>) {
-      if (P.pack) {
-        auto packed = &ge_packed_fwd_kernel<T, V, K>;
-        GENET_LAUNCH(packed, P.grid, P.block, P.smem, stream, x, res, y, P);
-        return;
+    if constexpr (std::is_same_v<Plan, NchwPlan>) {  // the alternative NCHW plans (V >= 2)
+      if constexpr (V > 1) {
+        if (P.staged) return launch_plan(&ge_staged_fwd_kernel<T, V, K>, P, stream, x, res, y, P);
+        if (P.pack) return launch_plan(&ge_packed_fwd_kernel<T, V, K>, P, stream, x, res, y, P);
       }
     }
-    auto kernel = &ge_fwd_kernel<typename WalkFor<Plan, V>::type, T, K>;
-    allow_smem(kernel, P.smem);
-    GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, x, res, y, P);
+    launch_plan(&ge_fwd_kernel<typename WalkFor<Plan, V>::type, T, K>, P, stream, x, res, y, P);
   });
 }
 
@@ -30,16 +28,13 @@ void launch_gather_excite_backward(const T* dy, const T* x, T* dx, const Plan& P
   with_vec_items<T>(P, [&](auto vc, auto kc) {
     constexpr int V = decltype(vc)::value;
     constexpr int K = decltype(kc)::value;
-    if constexpr (std::is_same_v<Plan, NchwPlan>) {
-      if (P.pack) {
-        auto packed = &ge_packed_bwd_kernel<T, V, K>;
-        GENET_LAUNCH(packed, P.grid, P.block, P.smem, stream, dy, x, dx, P);
-        return;
+    if constexpr (std::is_same_v<Plan, NchwPlan>) {  // the alternative NCHW plans (V >= 2)
+      if constexpr (V > 1) {
+        if (P.staged) return launch_plan(&ge_staged_bwd_kernel<T, V, K>, P, stream, dy, x, dx, P);
+        if (P.pack) return launch_plan(&ge_packed_bwd_kernel<T, V, K>, P, stream, dy, x, dx, P);
       }
     }
-    auto kernel = &ge_bwd_kernel<typename WalkFor<Plan, V>::type, T, K>;
-    allow_smem(kernel, P.smem);
-    GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, dy, x, dx, P);
+    launch_plan(&ge_bwd_kernel<typename WalkFor<Plan, V>::type, T, K>, P, stream, dy, x, dx, P);
   });
 }
 

@@ -67,5 +67,12 @@ inline void allow_smem(Kernel kernel, int bytes) {
   (void)kernel;
 }
 
+// Launches kernel(args...) on the plan's grid, block and dynamic shared memory.
+template <typename Kernel, typename Plan, typename... Args>
+inline void launch_plan(Kernel kernel, const Plan& P, stream_t stream, Args... args) {
+  allow_smem(kernel, P.smem);
+  GENET_LAUNCH(kernel, P.grid, P.block, P.smem, stream, args...);
+}
+
 }  // namespace cuda
 }  // namespace genet_ops

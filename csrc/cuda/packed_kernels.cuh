@@ -60,7 +60,7 @@ __device__ __forceinline__ A pick_plane(const A (&v)[PK], int p) {
 }
 
 template <typename T, int V, int K>
-__global__ void __launch_bounds__(kMaxTeam, kAltMinBlocks)
+__global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
     ge_packed_fwd_kernel(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y, const NchwPlan P) {
   using A = acc_t<T>;
   constexpr int PK = kPack<T>;
@@ -97,7 +97,7 @@ __global__ void __launch_bounds__(kMaxTeam, kAltMinBlocks)
 }
 
 template <typename T, int V, int K>
-__global__ void __launch_bounds__(kMaxTeam, kAltMinBlocks)
+__global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
     ge_packed_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx, const NchwPlan P) {
   using A = acc_t<T>;
   constexpr int PK = kPack<T>;

@@ -11,6 +11,9 @@
 //   (the whole plane for extent 0). Tiny planes get small teams, many per block.
 // NCHW, packed (knob cuda_nchw_small_plane): a unit is `pack` whole small planes read as
 //   one contiguous run with vectors that may straddle two planes (packed_kernels.cuh).
+// NCHW, staged (knob cuda_nchw_narrow_rows): tiles narrower than a row whose width
+//   forbids wide vectors; a unit is `pack` whole planes read as one run with 16-byte
+//   vectors and summed per tile in shared memory (staged_kernels.cuh).
 // NCHW, tw > 1: a unit is one tile (ew >= V: Tc lanes across its columns, R across its
 //   rows) or, when tiles are narrower than a vector (ew < V), one V-wide column strip
 //   of a tile row holding V / ew whole tiles, with R lanes across its rows.
@@ -39,9 +42,6 @@ constexpr int kResItems = 4;
 // unspecified (0) for 8 items, so the default plans compile as before.
 template <int K>
 constexpr int kMinBlocks = K < kItems ? 1 : 0;
-// The same for the alternative kernels (packed_kernels.cuh), whose
-// instances below 16-byte vectors spilled at 64 registers without it, whatever K.
-constexpr int kAltMinBlocks = 1;
 // Largest team (and block): 512 threads leave each thread 128 registers.
 constexpr int kMaxTeam = 512;
 // Largest NHWC team with the knob cuda_nhwc_team = team128, and the bytes of each pixel
@@ -49,6 +49,9 @@ constexpr int kMaxTeam = 512;
 constexpr int kSmallTeam = 128;
 constexpr int kSweepGroupBytes = 64;
 constexpr int kMinBlock = 256;
+
+// Bytes rounded up to a multiple of 16 (shared-memory layouts of 16-byte vectors).
+GENET_HD inline int64_t round16(int64_t b) { return (b + 15) / 16 * 16; }
 
 struct NchwPlan {
   int64_t units;
@@ -59,7 +62,9 @@ struct NchwPlan {
   int flat;
   int multi;  // ew < V: a vector holds V / ew whole tiles
   int grp;    // columns of one tile inside a vector (V unless multi)
-  int pack;   // packed plan (knob cuda_nchw_small_plane): whole planes per unit, else 0
+  int pack;   // packed or staged plan: whole planes per unit, else 0
+  int staged;  // staged plan (knob cuda_nchw_narrow_rows): the unit's run goes through shared memory
+  int64_t stage_bytes;  // staged: shared memory per team
   int V;
   int Tc, R, T, RR, CC;
   int block, teams;

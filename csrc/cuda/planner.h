@@ -86,6 +86,36 @@ inline bool plan_packed(NchwPlan& p, const TileGeom& t, int vmax, int K, uintptr
   return false;
 }
 
+// The staged alternative to a 2-D plan whose rows forbid vectors of vmax (W = 14): units
+// of `pack` whole planes, a run of whole V-vectors, staged in shared memory with each
+// tile summed there (staged_kernels.cuh). Taken for the widest V the pointers allow that
+// divides the N * C planes into whole units, within a team and 96 KB of shared memory.
+inline bool plan_staged(NchwPlan& p, const TileGeom& t, int vmax, int K, uintptr_t addr_or, int es, int nvals,
+                        int acc_size) {
+  if (knob_value(Knob::NchwNarrowRows) == 0 || p.flat) return false;
+  for (int V = vmax; V > p.V; V >>= 1) {
+    const int64_t pack = V / std::gcd<int64_t>(p.plane, V);
+    const int64_t L = pack * p.plane, nseg = pack * t.th * t.tw;
+    if (!vec_aligned(V, addr_or, es) || (t.N * t.C) % pack != 0 || nseg > 65535) continue;
+    const int64_t cv = L / V;
+    const int64_t T = pow2_ceil(ceil_div(cv, K));
+    if (T > kMaxTeam) continue;
+    const int64_t stage_bytes = nvals * round16(L * es) + round16(nvals * nseg * acc_size);
+    const int64_t block = std::max<int64_t>(T, kMinBlock);
+    if (round16(2 * L) + block / T * stage_bytes > 96 * 1024) continue;
+    p.V = V;
+    p.pack = static_cast<int>(pack);
+    p.staged = 1;
+    p.stage_bytes = stage_bytes;
+    p.Tc = static_cast<int>(T);
+    p.R = 1;
+    p.RR = 1;
+    p.CC = static_cast<int>(ceil_div(cv, T));
+    return true;
+  }
+  return false;
+}
+
 // es: element size; addr_or: OR of every data pointer the kernel touches with vectors;
 // K: items per thread that fit the register cache; nvals: values reduced per vector
 // lane (1 forward, 2 backward); acc_size: sizeof(acc_t); packable: the op has packed
@@ -140,7 +170,8 @@ inline NchwPlan plan_nchw(const TileGeom& t, int es, uintptr_t addr_or, int K, i
     while (ceil_div(rows_max, p.R) * p.CC > K && p.Tc * p.R < kMaxTeam) p.R <<= 1;
     p.RR = static_cast<int>(ceil_div(rows_max, p.R));
   }
-  const bool packed = packable && plan_packed(p, t, vmax, K, addr_or, es);
+  const bool packed = packable && (plan_packed(p, t, vmax, K, addr_or, es) ||
+                                   plan_staged(p, t, vmax, K, addr_or, es, nvals, acc_size));
   p.T = p.Tc * p.R;
   p.cache = static_cast<int64_t>(p.RR) * p.CC <= K;
   p.K = items_instance(static_cast<int64_t>(p.RR) * p.CC, p.cache);
@@ -149,7 +180,8 @@ inline NchwPlan plan_nchw(const TileGeom& t, int es, uintptr_t addr_or, int K, i
   p.idx32 = use_idx32(p.units);
   p.dm_nu = DivMod(p.nu);
   p.dm_th = DivMod(p.th);
-  p.smem = reduce_smem_bytes(p.T, p.block, nvals * p.V, acc_size);
+  p.smem = p.staged ? static_cast<int>(round16(2 * p.pack * p.plane) + p.teams * p.stage_bytes)
+                   : reduce_smem_bytes(p.T, p.block, nvals * p.V, acc_size);
   return p;
 }
 

@@ -12,6 +12,7 @@ enum class Knob : int {
   ItemsPerThread = 0,  // 0: kernels instantiated for 8 items; 1: for the plan's 2 / 4 / 8
   NchwSmallPlane,      // 0: one unit per plane; 1: several whole planes per unit, 16-byte loads
   NhwcTeam,            // 0: NHWC teams up to 512 threads; 1: up to 128, channel groups of whole sectors
+  NchwNarrowRows,      // 0: per-tile units; 1: whole planes staged in shared memory, 16-byte loads
   Count
 };
 
@@ -24,6 +25,7 @@ inline constexpr KnobInfo kKnobInfo[] = {
     {"cuda_items_per_thread", 2},
     {"cuda_nchw_small_plane", 2},
     {"cuda_nhwc_team", 2},
+    {"cuda_nchw_narrow_rows", 2},
 };
 static_assert(sizeof(kKnobInfo) / sizeof(kKnobInfo[0]) == static_cast<int>(Knob::Count), "one entry per knob");
 

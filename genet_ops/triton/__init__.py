@@ -31,6 +31,9 @@ loaded tensor forward, 4 KiB backward) each pixel is read once; otherwise the ke
 loops over row chunks (gather_excite: a reducing sweep, then an exciting one; excite and
 its backward need one sweep). A host-checked vector width lets the compiler issue 16-byte
 accesses. Autotune: num_warps 4 or 8 (a single config under the interpreter).
+An alternative plan for the gather_excite kernels on channels_last planes too large for
+one block (persistent programs, so that the second sweep re-reads from L2) sits behind
+the internal knob triton_cl_global of genet_ops._tuning (_launch.plan_persistent).
 
 Verified so far WITHOUT a GPU only:
 - tests/test_triton.py under TRITON_INTERPRET=1 on CPU tensors: parity with the float64

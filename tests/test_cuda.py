@@ -244,7 +244,7 @@ def test_emu_cases_reach_every_plan(emu):
             for layout in LAYOUTS:
                 x = make(shape, dtype, layout, 0)
                 for nvals in (1, 2):
-                    lay, V, Tc, Rr, T, items, cache, block, flat, multi, _, _ = emu.emu_plan(x, extent, nvals)
+                    lay, V, Tc, Rr, T, items, cache, block, flat, multi, *_ = emu.emu_plan(x, extent, nvals)
                     name = "nhwc" if lay else ("flat" if flat else ("multi" if multi else "2d"))
                     seen |= {(name,), (name, "cache" if cache else "sweep"), (name, "vec" if V > 1 else "scalar"),
                              ("nchw" if lay == 0 else "nhwc", "team>32" if T > 32 else "team<=32")}

@@ -3,7 +3,7 @@
 Without a GPU:
 - test_cuda_kernels_registered: when genet_ops._C was built with the CUDA sources, the
   dispatcher holds their CUDA kernel for every op (not the Python fallback).
-- test_emu_*: csrc/cuda/emu builds the CUDA kernels' own source as plain C++ and runs it
+- test_emu_*: tests/cuda_emu builds the CUDA kernels' own source as plain C++ and runs it
   thread by thread on CPU tensors (fibers for threads; barriers and warp shuffles
   emulated), as torch.ops.genet_ops_emu.*. Parity with the float64 reference on shapes
   that reach every launch plan (see test_emu_cases_reach_every_plan), bitwise equality
@@ -25,7 +25,7 @@ import pytest
 import torch
 
 import genet_ops
-from genet_ops import _extension, _layout as L, backend as B, ops, reference as R
+from genet_ops import _extension, _layout as L, _tuning, backend as B, ops, reference as R
 from oracle import (GEBlock, assert_compiled_matches_eager, assert_layout, assert_within_budget, eager_excite,
                     eager_gather_excite)
 
@@ -133,7 +133,7 @@ def test_cuda_kernels_registered():
 # ============================================================ emulated kernels (no GPU)
 @pytest.fixture(scope="session")
 def emu():
-    """torch.ops.genet_ops_emu, built once per session from csrc/cuda/emu/emu_ext.cpp."""
+    """torch.ops.genet_ops_emu, built once per session from tests/cuda_emu/emu_ext.cpp."""
     from torch.utils import cpp_extension
 
     if shutil.which(os.environ.get("CXX", "c++")) is None:
@@ -144,8 +144,8 @@ def emu():
     build.mkdir(parents=True, exist_ok=True)
     cpp_extension.load(
         name="genet_ops_emu",
-        sources=[str(ROOT / "csrc" / "cuda" / "emu" / "emu_ext.cpp")],
-        extra_include_paths=[str(ROOT / "csrc"), str(ROOT / "csrc" / "cuda")],
+        sources=[str(ROOT / "tests" / "cuda_emu" / "emu_ext.cpp")],
+        extra_include_paths=[str(ROOT / "csrc"), str(ROOT / "csrc" / "cuda"), str(ROOT / "tests" / "cuda_emu")],
         extra_cflags=["-O1"],
         build_directory=str(build),
         is_python_module=False,
@@ -154,6 +154,7 @@ def emu():
     E = torch.ops.genet_ops_emu
     E.emu_set_reverse(False)
     E.emu_force_idx64(False)
+    _tuning.add_sink(E._set_tuning)  # the emulated planner follows genet_ops._tuning too
     return E
 
 
@@ -197,13 +198,21 @@ EMU_CASES = [
 def test_emu_parity(emu, shape, extent, dtype, poison_outputs):
     for layout in LAYOUTS:
         for with_res in (False, True):
-            emu.emu_set_reverse(False)
-            fwd = check_four_ops(emu_fns(emu), shape, extent, dtype, layout, with_res)
-            emu.emu_set_reverse(True)
-            rev = check_four_ops(emu_fns(emu), shape, extent, dtype, layout, with_res)
-            emu.emu_set_reverse(False)
-            for a, b in zip(fwd, rev):  # NaN-free (checked above), so equal means bitwise
-                assert torch.equal(a, b), f"thread order changes the result: {shape} e={extent} {dtype} {layout}"
+            check_emu_both_orders(emu, shape, extent, dtype, layout, with_res)
+
+
+def check_emu_both_orders(emu, shape, extent, dtype, layout, with_res):
+    """check_four_ops on the emulator with threads run forward, then in reverse order
+    between barriers; the results must be equal bit for bit (a missing barrier differs)."""
+    emu.emu_set_reverse(False)
+    fwd = check_four_ops(emu_fns(emu), shape, extent, dtype, layout, with_res)
+    emu.emu_set_reverse(True)
+    try:
+        rev = check_four_ops(emu_fns(emu), shape, extent, dtype, layout, with_res)
+    finally:
+        emu.emu_set_reverse(False)
+    for a, b in zip(fwd, rev):  # NaN-free (checked above), so equal means bitwise
+        assert torch.equal(a, b), f"thread order changes the result: {shape} e={extent} {dtype} {layout}"
 
 
 @pytest.mark.parametrize("shape,extent", [((2, 3, 7, 7), 0), ((1, 2, 13, 16), 2), ((2, 16, 9, 6), 4), ((1, 3, 56, 56), 4)])
@@ -235,7 +244,7 @@ def test_emu_cases_reach_every_plan(emu):
             for layout in LAYOUTS:
                 x = make(shape, dtype, layout, 0)
                 for nvals in (1, 2):
-                    lay, V, Tc, Rr, T, items, cache, block, flat, multi = emu.emu_plan(x, extent, nvals)
+                    lay, V, Tc, Rr, T, items, cache, block, flat, multi, *_ = emu.emu_plan(x, extent, nvals)
                     name = "nhwc" if lay else ("flat" if flat else ("multi" if multi else "2d"))
                     seen |= {(name,), (name, "cache" if cache else "sweep"), (name, "vec" if V > 1 else "scalar"),
                              ("nchw" if lay == 0 else "nhwc", "team>32" if T > 32 else "team<=32")}

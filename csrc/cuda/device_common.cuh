@@ -3,7 +3,7 @@
 // Deliberately free of ATen, so that the .cu files compile quickly (the op glue is in
 // the .cpp files).
 //
-// Everything here also compiles as plain C++ under GENET_EMU (csrc/cuda/emu/), where a
+// Everything here also compiles as plain C++ under GENET_EMU (tests/cuda_emu/), where a
 // host emulator runs the same kernels on CPU tensors so that their indexing and
 // reductions are tested on machines without a GPU.
 #pragma once
@@ -17,7 +17,7 @@
 #include <c10/util/Half.h>
 
 #ifdef GENET_EMU
-#include "emu/emu.h"
+#include "emu.h"  // tests/cuda_emu, on the emulator build's include path
 #else
 #include <c10/cuda/CUDAException.h>
 #include <cuda_runtime.h>
@@ -115,25 +115,28 @@ __device__ __forceinline__ void store_vec(T* p, const Vec<T, V>& v) {
   *reinterpret_cast<Vec<T, V>*>(p) = v;
 }
 
-// y = x * s (+ res) for the K items at off, skipping items outside the unit (off < 0).
-// The residual is loaded kResItems vectors at a time, to bound the live registers.
-template <int K, typename T, int V, typename A>
-__device__ __forceinline__ void store_scaled(T* y, const T* res, const int64_t (&off)[K],
-                                             const Vec<T, V> (&xv)[K], const A (&s)[V]) {
+// y = x * scale(k, i) (+ res) for the K items at off, skipping items outside the unit
+// (off < 0). The residual is loaded kResItems vectors at a time (at most K), to bound
+// the live registers.
+template <int K, typename T, int V, typename Scale>
+__device__ __forceinline__ void store_scaled_by(T* y, const T* res, const int64_t (&off)[K],
+                                                const Vec<T, V> (&xv)[K], const Scale& scale) {
+  using A = decltype(scale(0, 0));
   if (res != nullptr) {
+    constexpr int RI = K < kResItems ? K : kResItems;
 #pragma unroll
-    for (int k1 = 0; k1 < K; k1 += kResItems) {
-      Vec<T, V> rv[kResItems];
+    for (int k1 = 0; k1 < K; k1 += RI) {
+      Vec<T, V> rv[RI];
 #pragma unroll
-      for (int j = 0; j < kResItems; ++j) rv[j] = load_or_zero<T, V>(res, off[k1 + j]);
+      for (int j = 0; j < RI; ++j) rv[j] = load_or_zero<T, V>(res, off[k1 + j]);
 #pragma unroll
-      for (int j = 0; j < kResItems; ++j) {
+      for (int j = 0; j < RI; ++j) {
         const int k = k1 + j;
         if (off[k] < 0) continue;
         Vec<T, V> out;
 #pragma unroll
         for (int i = 0; i < V; ++i)
-          out.set(i, static_cast<T>(static_cast<A>(xv[k].get(i)) * s[i] + static_cast<A>(rv[j].get(i))));
+          out.set(i, static_cast<T>(static_cast<A>(xv[k].get(i)) * scale(k, i) + static_cast<A>(rv[j].get(i))));
         store_vec<T, V>(y + off[k], out);
       }
     }
@@ -143,10 +146,17 @@ __device__ __forceinline__ void store_scaled(T* y, const T* res, const int64_t (
       if (off[k] < 0) continue;
       Vec<T, V> out;
 #pragma unroll
-      for (int i = 0; i < V; ++i) out.set(i, static_cast<T>(static_cast<A>(xv[k].get(i)) * s[i]));
+      for (int i = 0; i < V; ++i) out.set(i, static_cast<T>(static_cast<A>(xv[k].get(i)) * scale(k, i)));
       store_vec<T, V>(y + off[k], out);
     }
   }
+}
+
+// store_scaled_by with one scale per vector slot, the same for every item.
+template <int K, typename T, int V, typename A>
+__device__ __forceinline__ void store_scaled(T* y, const T* res, const int64_t (&off)[K],
+                                             const Vec<T, V> (&xv)[K], const A (&s)[V]) {
+  store_scaled_by<K>(y, res, off, xv, [&](int, int i) { return s[i]; });
 }
 
 // Division in the accumulation type without a slow-path subroutine call for float

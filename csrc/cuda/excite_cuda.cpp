@@ -24,7 +24,7 @@ static void run_excite(const at::Tensor& xk, const at::Tensor& gk, const at::Ten
   T* yp = y.mutable_data_ptr<T>();
   const stream_t stream = current_stream();
   if (layout == Layout::NCHW) {
-    const NchwPlan P = plan_nchw(t, es, addrs, kItems, 0, as);
+    const NchwPlan P = plan_nchw(t, es, addrs, kItems, 0, as, false);
     launch_excite<T>(xp, gp, rp, yp, P, stream);
   } else {
     const NhwcPlan P = plan_nhwc(t, es, addrs, kItems, 0, as);
@@ -44,7 +44,7 @@ static void run_excite_backward(const at::Tensor& dyk, const at::Tensor& xk, con
   T* dgp = dg.mutable_data_ptr<T>();
   const stream_t stream = current_stream();
   if (layout == Layout::NCHW) {
-    const NchwPlan P = plan_nchw(t, es, addrs, kItems, 1, as);
+    const NchwPlan P = plan_nchw(t, es, addrs, kItems, 1, as, false);
     launch_excite_backward<T>(dyp, xp, gp, dxp, dgp, P, stream);
   } else {
     const NhwcPlan P = plan_nhwc(t, es, addrs, kItems, 1, as);

@@ -24,13 +24,12 @@ __device__ __forceinline__ void tile_sigmoid(A (&s)[V], const T* g, const W& w) 
   }
 }
 
-template <typename W, typename T>
-__global__ void __launch_bounds__(kMaxTeam) excite_fwd_kernel(const T* __restrict__ x, const T* __restrict__ g,
+template <typename W, typename T, int K>
+__global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>) excite_fwd_kernel(const T* __restrict__ x, const T* __restrict__ g,
                                                               const T* __restrict__ res, T* __restrict__ y,
                                                               const typename W::Plan P) {
   using A = acc_t<T>;
   constexpr int V = W::kV;
-  constexpr int K = kItems;
   W w(P);
   const int nitems = w.nitems();
   A s[V];
@@ -45,13 +44,12 @@ __global__ void __launch_bounds__(kMaxTeam) excite_fwd_kernel(const T* __restric
   }
 }
 
-template <typename W, typename T>
-__global__ void __launch_bounds__(kMaxTeam) excite_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x,
+template <typename W, typename T, int K>
+__global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>) excite_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x,
                                                               const T* __restrict__ g, T* __restrict__ dx,
                                                               T* __restrict__ dg, const typename W::Plan P) {
   using A = acc_t<T>;
   constexpr int V = W::kV;
-  constexpr int K = kItems;
   W w(P);
   const int nitems = w.nitems();
   A s[V], acc[V];

@@ -8,18 +8,20 @@ namespace cuda {
 
 template <typename T, typename Plan>
 void launch_excite(const T* x, const T* g, const T* res, T* y, const Plan& P, stream_t stream) {
-  with_vec<T>(P.V, [&](auto vc) {
+  with_vec_items<T>(P, [&](auto vc, auto kc) {
     constexpr int V = decltype(vc)::value;
-    auto kernel = &excite_fwd_kernel<typename WalkFor<Plan, V>::type, T>;
+    constexpr int K = decltype(kc)::value;
+    auto kernel = &excite_fwd_kernel<typename WalkFor<Plan, V>::type, T, K>;
     GENET_LAUNCH(kernel, grid_x(P.grid, "excite"), P.block, 0, stream, x, g, res, y, P);
   });
 }
 
 template <typename T, typename Plan>
 void launch_excite_backward(const T* dy, const T* x, const T* g, T* dx, T* dg, const Plan& P, stream_t stream) {
-  with_vec<T>(P.V, [&](auto vc) {
+  with_vec_items<T>(P, [&](auto vc, auto kc) {
     constexpr int V = decltype(vc)::value;
-    auto kernel = &excite_bwd_kernel<typename WalkFor<Plan, V>::type, T>;
+    constexpr int K = decltype(kc)::value;
+    auto kernel = &excite_bwd_kernel<typename WalkFor<Plan, V>::type, T, K>;
     allow_smem(kernel, P.smem);
     GENET_LAUNCH(kernel, grid_x(P.grid, "excite_backward"), P.block, P.smem, stream, dy, x, g, dx, dg, P);
   });

@@ -21,7 +21,7 @@ static void run_gather_excite(const at::Tensor& xk, const at::Tensor& rk, at::Te
   T* yp = y.mutable_data_ptr<T>();
   const stream_t stream = current_stream();
   if (layout == Layout::NCHW) {
-    const NchwPlan P = plan_nchw(t, es, addrs, kItems, 1, as);
+    const NchwPlan P = plan_nchw(t, es, addrs, kItems, 1, as, true);
     launch_gather_excite<T>(xp, rp, yp, P, stream);
   } else {
     const NhwcPlan P = plan_nhwc(t, es, addrs, kItems, 1, as);
@@ -39,7 +39,7 @@ static void run_gather_excite_backward(const at::Tensor& dyk, const at::Tensor& 
   T* dxp = dx.mutable_data_ptr<T>();
   const stream_t stream = current_stream();
   if (layout == Layout::NCHW) {
-    const NchwPlan P = plan_nchw(t, es, addrs, kItems, 2, as);
+    const NchwPlan P = plan_nchw(t, es, addrs, kItems, 2, as, true);
     launch_gather_excite_backward<T>(dyp, xp, dxp, P, stream);
   } else {
     const NhwcPlan P = plan_nhwc(t, es, addrs, kItems, 2, as);

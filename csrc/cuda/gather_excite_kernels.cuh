@@ -24,12 +24,11 @@ __device__ __forceinline__ void spread_heads(A (&v)[V], int grp) {
     if (!slot_on<V>(i, grp)) v[i] = v[i - 1];
 }
 
-template <typename W, typename T>
-__global__ void __launch_bounds__(kMaxTeam)
+template <typename W, typename T, int K>
+__global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
     ge_fwd_kernel(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y, const typename W::Plan P) {
   using A = acc_t<T>;
   constexpr int V = W::kV;
-  constexpr int K = kItems;
   W w(P);
   const int nitems = w.nitems();
 
@@ -63,12 +62,11 @@ __global__ void __launch_bounds__(kMaxTeam)
   }
 }
 
-template <typename W, typename T>
-__global__ void __launch_bounds__(kMaxTeam)
+template <typename W, typename T, int K>
+__global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
     ge_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx, const typename W::Plan P) {
   using A = acc_t<T>;
   constexpr int V = W::kV;
-  constexpr int K = kItems;
   W w(P);
   const int nitems = w.nitems();
 

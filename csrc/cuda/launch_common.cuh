@@ -28,6 +28,20 @@ inline void with_vec(int V, F&& f) {
   return f(std::integral_constant<int, 1>{});  // the planner only picks widths it instantiates
 }
 
+// Calls f(std::integral_constant<int, K>) for the plan's items per thread (plan.h).
+template <typename F>
+inline void with_items(int K, F&& f) {
+  if (K == 2) return f(std::integral_constant<int, 2>{});
+  if (K == 4) return f(std::integral_constant<int, 4>{});
+  return f(std::integral_constant<int, kItems>{});
+}
+
+// with_vec and with_items together: f(V, K) as integral constants.
+template <typename T, typename Plan, typename F>
+inline void with_vec_items(const Plan& P, F&& f) {
+  with_vec<T>(P.V, [&](auto vc) { with_items(P.K, [&](auto kc) { f(vc, kc); }); });
+}
+
 template <typename Plan, int V>
 struct WalkFor;
 template <int V>
@@ -52,6 +66,13 @@ template <typename Kernel>
 inline void allow_smem(Kernel kernel, int bytes) {
   if (bytes > 48 * 1024) GENET_SET_SMEM(kernel, bytes);
   (void)kernel;
+}
+
+// Launches kernel(args...) on the plan's grid, block and dynamic shared memory.
+template <typename Kernel, typename Plan, typename... Args>
+inline void launch_plan(const char* op, Kernel kernel, const Plan& P, stream_t stream, Args... args) {
+  allow_smem(kernel, P.smem);
+  GENET_LAUNCH(kernel, grid_x(P.grid, op), P.block, P.smem, stream, args...);
 }
 
 }  // namespace cuda

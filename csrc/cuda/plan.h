@@ -9,6 +9,11 @@
 //
 // NCHW, tw == 1 ("flat"): a unit is one tile, a contiguous run of rows x W elements
 //   (the whole plane for extent 0). Tiny planes get small teams, many per block.
+// NCHW, packed (knob cuda_nchw_small_plane): a unit is `pack` whole small planes read as
+//   one contiguous run with vectors that may straddle two planes (packed_kernels.cuh).
+// NCHW, staged (knob cuda_nchw_narrow_rows): tiles narrower than a row whose width
+//   forbids wide vectors; a unit is `pack` whole planes read as one run with 16-byte
+//   vectors and summed per tile in shared memory (staged_kernels.cuh).
 // NCHW, tw > 1: a unit is one tile (ew >= V: Tc lanes across its columns, R across its
 //   rows) or, when tiles are narrower than a vector (ew < V), one V-wide column strip
 //   of a tile row holding V / ew whole tiles, with R lanes across its rows.
@@ -25,12 +30,28 @@ namespace genet_ops {
 namespace cuda {
 
 // Items (vectors) per thread kept in registers: x for the forward, dy for the backward.
+// The kernels are instantiated for K = kItems; with the knob cuda_items_per_thread
+// (tuning.h) also for K = 2 and 4, so that a plan loading 2 items does not pay the
+// registers of 8.
 constexpr int kItems = 8;
 // Residual vectors loaded at a time while writing y (a divisor of kItems).
 constexpr int kResItems = 4;
+// Launch bounds' minimum of resident blocks per SM for a K-item kernel instance: 1 (what
+// a 512-thread block at 128 registers allows) for the 2- and 4-item instances, which
+// ptxas otherwise squeezed to 32 - 64 registers with spills (sm_90, nvcc 13.0); left
+// unspecified (0) for 8 items, so the default plans compile as before.
+template <int K>
+constexpr int kMinBlocks = K < kItems ? 1 : 0;
 // Largest team (and block): 512 threads leave each thread 128 registers.
 constexpr int kMaxTeam = 512;
+// Largest NHWC team with the knob cuda_nhwc_team = team128, and the bytes of each pixel
+// its channel group covers at least when the unit is swept twice (two 32-byte sectors).
+constexpr int kSmallTeam = 128;
+constexpr int kSweepGroupBytes = 64;
 constexpr int kMinBlock = 256;
+
+// Bytes rounded up to a multiple of 16 (shared-memory layouts of 16-byte vectors).
+GENET_HD inline int64_t round16(int64_t b) { return (b + 15) / 16 * 16; }
 
 struct NchwPlan {
   int64_t units;
@@ -41,11 +62,15 @@ struct NchwPlan {
   int flat;
   int multi;  // ew < V: a vector holds V / ew whole tiles
   int grp;    // columns of one tile inside a vector (V unless multi)
+  int pack;   // packed or staged plan: whole planes per unit, else 0
+  int staged;  // staged plan (knob cuda_nchw_narrow_rows): the unit's run goes through shared memory
+  int64_t stage_bytes;  // staged: shared memory per team
   int V;
   int Tc, R, T, RR, CC;
   int block, teams;
   int64_t grid;
   int cache;
+  int K;  // items per thread of the kernel instance: kItems, or 2 / 4 (items_instance)
   int idx32;
   int smem;
   DivMod dm_nu, dm_th;
@@ -61,6 +86,7 @@ struct NhwcPlan {
   int block, teams;
   int64_t grid;
   int cache;
+  int K;
   int idx32;
   int smem;
   DivMod dm_cg, dm_tw, dm_th;

@@ -33,6 +33,9 @@ loops over row chunks (gather_excite: a reducing sweep, then an exciting one; ex
 its backward need one sweep). A host-checked vector width lets the compiler issue 16-byte
 accesses. Autotune: num_warps 2, 4 or 8, pruned per block shape (_launch.prune_configs; a single
 config under the interpreter).
+An alternative plan for the gather_excite kernels on channels_last planes too large for
+one block (persistent programs, so that the second sweep re-reads from L2) sits behind
+the internal knob triton_cl_global of genet_ops._tuning (_launch.plan_persistent).
 
 Where these kernels were verified, and where not yet: the README's verification table.
 """

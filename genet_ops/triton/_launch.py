@@ -3,14 +3,14 @@ stride arguments, and what changes under the Triton interpreter (TRITON_INTERPRE
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import triton
 from torch._subclasses.fake_tensor import is_fake
 from torch._subclasses.functional_tensor import FunctionalTensor, FunctionalTensorMode
 
-from .. import _layout as L
+from .. import _layout as L, _tuning
 
 INTERPRET: bool = bool(triton.knobs.runtime.interpret)
 
@@ -36,7 +36,15 @@ INT32_LIMIT = 2**31
 MAX_GRID = (2**31 - 1, 65535)
 
 # Shape class of a launch (a missing name, e.g. SINGLE for excite, is skipped by the autotuner).
-AUTOTUNE_KEY = ["BLOCK_A", "BLOCK_R", "BLOCK_T", "BLOCK_K", "CL", "VEC", "SINGLE", "HAS_RES"]
+AUTOTUNE_KEY = ["BLOCK_A", "BLOCK_R", "BLOCK_T", "BLOCK_K", "CL", "VEC", "SINGLE", "HAS_RES", "PERSIST"]
+
+# Knob triton_cl_global = persistent (plan_persistent): channels per program (one 32-byte
+# sector of each pixel), and the bytes of x that all persistent programs together may have
+# between their two sweeps, well inside an H100's 50 MB L2.
+PERSIST_GROUP_BYTES = 32
+PERSIST_L2_BYTES = 32 << 20
+# Persistent programs under the interpreter: few, so that each walks several positions.
+PERSIST_INTERPRET_PROGRAMS = 3
 
 
 def autotune_configs() -> list:
@@ -74,6 +82,7 @@ class Plan:
     SINGLE: bool  # a whole tile-row fits one block: each tile is read once
     VEC: int  # elements per access on the contiguous axis that the compiler may assume
     grid: tuple
+    PERSIST: bool = False  # gather_excite kernels: programs walk grid positions (plan_persistent)
 
     def meta(self) -> dict:
         return dict(CL=self.CL, VEC=self.VEC, BLOCK_A=self.BLOCK_A, BLOCK_R=self.BLOCK_R,
@@ -132,6 +141,30 @@ def plan(xk: torch.Tensor, extent: int, block_bytes: int, others=()) -> Plan | N
     if any(g > m for g, m in zip(grid, MAX_GRID)):
         return None
     return Plan(cl, H, W, EH, EW, t.th, t.tw, BLOCK_A, BLOCK_R, BLOCK_T, BLOCK_K, BLOCK_R >= EH, vec, grid)
+
+
+def plan_persistent(p: Plan, xk: torch.Tensor, block_bytes: int) -> Plan:
+    """Knob triton_cl_global = persistent, for the gather_excite kernels on channels_last
+    planes too large for one block. The default plan reduces a plane in one sweep and
+    re-reads it in a second, with every program of a large grid in flight at once: the
+    re-read (about 200 MB for WRN / ResNet stages) misses the L2. Here a fixed number of
+    programs walk the (image, channel group) positions in order, with groups of one
+    32-byte sector per pixel, so that the planes between the two sweeps of all programs
+    together stay within PERSIST_L2_BYTES and the second sweep hits the L2."""
+    if _tuning.get("triton_cl_global") != "persistent" or not p.CL or p.TH != 1 or p.TW != 1 or p.SINGLE:
+        return p
+    N, C = int(xk.shape[0]), int(xk.shape[1])
+    es = xk.element_size()
+    a = max(p.VEC, min(p.BLOCK_A, PERSIST_GROUP_BYTES // es))  # VEC divides C and a
+    cols = p.BLOCK_K * p.BLOCK_T
+    r = max(1, min(_pow2(p.EH), block_bytes // es // (a * cols)))
+    positions = N * triton.cdiv(C, a)
+    if INTERPRET or xk.device.type != "cuda":
+        programs = PERSIST_INTERPRET_PROGRAMS
+    else:
+        sms = torch.cuda.get_device_properties(xk.device).multi_processor_count
+        programs = max(sms, PERSIST_L2_BYTES // (a * p.H * p.W * es))
+    return replace(p, BLOCK_A=a, BLOCK_R=r, SINGLE=r >= p.EH, PERSIST=True, grid=(min(positions, programs),))
 
 
 def _flat_planes(t: torch.Tensor) -> bool:

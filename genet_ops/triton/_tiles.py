@@ -45,18 +45,25 @@ def acc_zeros(BLOCK_A: tl.constexpr, BLOCK_T: tl.constexpr, F64: tl.constexpr):
 @triton.jit
 def program_units(N, C, TH, CL: tl.constexpr, VEC: tl.constexpr, BLOCK_A: tl.constexpr):
     """(n, c, tr, valid), each of shape [BLOCK_A], for this program's units."""
+    return units_at(tl.program_id(0), tl.program_id(1), N, C, TH, CL, VEC, BLOCK_A)
+
+
+@triton.jit
+def units_at(q, cb, N, C, TH, CL: tl.constexpr, VEC: tl.constexpr, BLOCK_A: tl.constexpr):
+    """program_units of the grid position (q, cb): channels_last, q over N * TH and cb
+    over channel blocks; NCHW, q over blocks of units (cb unused). Persistent programs
+    (gather_excite.py) call it for each position they take on."""
     a = tl.arange(0, BLOCK_A)
     if CL:
-        q = tl.program_id(0)  # over N * TH
         zero = tl.zeros([BLOCK_A], dtype=tl.int32)
         n = zero + q // TH
         tr = zero + q % TH
-        c0 = tl.program_id(1) * BLOCK_A
+        c0 = cb * BLOCK_A
         c = c0 + a
         # VEC divides C: a mask made of whole VEC-runs keeps channel vectors whole
         valid = c0 + (a // VEC) * VEC < C
     else:
-        u = tl.program_id(0) * BLOCK_A + a  # unit = (n * C + c) * TH + tr
+        u = q * BLOCK_A + a  # unit = (n * C + c) * TH + tr
         valid = u < N * C * TH
         plane = u // TH
         tr = u - plane * TH

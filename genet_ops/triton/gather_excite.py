@@ -16,7 +16,7 @@ from torch.library import triton_op, wrap_triton
 from .. import _layout as L, ops, reference
 from . import _launch as P
 from ._tiles import (acc_zeros, chunk_offsets, chunk_offsets2, excite_sweep, load_acc, per_pixel, plane_base,
-                     program_units, store_excited, tile_counts, tile_sum)
+                     program_units, store_excited, tile_counts, tile_sum, units_at)
 
 
 @triton.autotune(**P.AUTOTUNE)
@@ -27,8 +27,31 @@ def _gather_excite_kernel(
     s_rn, s_rc, s_rh, s_rw,
     HAS_RES: tl.constexpr, F64: tl.constexpr, SINGLE: tl.constexpr, CL: tl.constexpr, VEC: tl.constexpr,
     BLOCK_A: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr,
+    PERSIST: tl.constexpr,
 ):
-    n, c, tr, valid = program_units(N, C, TH, CL, VEC, BLOCK_A)
+    if PERSIST:  # channels_last: each program walks grid positions (n * TH + tr, channel block)
+        ncb = tl.cdiv(C, BLOCK_A)
+        for w in range(tl.program_id(0), N * TH * ncb, tl.num_programs(0)):
+            n, c, tr, valid = units_at(w // ncb, w % ncb, N, C, TH, CL, VEC, BLOCK_A)
+            _gather_excite_units(x, res, y, n, c, tr, valid, H, W, EH, EW, s_xn, s_xc, s_xh, s_xw,
+                                 s_rn, s_rc, s_rh, s_rw, HAS_RES, F64, SINGLE, CL, VEC,
+                                 BLOCK_A, BLOCK_R, BLOCK_T, BLOCK_K)
+    else:
+        n, c, tr, valid = program_units(N, C, TH, CL, VEC, BLOCK_A)
+        _gather_excite_units(x, res, y, n, c, tr, valid, H, W, EH, EW, s_xn, s_xc, s_xh, s_xw,
+                             s_rn, s_rc, s_rh, s_rw, HAS_RES, F64, SINGLE, CL, VEC,
+                             BLOCK_A, BLOCK_R, BLOCK_T, BLOCK_K)
+
+
+@triton.jit
+def _gather_excite_units(
+    x, res, y, n, c, tr, valid, H, W, EH, EW,
+    s_xn, s_xc, s_xh, s_xw,
+    s_rn, s_rc, s_rh, s_rw,
+    HAS_RES: tl.constexpr, F64: tl.constexpr, SINGLE: tl.constexpr, CL: tl.constexpr, VEC: tl.constexpr,
+    BLOCK_A: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """The forward on the units (n, c, tr, valid) of one program."""
     xb = plane_base(n, c, s_xn, s_xc)
     rb = plane_base(n, c, s_rn, s_rc)
     cnt = tile_counts(tr, H, W, EH, EW, BLOCK_T)
@@ -56,8 +79,31 @@ def _gather_excite_backward_kernel(
     s_dn, s_dc, s_dh, s_dw,  # dy's strides
     F64: tl.constexpr, SINGLE: tl.constexpr, CL: tl.constexpr, VEC: tl.constexpr,
     BLOCK_A: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr,
+    PERSIST: tl.constexpr,
 ):
-    n, c, tr, valid = program_units(N, C, TH, CL, VEC, BLOCK_A)
+    if PERSIST:  # as in the forward
+        ncb = tl.cdiv(C, BLOCK_A)
+        for w in range(tl.program_id(0), N * TH * ncb, tl.num_programs(0)):
+            n, c, tr, valid = units_at(w // ncb, w % ncb, N, C, TH, CL, VEC, BLOCK_A)
+            _gather_excite_backward_units(dy, x, dx, n, c, tr, valid, H, W, EH, EW, s_xn, s_xc, s_xh, s_xw,
+                                          s_dn, s_dc, s_dh, s_dw, F64, SINGLE, CL, VEC,
+                                          BLOCK_A, BLOCK_R, BLOCK_T, BLOCK_K)
+    else:
+        n, c, tr, valid = program_units(N, C, TH, CL, VEC, BLOCK_A)
+        _gather_excite_backward_units(dy, x, dx, n, c, tr, valid, H, W, EH, EW, s_xn, s_xc, s_xh, s_xw,
+                                      s_dn, s_dc, s_dh, s_dw, F64, SINGLE, CL, VEC,
+                                      BLOCK_A, BLOCK_R, BLOCK_T, BLOCK_K)
+
+
+@triton.jit
+def _gather_excite_backward_units(
+    dy, x, dx, n, c, tr, valid, H, W, EH, EW,
+    s_xn, s_xc, s_xh, s_xw,
+    s_dn, s_dc, s_dh, s_dw,
+    F64: tl.constexpr, SINGLE: tl.constexpr, CL: tl.constexpr, VEC: tl.constexpr,
+    BLOCK_A: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """The backward on the units (n, c, tr, valid) of one program."""
     xb = plane_base(n, c, s_xn, s_xc)
     db = plane_base(n, c, s_dn, s_dc)
     cnt = tile_counts(tr, H, W, EH, EW, BLOCK_T)
@@ -98,6 +144,7 @@ def gather_excite_triton(x: torch.Tensor, extent: int, residual: torch.Tensor | 
     if xk.numel() == 0 or not P.runnable(xk, y):
         return y
     p = P.plan(xk, extent, P.FWD_BLOCK_BYTES, (y,) + ((residual,) if residual is not None else ()))
+    p = p and P.plan_persistent(p, xk, P.FWD_BLOCK_BYTES)
     if p is None:  # rows too wide for one block, or huge samples
         return y.copy_(reference.gather_excite(xk, extent, residual))
     has_res = residual is not None
@@ -105,7 +152,7 @@ def gather_excite_triton(x: torch.Tensor, extent: int, residual: torch.Tensor | 
     wrap_triton(_gather_excite_kernel)[p.grid](
         xk, res, y, xk.shape[0], xk.shape[1], p.H, p.W, p.EH, p.EW, p.TH,
         *P.strides(xk), *(P.strides(res) if has_res else (0, 0, 0, 0)),
-        HAS_RES=has_res, F64=xk.dtype == torch.float64, SINGLE=p.SINGLE, **p.meta(),
+        HAS_RES=has_res, F64=xk.dtype == torch.float64, SINGLE=p.SINGLE, PERSIST=p.PERSIST, **p.meta(),
     )
     return y
 
@@ -119,12 +166,13 @@ def gather_excite_backward_triton(grad_out: torch.Tensor, x: torch.Tensor, exten
     if xk.numel() == 0 or not P.runnable(xk, grad_out, dx):
         return dx
     p = P.plan(xk, extent, P.BWD_BLOCK_BYTES, (dx, grad_out))
+    p = p and P.plan_persistent(p, xk, P.BWD_BLOCK_BYTES)
     if p is None:
         return dx.copy_(reference.gather_excite_backward(grad_out, xk, extent))
     wrap_triton(_gather_excite_backward_kernel)[p.grid](
         grad_out, xk, dx, xk.shape[0], xk.shape[1], p.H, p.W, p.EH, p.EW, p.TH,
         *P.strides(xk), *P.strides(grad_out),
-        F64=xk.dtype == torch.float64, SINGLE=p.SINGLE, **p.meta(),
+        F64=xk.dtype == torch.float64, SINGLE=p.SINGLE, PERSIST=p.PERSIST, **p.meta(),
     )
     return dx
 

@@ -3,10 +3,15 @@ eager PyTorch vs the fused genet_ops ops, each with and without torch.compile, a
 128 and 512, the way train.py trains (SGD step, on-device uint8 data with random crop +
 flip + normalisation, channels_last and bf16 autocast on CUDA).
 
+`--model efficientnet_b0` or `--model regnet_y_400mf` times a torchvision SE network
+instead (10 classes, `--img-size`, default 224): eager is torchvision's model as it is,
+fused the same model after genet_ops.fuse_excite (its SE blocks on the excite op).
+
     python benchmarks/bench_train.py                         # the best device here
     python benchmarks/bench_train.py --device cpu --steps 2 --warmup 1
     python benchmarks/bench_train.py --device cuda           # bf16 + channels_last
     python benchmarks/bench_train.py --device cuda --quick   # no compile, fewer steps
+    python benchmarks/bench_train.py --device cuda --model efficientnet_b0 --batch-sizes 128
 
 Every configuration: `--warmup` untimed steps per provider (torch.compile compiles
 there), then `--steps` timed steps, each synchronised, eager and fused interleaved step by
@@ -36,10 +41,12 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import common  # noqa: E402  (benchmarks/common.py: machine_info, wait_idle, synchronize)
+import genet_ops  # noqa: E402
 import models  # noqa: E402
 from training import data as Dt  # noqa: E402
 from training import dist as D  # noqa: E402
 
+SE_MODELS = ("efficientnet_b0", "regnet_y_400mf")  # torchvision SE networks: eager vs fuse_excite
 COLUMNS = ["model", "variant", "extent", "provider", "compile", "batch", "dtype", "channels_last", "device",
            "img_per_s", "ms_per_step", "steps", "warmup_s", "vs_eager", "busy", "note"]
 
@@ -47,7 +54,8 @@ COLUMNS = ["model", "variant", "extent", "provider", "compile", "batch", "dtype"
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default=None, help="cpu, cuda or npu (default: the best available)")
-    p.add_argument("--model", default="ge_wrn_16_8")
+    p.add_argument("--model", default="ge_wrn_16_8", help=f"a models.create_model name, or one of {', '.join(SE_MODELS)}")
+    p.add_argument("--img-size", type=int, default=None, help="input size (default: 32 for GE-WRN, 224 otherwise)")
     p.add_argument("--variant", default="theta-")
     p.add_argument("--extent", type=int, default=0)
     p.add_argument("--batch-sizes", default="128,512", help="comma-separated")
@@ -64,10 +72,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def make_loader(n_images: int, batch: int, device, channels_last: bool):
-    """train.py's on-device loader over random uint8 CIFAR-sized images."""
+def make_loader(n_images: int, batch: int, device, channels_last: bool, size: int = 32):
+    """train.py's on-device loader over random uint8 images (CIFAR-sized by default)."""
     rng = np.random.RandomState(0)
-    x = rng.randint(0, 256, (n_images, 32, 32, 3)).astype(np.uint8)
+    x = rng.randint(0, 256, (n_images, size, size, 3)).astype(np.uint8)
     y = rng.randint(0, 10, n_images).astype(np.int64)
     return Dt.DeviceLoader(x, y, batch, device, train=True, mean=Dt.CIFAR10_MEAN, std=Dt.CIFAR10_STD,
                            flip=True, channels_last=channels_last)
@@ -85,11 +93,20 @@ def batches(loader):
 def make_step(args, device, provider, compiled, batch, dtype, channels_last):
     """One training step of a fresh model (same seed for every provider) as a closure."""
     torch.manual_seed(0)
-    model = models.create_model(args.model, variant=args.variant, extent=args.extent, fused=(provider == "fused"))
+    if args.model in SE_MODELS:
+        import torchvision
+
+        model = getattr(torchvision.models, args.model)(num_classes=10)
+        if provider == "fused":
+            genet_ops.fuse_excite(model)
+    else:
+        model = models.create_model(args.model, variant=args.variant, extent=args.extent,
+                                    fused=(provider == "fused"))
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     net = torch.compile(model) if compiled else model
-    it = batches(make_loader(max(4 * batch, 2048), batch, device, channels_last))
+    it = batches(make_loader(max(4 * batch, 2048 if args.img_size <= 64 else 256), batch, device, channels_last,
+                             args.img_size))
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
 
     def step():
@@ -139,8 +156,8 @@ def bench_providers(args, device, providers, compiled, batch, dtype, channels_la
     return out
 
 
-def bench_loader(device, batch, channels_last, steps):
-    loader = make_loader(max(8 * batch, 8192), batch, device, channels_last)
+def bench_loader(device, batch, channels_last, steps, size):
+    loader = make_loader(max(8 * batch, 8192 if size <= 64 else 512), batch, device, channels_last, size)
     it = batches(loader)
     for _ in range(3):
         next(it)
@@ -165,6 +182,9 @@ def main(argv=None):
     args.warmup = args.warmup or ((5 if args.quick else 10) if gpu else 1)
     if args.quick:
         args.compile = "off"
+    if args.model in SE_MODELS:
+        args.variant, args.extent = "SE", 0  # what the rows say: SE blocks, global excite
+    args.img_size = args.img_size or (224 if args.model in SE_MODELS else 32)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}.get(
         args.dtype, torch.bfloat16 if gpu else torch.float32)
     cl = args.channels_last
@@ -175,15 +195,17 @@ def main(argv=None):
 
     meta = common.machine_info(device_type)
     meta.update({"benchmark": "bench_train", "argv": sys.argv[1:], "model": args.model, "variant": args.variant,
-                 "extent": args.extent, "dtype": str(dtype).replace("torch.", ""), "channels_last": channels_last})
-    print(f"# {meta['device_name']} ({device_type}), torch {torch.__version__}, {args.model} GE-{args.variant} "
-          f"extent {args.extent}, {meta['dtype']}, channels_last {channels_last}, "
+                 "extent": args.extent, "img_size": args.img_size, "dtype": str(dtype).replace("torch.", ""),
+                 "channels_last": channels_last})
+    print(f"# {meta['device_name']} ({device_type}), torch {torch.__version__}, {args.model} "
+          f"{'SE blocks' if args.model in SE_MODELS else 'GE-' + args.variant} "
+          f"extent {args.extent}, {args.img_size}x{args.img_size}, {meta['dtype']}, channels_last {channels_last}, "
           f"{args.warmup} warm-up + {args.steps} timed steps per configuration", flush=True)
     base = dict(model=args.model, variant=args.variant, extent=args.extent, dtype=meta["dtype"],
                 channels_last=channels_last, device=device_type)
     rows = []
     for batch in batch_sizes:
-        r = bench_loader(device, batch, channels_last, max(args.steps, 10))
+        r = bench_loader(device, batch, channels_last, max(args.steps, 10), args.img_size)
         rows.append({**base, "provider": "loader", "compile": False, "batch": batch, **r,
                      "note": "data loading + augmentation alone"})
         print(f"batch {batch:4d} loader            {r['img_per_s']:12.1f} img/s", flush=True)

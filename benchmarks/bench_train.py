@@ -6,6 +6,8 @@ flip + normalisation, channels_last and bf16 autocast on CUDA).
 `--model efficientnet_b0` or `--model regnet_y_400mf` times a torchvision SE network
 instead (10 classes, `--img-size`, default 224): eager is torchvision's model as it is,
 fused the same model after genet_ops.fuse_excite (its SE blocks on the excite op).
+`--se-breakdown` adds, for those, forward + backward of each SE module alone (eager vs
+fused, on the input the model gives it) and of the whole model: SE's share of a step.
 
     python benchmarks/bench_train.py                         # the best device here
     python benchmarks/bench_train.py --device cpu --steps 2 --warmup 1
@@ -23,6 +25,7 @@ description (benchmarks/common.machine_info). Timings belong here, never in test
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import datetime as _dt
 import json
@@ -67,6 +70,8 @@ def parse_args(argv=None):
                    help="autocast dtype (auto: bf16 on cuda/npu, fp32 on cpu)")
     p.add_argument("--channels-last", default="auto", help="auto (cuda and cpu), true or false")
     p.add_argument("--quick", action="store_true", help="no compile, fewer steps (the GPU check's one-minute slot)")
+    p.add_argument("--se-breakdown", action="store_true",
+                   help=f"{'/'.join(SE_MODELS)}: also time each SE module alone, eager vs fused")
     p.add_argument("--wait-idle", type=float, default=60.0, help="cpu: wait up to N s for other load to settle")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     return p.parse_args(argv)
@@ -156,6 +161,40 @@ def bench_providers(args, device, providers, compiled, batch, dtype, channels_la
     return out
 
 
+def bench_se_modules(args, device, batch, channels_last):
+    """Forward + backward of every SE module alone, eager and fused (timed interleaved),
+    on the input the model feeds it, and of the whole model: what share of a step SE is."""
+    import torchvision
+
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = getattr(torchvision.models, args.model)(num_classes=10).to(device, memory_format=fmt)
+    seen = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: seen.append((mod, i[0].detach())))
+             for m in model.modules() if type(m) is torchvision.ops.SqueezeExcitation]
+    x = torch.randn(batch, 3, args.img_size, args.img_size, device=device).contiguous(memory_format=fmt)
+    model(x)
+    for h in hooks:
+        h.remove()
+
+    def fwd_bwd(module, inp):
+        y = module(inp)
+        y.backward(torch.ones_like(y))
+
+    rows = []
+    for i, (se, inp) in enumerate(seen):
+        fused = copy.deepcopy(se)
+        genet_ops.fuse_excite(fused)
+        steps = {p: (None, lambda m=m, t=inp.clone().requires_grad_(): fwd_bwd(m, t))
+                 for p, m in (("eager", se), ("fused", fused))}
+        for _, run in steps.values():
+            run()
+        res = common.time_interleaved(steps, device.type, budget_s=0.3)
+        rows.append({"module": i, "shape": list(inp.shape), **{p: res[p][0] for p in steps}})
+    whole = common.time_interleaved({"model": (None, lambda: fwd_bwd(model, x))}, device.type, budget_s=2.0)
+    return rows, whole["model"][0]
+
+
 def bench_loader(device, batch, channels_last, steps, size):
     loader = make_loader(max(8 * batch, 8192 if size <= 64 else 512), batch, device, channels_last, size)
     it = batches(loader)
@@ -224,6 +263,21 @@ def main(argv=None):
                       f"just before timing)", flush=True)
             if device_type == "cuda":
                 torch.cuda.empty_cache()
+        if args.se_breakdown and args.model in SE_MODELS:
+            se_rows, model_ms = bench_se_modules(args, device, batch, channels_last)
+            for r in se_rows:
+                print(f"batch {batch:4d} SE module {r['module']:2d} {str(r['shape']):<22} eager {r['eager']:8.3f} ms  "
+                      f"fused {r['fused']:8.3f} ms  ({r['eager'] / r['fused']:.2f}x)", flush=True)
+            tot = {p: sum(r[p] for r in se_rows) for p in ("eager", "fused")}
+            print(f"batch {batch:4d} all {len(se_rows)} SE modules fwd+bwd: eager {tot['eager']:.1f} ms, fused "
+                  f"{tot['fused']:.1f} ms ({tot['eager'] / tot['fused']:.2f}x); whole model fwd+bwd {model_ms:.1f} ms "
+                  f"(SE eager = {tot['eager'] / model_ms:.0%} of it)", flush=True)
+            for p in ("eager", "fused"):
+                rows.append({**base, "provider": f"se_modules_{p}", "compile": False, "batch": batch,
+                             "ms_per_step": tot[p], "steps": None, "vs_eager": tot["eager"] / tot[p] if p == "fused" else None,
+                             "note": f"forward+backward of the {len(se_rows)} SE modules alone; whole model "
+                                     f"forward+backward {model_ms:.1f} ms; per module: "
+                                     + "; ".join(f"{r['shape']} {r['eager']:.3f}/{r['fused']:.3f}" for r in se_rows)})
 
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"bench_train-{device_type}-{_dt.datetime.now():%Y%m%d-%H%M%S}")

@@ -96,7 +96,8 @@ def _from_bayeswatch(sd: dict) -> dict:
         out[f"block{m[1]}.{m[2]}.{rest}" if m else rest] = value
     if unmapped:
         raise ValueError(f"convert_state_dict: BayesWatch/seed checkpoint keys with no counterpart in our models: "
-                         f"{unmapped[:_SHOW]}{' ...' if len(unmapped) > _SHOW else ''}")
+                         f"{unmapped[:_SHOW]}{' ...' if len(unmapped) > _SHOW else ''}; the other keys fit "
+                         f"{_flags_text(infer_wrn_flags(out))}")
     mlp = sorted(k for k in out if ".ge.mlp." in k)
     if mlp:
         has_gather = any(".ge.gather." in k for k in out)

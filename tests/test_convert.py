@@ -167,7 +167,8 @@ def test_bayeswatch_theta_plus_is_refused_saying_what_differs():
 def test_unmappable_and_mismatching_checkpoints_name_keys_and_flags():
     src = random_wrn("ge_wrn_16_1", "theta", 4)
     bw = to_bayeswatch(src.state_dict())
-    with pytest.raises(ValueError, match=r"no counterpart.*block2\.layer\.0\.squeeze\.weight"):
+    with pytest.raises(ValueError, match=r"no counterpart.*block2\.layer\.0\.squeeze\.weight.*the other keys fit "
+                                         r"--depth 16 --width 1 --variant theta --extent 4"):
         models.convert_state_dict({**bw, "block2.layer.0.squeeze.weight": torch.zeros(1)})
     theta_minus = models.create_model("ge_wrn_16_1", variant="theta-", extent=4)
     with pytest.raises(ValueError) as e:

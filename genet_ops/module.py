@@ -68,8 +68,10 @@ _LAYERS = {
 }
 
 
-def _layer(spec, arg: str):
-    """A layer class (or factory) from a class/factory or one of timm's names."""
+def _layer(spec, arg: str, by_name: bool = True):
+    """A layer class (or factory) from a class/factory or (activations) one of timm's names."""
+    if isinstance(spec, str) and not by_name:
+        raise ValueError(f"GatherExcite: {arg} must be a layer class such as nn.BatchNorm2d, got {spec!r}")
     if isinstance(spec, str):
         if spec.lower() not in _LAYERS:
             raise ValueError(f"GatherExcite: unknown {arg} {spec!r}; names: {', '.join(sorted(_LAYERS))}, "
@@ -181,7 +183,7 @@ class GatherExcite(nn.Module):
             )
         dd = {"device": device, "dtype": dtype}
         act_layer = _layer(act_layer, "act_layer")
-        norm_layer = _layer(norm_layer, "norm_layer") if norm_layer else None
+        norm_layer = _layer(norm_layer, "norm_layer", by_name=False) if norm_layer else None
         gate_layer = _layer(gate_layer, "gate_layer")
         self.channels = channels
         self.extent = extent

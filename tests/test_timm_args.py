@@ -107,3 +107,5 @@ def test_integer_like_extent_and_bad_layers():
         GatherExcite(8, gate_layer="nope")
     with pytest.raises(ValueError, match="act_layer must be a layer class"):
         GatherExcite(8, act_layer=nn.ReLU())
+    with pytest.raises(ValueError, match="norm_layer must be a layer class such as nn.BatchNorm2d"):
+        GatherExcite(8, extent=2, extra_params=True, norm_layer="batchnorm")

@@ -155,16 +155,22 @@ def run(args, info: D.DistInfo, batch_split: int) -> dict:
     start_epoch, best_acc1, ckpt = 0, 0.0, None
     if args.resume:
         ckpt = C.load(args.resume)
-        try:
-            model.load_state_dict(C.model_state(ckpt))
-        except RuntimeError as exc:
-            was = ckpt.get("args", {}) if isinstance(ckpt, dict) else {}
-            raise SystemExit(
-                f"error: checkpoint {args.resume} does not fit {args.model} --variant {args.variant} --extent "
-                f"{args.extent} (it was trained with model {was.get('model')}, variant {was.get('variant')}, "
-                f"extent {was.get('extent')}): {str(exc).splitlines()[0]}"
-            ) from None
-        if not args.evaluate and "optimizer" in ckpt:
+        try:  # ours, BayesWatch's or the seed's (DDP) checkpoint: models/convert.py
+            model.load_state_dict(models.convert_state_dict(ckpt, model=model))
+        except ValueError as exc:
+            raise SystemExit(f"error: checkpoint {args.resume} does not fit {args.model} --variant {args.variant} "
+                             f"--extent {args.extent}: {exc}") from None
+        was = ckpt.get("args") if isinstance(ckpt, dict) else None
+        if isinstance(was, dict) and (was.get("variant"), was.get("extent")) != (args.variant, args.extent):
+            # θ⁻'s extent leaves no trace in the weights: only the saved flags can tell.
+            raise SystemExit(f"error: checkpoint {args.resume} was trained with --variant {was.get('variant')} "
+                             f"--extent {was.get('extent')}; pass those (not --variant {args.variant} --extent "
+                             f"{args.extent})")
+        foreign = models.source_format(ckpt) != "genet-ops"
+        if foreign:
+            log(info, f"loaded BayesWatch/seed weights from {args.resume} (keys converted)"
+                      + ("" if args.evaluate else "; their optimizer state is not used: training starts at epoch 1"))
+        if not args.evaluate and not foreign and "optimizer" in ckpt:
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
             precision.load_state_dict(ckpt.get("scaler", {}))

@@ -3,10 +3,17 @@ eager PyTorch vs the fused genet_ops ops, each with and without torch.compile, a
 128 and 512, the way train.py trains (SGD step, on-device uint8 data with random crop +
 flip + normalisation, channels_last and bf16 autocast on CUDA).
 
+`--model efficientnet_b0` or `--model regnet_y_400mf` times a torchvision SE network
+instead (10 classes, `--img-size`, default 224): eager is torchvision's model as it is,
+fused the same model after genet_ops.fuse_excite (its SE blocks on the excite op).
+`--se-breakdown` adds, for those, forward + backward of each SE module alone (eager vs
+fused, on the input the model gives it) and of the whole model: SE's share of a step.
+
     python benchmarks/bench_train.py                         # the best device here
     python benchmarks/bench_train.py --device cpu --steps 2 --warmup 1
     python benchmarks/bench_train.py --device cuda           # bf16 + channels_last
     python benchmarks/bench_train.py --device cuda --quick   # no compile, fewer steps
+    python benchmarks/bench_train.py --device cuda --model efficientnet_b0 --batch-sizes 128
 
 Every configuration: `--warmup` untimed steps per provider (torch.compile compiles
 there), then `--steps` timed steps, each synchronised, eager and fused interleaved step by
@@ -18,6 +25,7 @@ description (benchmarks/common.machine_info). Timings belong here, never in test
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import datetime as _dt
 import json
@@ -36,10 +44,12 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import common  # noqa: E402  (benchmarks/common.py: machine_info, wait_idle, synchronize)
+import genet_ops  # noqa: E402
 import models  # noqa: E402
 from training import data as Dt  # noqa: E402
 from training import dist as D  # noqa: E402
 
+SE_MODELS = ("efficientnet_b0", "regnet_y_400mf")  # torchvision SE networks: eager vs fuse_excite
 COLUMNS = ["model", "variant", "extent", "provider", "compile", "batch", "dtype", "channels_last", "device",
            "img_per_s", "ms_per_step", "steps", "warmup_s", "vs_eager", "busy", "note"]
 
@@ -47,7 +57,8 @@ COLUMNS = ["model", "variant", "extent", "provider", "compile", "batch", "dtype"
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default=None, help="cpu, cuda or npu (default: the best available)")
-    p.add_argument("--model", default="ge_wrn_16_8")
+    p.add_argument("--model", default="ge_wrn_16_8", help=f"a models.create_model name, or one of {', '.join(SE_MODELS)}")
+    p.add_argument("--img-size", type=int, default=None, help="input size (default: 32 for GE-WRN, 224 otherwise)")
     p.add_argument("--variant", default="theta-")
     p.add_argument("--extent", type=int, default=0)
     p.add_argument("--batch-sizes", default="128,512", help="comma-separated")
@@ -59,15 +70,17 @@ def parse_args(argv=None):
                    help="autocast dtype (auto: bf16 on cuda/npu, fp32 on cpu)")
     p.add_argument("--channels-last", default="auto", help="auto (cuda and cpu), true or false")
     p.add_argument("--quick", action="store_true", help="no compile, fewer steps (the GPU check's one-minute slot)")
+    p.add_argument("--se-breakdown", action="store_true",
+                   help=f"{'/'.join(SE_MODELS)}: also time each SE module alone, eager vs fused")
     p.add_argument("--wait-idle", type=float, default=60.0, help="cpu: wait up to N s for other load to settle")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     return p.parse_args(argv)
 
 
-def make_loader(n_images: int, batch: int, device, channels_last: bool):
-    """train.py's on-device loader over random uint8 CIFAR-sized images."""
+def make_loader(n_images: int, batch: int, device, channels_last: bool, size: int = 32):
+    """train.py's on-device loader over random uint8 images (CIFAR-sized by default)."""
     rng = np.random.RandomState(0)
-    x = rng.randint(0, 256, (n_images, 32, 32, 3)).astype(np.uint8)
+    x = rng.randint(0, 256, (n_images, size, size, 3)).astype(np.uint8)
     y = rng.randint(0, 10, n_images).astype(np.int64)
     return Dt.DeviceLoader(x, y, batch, device, train=True, mean=Dt.CIFAR10_MEAN, std=Dt.CIFAR10_STD,
                            flip=True, channels_last=channels_last)
@@ -85,11 +98,20 @@ def batches(loader):
 def make_step(args, device, provider, compiled, batch, dtype, channels_last):
     """One training step of a fresh model (same seed for every provider) as a closure."""
     torch.manual_seed(0)
-    model = models.create_model(args.model, variant=args.variant, extent=args.extent, fused=(provider == "fused"))
+    if args.model in SE_MODELS:
+        import torchvision
+
+        model = getattr(torchvision.models, args.model)(num_classes=10)
+        if provider == "fused":
+            genet_ops.fuse_excite(model)
+    else:
+        model = models.create_model(args.model, variant=args.variant, extent=args.extent,
+                                    fused=(provider == "fused"))
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     net = torch.compile(model) if compiled else model
-    it = batches(make_loader(max(4 * batch, 2048), batch, device, channels_last))
+    it = batches(make_loader(max(4 * batch, 2048 if args.img_size <= 64 else 256), batch, device, channels_last,
+                             args.img_size))
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
 
     def step():
@@ -139,8 +161,42 @@ def bench_providers(args, device, providers, compiled, batch, dtype, channels_la
     return out
 
 
-def bench_loader(device, batch, channels_last, steps):
-    loader = make_loader(max(8 * batch, 8192), batch, device, channels_last)
+def bench_se_modules(args, device, batch, channels_last):
+    """Forward + backward of every SE module alone, eager and fused (timed interleaved),
+    on the input the model feeds it, and of the whole model: what share of a step SE is."""
+    import torchvision
+
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = getattr(torchvision.models, args.model)(num_classes=10).to(device, memory_format=fmt)
+    seen = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: seen.append((mod, i[0].detach())))
+             for m in model.modules() if type(m) is torchvision.ops.SqueezeExcitation]
+    x = torch.randn(batch, 3, args.img_size, args.img_size, device=device).contiguous(memory_format=fmt)
+    model(x)
+    for h in hooks:
+        h.remove()
+
+    def fwd_bwd(module, inp):
+        y = module(inp)
+        y.backward(torch.ones_like(y))
+
+    rows = []
+    for i, (se, inp) in enumerate(seen):
+        fused = copy.deepcopy(se)
+        genet_ops.fuse_excite(fused)
+        steps = {p: (None, lambda m=m, t=inp.clone().requires_grad_(): fwd_bwd(m, t))
+                 for p, m in (("eager", se), ("fused", fused))}
+        for _, run in steps.values():
+            run()
+        res = common.time_interleaved(steps, device.type, budget_s=0.3)
+        rows.append({"module": i, "shape": list(inp.shape), **{p: res[p][0] for p in steps}})
+    whole = common.time_interleaved({"model": (None, lambda: fwd_bwd(model, x))}, device.type, budget_s=2.0)
+    return rows, whole["model"][0]
+
+
+def bench_loader(device, batch, channels_last, steps, size):
+    loader = make_loader(max(8 * batch, 8192 if size <= 64 else 512), batch, device, channels_last, size)
     it = batches(loader)
     for _ in range(3):
         next(it)
@@ -165,6 +221,9 @@ def main(argv=None):
     args.warmup = args.warmup or ((5 if args.quick else 10) if gpu else 1)
     if args.quick:
         args.compile = "off"
+    if args.model in SE_MODELS:
+        args.variant, args.extent = "SE", 0  # what the rows say: SE blocks, global excite
+    args.img_size = args.img_size or (224 if args.model in SE_MODELS else 32)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}.get(
         args.dtype, torch.bfloat16 if gpu else torch.float32)
     cl = args.channels_last
@@ -175,15 +234,17 @@ def main(argv=None):
 
     meta = common.machine_info(device_type)
     meta.update({"benchmark": "bench_train", "argv": sys.argv[1:], "model": args.model, "variant": args.variant,
-                 "extent": args.extent, "dtype": str(dtype).replace("torch.", ""), "channels_last": channels_last})
-    print(f"# {meta['device_name']} ({device_type}), torch {torch.__version__}, {args.model} GE-{args.variant} "
-          f"extent {args.extent}, {meta['dtype']}, channels_last {channels_last}, "
+                 "extent": args.extent, "img_size": args.img_size, "dtype": str(dtype).replace("torch.", ""),
+                 "channels_last": channels_last})
+    print(f"# {meta['device_name']} ({device_type}), torch {torch.__version__}, {args.model} "
+          f"{'SE blocks' if args.model in SE_MODELS else 'GE-' + args.variant} "
+          f"extent {args.extent}, {args.img_size}x{args.img_size}, {meta['dtype']}, channels_last {channels_last}, "
           f"{args.warmup} warm-up + {args.steps} timed steps per configuration", flush=True)
     base = dict(model=args.model, variant=args.variant, extent=args.extent, dtype=meta["dtype"],
                 channels_last=channels_last, device=device_type)
     rows = []
     for batch in batch_sizes:
-        r = bench_loader(device, batch, channels_last, max(args.steps, 10))
+        r = bench_loader(device, batch, channels_last, max(args.steps, 10), args.img_size)
         rows.append({**base, "provider": "loader", "compile": False, "batch": batch, **r,
                      "note": "data loading + augmentation alone"})
         print(f"batch {batch:4d} loader            {r['img_per_s']:12.1f} img/s", flush=True)
@@ -202,6 +263,21 @@ def main(argv=None):
                       f"just before timing)", flush=True)
             if device_type == "cuda":
                 torch.cuda.empty_cache()
+        if args.se_breakdown and args.model in SE_MODELS:
+            se_rows, model_ms = bench_se_modules(args, device, batch, channels_last)
+            for r in se_rows:
+                print(f"batch {batch:4d} SE module {r['module']:2d} {str(r['shape']):<22} eager {r['eager']:8.3f} ms  "
+                      f"fused {r['fused']:8.3f} ms  ({r['eager'] / r['fused']:.2f}x)", flush=True)
+            tot = {p: sum(r[p] for r in se_rows) for p in ("eager", "fused")}
+            print(f"batch {batch:4d} all {len(se_rows)} SE modules fwd+bwd: eager {tot['eager']:.1f} ms, fused "
+                  f"{tot['fused']:.1f} ms ({tot['eager'] / tot['fused']:.2f}x); whole model fwd+bwd {model_ms:.1f} ms "
+                  f"(SE eager = {tot['eager'] / model_ms:.0%} of it)", flush=True)
+            for p in ("eager", "fused"):
+                rows.append({**base, "provider": f"se_modules_{p}", "compile": False, "batch": batch,
+                             "ms_per_step": tot[p], "steps": None, "vs_eager": tot["eager"] / tot[p] if p == "fused" else None,
+                             "note": f"forward+backward of the {len(se_rows)} SE modules alone; whole model "
+                                     f"forward+backward {model_ms:.1f} ms; per module: "
+                                     + "; ".join(f"{r['shape']} {r['eager']:.3f}/{r['fused']:.3f}" for r in se_rows)})
 
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"bench_train-{device_type}-{_dt.datetime.now():%Y%m%d-%H%M%S}")

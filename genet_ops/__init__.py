@@ -5,6 +5,7 @@
     y = genet_ops.gather_excite(x, 4, residual=shortcut)  # fused residual add
     y = genet_ops.excite(x, g, extent=4)                   # GE-θ / θ⁺ with a learned gather
     genet_ops.backend_info()                               # which kernel runs where
+    genet_ops.fuse_excite(model)                           # SE blocks of any model -> fused excite
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from . import _extension, backend
 from .backend import get_backend, set_backend
 from .ops import excite, gather_excite
 from .module import GatherExcite
+from .fuse import fuse_excite
 
 if backend.triton_available():
     try:
@@ -40,4 +42,4 @@ def backend_info() -> dict:
     }
 
 
-__all__ = ["gather_excite", "excite", "GatherExcite", "backend_info", "get_backend", "set_backend", "__version__"]
+__all__ = ["gather_excite", "excite", "GatherExcite", "fuse_excite", "backend_info", "get_backend", "set_backend", "__version__"]

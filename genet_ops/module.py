@@ -14,6 +14,15 @@ eager math of the seed. Both have exactly the same parameters, buffers and state
 keys, so a checkpoint moves between them; ``GatherExcite.set_fused(model, flag)``
 switches every GatherExcite inside a model.
 
+timm's constructor arguments are accepted with timm's meaning: ``act_layer`` (the
+activations inside the learned gather and the MLP; default ReLU), ``norm_layer`` (the
+norm after each gather conv; default BatchNorm2d, None for none), ``gate_layer`` (the gate
+applied to g; default sigmoid), ``add_maxpool`` (θ⁻ only: g = (mean + max) / 2 per tile;
+ignored with the learned gather, as in timm), ``device`` and ``dtype``. Layers are given
+as a class (or factory) or as a name: 'sigmoid', 'hard_sigmoid', 'tanh', 'relu', 'silu',
+'gelu', .... The fused ops compute x * sigmoid(g) with a plain mean: a gate other than
+sigmoid, or add_maxpool, runs the eager math even when fused=True (no fused path).
+
 ``forward(x, residual=None)`` returns ``x * sigmoid(gather(x)) (+ residual)``: passing the
 residual branch's shortcut here lets the fused op do the add in the same pass.
 
@@ -32,12 +41,14 @@ defaults to False and requires extra_params=True (θ⁻ is the paper's parameter
 from __future__ import annotations
 
 import math
+import operator
 from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .fuse import is_sigmoid
 from .ops import excite, gather_excite
 
 __all__ = ["GatherExcite"]
@@ -46,6 +57,50 @@ __all__ = ["GatherExcite"]
 def _make_divisible(v: float, divisor: int = 1) -> int:
     """Nearest multiple of divisor to v, at least divisor (timm's rounding, round_limit 0)."""
     return max(divisor, int(v + divisor / 2) // divisor * divisor)
+
+
+# timm's layer names (timm.layers.create_act) for the layers GatherExcite takes by name.
+_LAYERS = {
+    "sigmoid": nn.Sigmoid, "hard_sigmoid": nn.Hardsigmoid, "hardsigmoid": nn.Hardsigmoid, "tanh": nn.Tanh,
+    "relu": nn.ReLU, "relu6": nn.ReLU6, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "gelu": nn.GELU,
+    "silu": nn.SiLU, "swish": nn.SiLU, "mish": nn.Mish, "hard_swish": nn.Hardswish, "hardswish": nn.Hardswish,
+    "identity": nn.Identity,
+}
+
+
+def _layer(spec, arg: str, by_name: bool = True):
+    """A layer class (or factory) from a class/factory or (activations) one of timm's names."""
+    if isinstance(spec, str) and not by_name:
+        raise ValueError(f"GatherExcite: {arg} must be a layer class such as nn.BatchNorm2d, got {spec!r}")
+    if isinstance(spec, str):
+        if spec.lower() not in _LAYERS:
+            raise ValueError(f"GatherExcite: unknown {arg} {spec!r}; names: {', '.join(sorted(_LAYERS))}, "
+                             f"or pass a layer class")
+        return _LAYERS[spec.lower()]
+    if not callable(spec) or isinstance(spec, nn.Module):
+        raise ValueError(f"GatherExcite: {arg} must be a layer class (or factory) or a name, got {spec!r}")
+    return spec
+
+
+def _act(layer, inplace: bool) -> nn.Module:
+    """layer(inplace=...) where the layer takes it, as timm's create_act_layer does."""
+    try:
+        return layer(inplace=inplace)
+    except TypeError:
+        return layer()
+
+
+def _count(value, arg: str, minimum: int) -> int:
+    """An int >= minimum from any operator.index-able integer (numpy ints too), never a bool."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        v = operator.index(value)
+    except TypeError:
+        v = None
+    if v is None or v < minimum:
+        raise ValueError(f"GatherExcite: {arg} must be an int >= {minimum}, got {value!r}")
+    return v
 
 
 def _tile_mean(x: torch.Tensor, extent: int) -> torch.Tensor:
@@ -57,6 +112,14 @@ def _tile_mean(x: torch.Tensor, extent: int) -> torch.Tensor:
     # divisor is the clipped window's size: exactly |t|.
     k = (min(extent, x.shape[-2]), min(extent, x.shape[-1]))
     return F.avg_pool2d(x, k, k, ceil_mode=True)
+
+
+def _tile_max(x: torch.Tensor, extent: int) -> torch.Tensor:
+    """The max of each tile, tiles as in _tile_mean (for add_maxpool)."""
+    if extent == 0 or (extent >= x.shape[-2] and extent >= x.shape[-1]):
+        return x.amax(dim=(2, 3), keepdim=True)
+    k = (min(extent, x.shape[-2]), min(extent, x.shape[-1]))
+    return F.max_pool2d(x, k, k, ceil_mode=True)
 
 
 def _expand_tiles(s: torch.Tensor, extent: int, H: int, W: int) -> torch.Tensor:
@@ -82,7 +145,14 @@ class GatherExcite(nn.Module):
         rd_ratio: MLP reduction ratio (1/16 in the paper).
         rd_channels: MLP hidden channels; overrides rd_ratio when given.
         rd_divisor: round the MLP hidden channels to a multiple of this.
-        fused: run the genet_ops custom ops (True) or the plain PyTorch math (False).
+        fused: run the genet_ops custom ops (True) or the plain PyTorch math (False); only
+            for the sigmoid gate without add_maxpool (see ``fusable``).
+        add_maxpool: θ⁻ only: gather (tile mean + tile max) / 2 (timm's); eager only.
+        act_layer: activation in the learned gather and the MLP (class or name; ReLU).
+        norm_layer: norm after each learned-gather conv, built as norm_layer(channels)
+            (BatchNorm2d; None or False for none).
+        gate_layer: the gate on g (class or name; 'sigmoid'). Others run eagerly.
+        device, dtype: where and in which dtype the parameters are created.
     """
 
     def __init__(
@@ -96,40 +166,51 @@ class GatherExcite(nn.Module):
         rd_channels: Optional[int] = None,
         rd_divisor: int = 1,
         fused: bool = True,
+        add_maxpool: bool = False,
+        act_layer=nn.ReLU,
+        norm_layer=nn.BatchNorm2d,
+        gate_layer="sigmoid",
+        device=None,
+        dtype=None,
     ):
         super().__init__()
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"GatherExcite: channels must be a positive int, got {channels!r}")
-        if isinstance(extent, bool) or not isinstance(extent, int) or extent < 0:
-            raise ValueError(f"GatherExcite: extent must be an int >= 0 (0 means global), got {extent!r}")
+        channels = _count(channels, "channels", 1)
+        extent = _count(extent, "extent (0 means global)", 0)
         if use_mlp and not extra_params:
             raise ValueError(
                 "GatherExcite: use_mlp=True needs extra_params=True (GE-θ⁺ = learned gather + MLP); "
                 "the parameter-free GE-θ⁻ has no MLP"
             )
+        dd = {"device": device, "dtype": dtype}
+        act_layer = _layer(act_layer, "act_layer")
+        norm_layer = _layer(norm_layer, "norm_layer", by_name=False) if norm_layer else None
+        gate_layer = _layer(gate_layer, "gate_layer")
         self.channels = channels
         self.extent = extent
         self.extra_params = bool(extra_params)
         self.use_mlp = bool(use_mlp)
+        self.add_maxpool = bool(add_maxpool)
         self.fused = bool(fused)
         self.feat_size = None
         self.gather: Optional[nn.Sequential] = None
         self.mlp: Optional[nn.Sequential] = None
 
         if self.extra_params:
+            self.gather = nn.Sequential()
             if extent == 0:
                 if feat_size is None:
                     raise ValueError(
                         "GatherExcite: feat_size (the input's spatial size) is required for the global "
                         "learned gather (extra_params=True, extent=0): its depthwise conv has kernel = feat_size"
                     )
-                fs = (feat_size, feat_size) if isinstance(feat_size, int) else tuple(feat_size)
-                if len(fs) != 2 or not all(isinstance(v, int) and v >= 1 for v in fs):
+                fs = (feat_size, feat_size) if not isinstance(feat_size, (tuple, list)) else tuple(feat_size)
+                if len(fs) != 2:
                     raise ValueError(f"GatherExcite: feat_size must be a positive int or (H, W), got {feat_size!r}")
-                self.feat_size = fs
-                self.gather = nn.Sequential()
-                self.gather.add_module("conv1", nn.Conv2d(channels, channels, fs, groups=channels, bias=False))
-                self.gather.add_module("bn1", nn.BatchNorm2d(channels))
+                self.feat_size = tuple(_count(v, "feat_size", 1) for v in fs)
+                self.gather.add_module("conv1", nn.Conv2d(channels, channels, self.feat_size, groups=channels,
+                                                          bias=False, **dd))
+                if norm_layer:
+                    self.gather.add_module("bn1", norm_layer(channels, **dd))
             else:
                 if extent < 2 or extent & (extent - 1):
                     raise ValueError(
@@ -137,33 +218,42 @@ class GatherExcite(nn.Module):
                         f">= 2 (2, 4, 8, ...; log2(extent) stride-2 convs), got {extent}"
                     )
                 n_conv = int(math.log2(extent))
-                self.gather = nn.Sequential()
                 for i in range(1, n_conv + 1):
                     self.gather.add_module(
-                        f"conv{i}", nn.Conv2d(channels, channels, 3, stride=2, padding=1, groups=channels, bias=False)
+                        f"conv{i}", nn.Conv2d(channels, channels, 3, stride=2, padding=1, groups=channels, bias=False,
+                                              **dd)
                     )
-                    self.gather.add_module(f"bn{i}", nn.BatchNorm2d(channels))
+                    if norm_layer:
+                        self.gather.add_module(f"bn{i}", norm_layer(channels, **dd))
                     if i < n_conv:
-                        self.gather.add_module(f"act{i}", nn.ReLU(inplace=True))
+                        self.gather.add_module(f"act{i}", _act(act_layer, inplace=True))
             if self.use_mlp:
                 if rd_channels is None:
                     if not rd_ratio > 0:
                         raise ValueError(f"GatherExcite: rd_ratio must be > 0, got {rd_ratio!r}")
                     rd_channels = _make_divisible(channels * rd_ratio, rd_divisor)
-                if not isinstance(rd_channels, int) or rd_channels < 1:
-                    raise ValueError(f"GatherExcite: rd_channels must be a positive int, got {rd_channels!r}")
+                rd_channels = _count(rd_channels, "rd_channels", 1)
                 self.mlp = nn.Sequential()
-                self.mlp.add_module("act0", nn.ReLU())
-                self.mlp.add_module("fc1", nn.Conv2d(channels, rd_channels, 1, bias=True))
-                self.mlp.add_module("act1", nn.ReLU(inplace=True))
-                self.mlp.add_module("fc2", nn.Conv2d(rd_channels, channels, 1, bias=True))
+                self.mlp.add_module("act0", _act(act_layer, inplace=False))
+                self.mlp.add_module("fc1", nn.Conv2d(channels, rd_channels, 1, bias=True, **dd))
+                self.mlp.add_module("act1", _act(act_layer, inplace=True))
+                self.mlp.add_module("fc2", nn.Conv2d(rd_channels, channels, 1, bias=True, **dd))
+        self.gate = gate_layer()
+
+    @property
+    def fusable(self) -> bool:
+        """Whether fused=True runs the genet_ops ops: only for x * sigmoid(g) with g a plain
+        mean (θ⁻) or the learned gather (θ, θ⁺)."""
+        return is_sigmoid(self.gate) and not (self.add_maxpool and self.gather is None)
 
     @property
     def variant(self) -> str:
         return "theta+" if self.use_mlp else "theta" if self.extra_params else "theta-"
 
     def extra_repr(self) -> str:
-        s = f"{self.channels}, variant={self.variant}, extent={self.extent}, fused={self.fused}"
+        s = f"{self.channels}, variant={self.variant}, extent={self.extent}, fused={self.fused and self.fusable}"
+        if self.add_maxpool and self.gather is None:
+            s += ", add_maxpool=True"
         if self.feat_size is not None:
             s += f", feat_size={self.feat_size}"
         return s
@@ -199,7 +289,7 @@ class GatherExcite(nn.Module):
         if residual is not None and residual.shape != x.shape:
             raise ValueError(f"GatherExcite: residual must have the input's shape {list(x.shape)}, got {list(residual.shape)}")
         H, W = x.shape[-2:]
-        if self.fused:
+        if self.fused and self.fusable:
             # The ops want residual and g in x's dtype (they differ under autocast).
             if residual is not None and residual.dtype != x.dtype:
                 residual = residual.to(x.dtype)
@@ -208,7 +298,9 @@ class GatherExcite(nn.Module):
             g = self.gather_g(x)
             return excite(x, g.to(x.dtype), self.extent, residual)
 
-        # Eager: the seed's math, x * sigmoid(upsample(gather(x))).
+        # Eager: the seed's math, x * gate(upsample(gather(x))).
         g = _tile_mean(x, self.extent) if self.gather is None else self.gather_g(x)
-        y = x * _expand_tiles(torch.sigmoid(g), self.extent, H, W)
+        if self.add_maxpool and self.gather is None:
+            g = 0.5 * g + 0.5 * _tile_max(x, self.extent)
+        y = x * _expand_tiles(self.gate(g), self.extent, H, W)
         return y if residual is None else y + residual

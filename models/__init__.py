@@ -10,6 +10,9 @@ ge_resnet50 / ge_resnet101 / ge_resnet152 (ImageNet bottleneck ResNets).
 Keyword arguments: variant ('theta-', 'theta', 'theta+', or 'none' for no GE), extent
 (0 = global, or 2, 4, 8), fused (genet_ops ops, default True, or eager PyTorch),
 num_classes, img_size (the input size, needed by the global learned gather), in_chans.
+
+convert_state_dict(checkpoint, model=None) turns our, BayesWatch's and the seed's
+checkpoints into a state dict for these models (models/convert.py).
 """
 from __future__ import annotations
 
@@ -18,10 +21,12 @@ import re
 from genet_ops.module import GatherExcite
 
 from .common import VARIANTS, canonical_variant
+from .convert import convert_state_dict, infer_wrn_flags, source_format
 from .resnet import GEResNet
 from .wideresnet import GEWideResNet
 
-__all__ = ["create_model", "list_models", "set_fused", "GEWideResNet", "GEResNet", "canonical_variant", "VARIANTS"]
+__all__ = ["create_model", "list_models", "set_fused", "GEWideResNet", "GEResNet", "canonical_variant", "VARIANTS",
+           "convert_state_dict", "infer_wrn_flags", "source_format"]
 
 _RESNET_LAYERS = {"ge_resnet50": (3, 4, 6, 3), "ge_resnet101": (3, 4, 23, 3), "ge_resnet152": (3, 8, 36, 3)}
 _WRN = re.compile(r"^ge_wrn_(\d+)_(\d+)$")

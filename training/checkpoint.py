@@ -78,12 +78,3 @@ def load(path: str) -> dict:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001  (a broken file: say which)
         raise SystemExit(f"error: checkpoint {path!r} cannot be read ({type(exc).__name__}: {exc})") from None
-
-
-def model_state(ckpt: dict) -> dict:
-    """The model weights of a checkpoint: ours ('state_dict'), or a bare state dict;
-    a leading 'module.' (the seed's DDP checkpoints) is dropped."""
-    sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
-    if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return sd

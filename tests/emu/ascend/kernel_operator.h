@@ -1,7 +1,18 @@
-// A CPU stand-in for the small part of CANN's kernel_operator.h (Ascend C) that
-// kernels/genet_ops_kernels.cpp uses, written for tests/test_ascend.py only. It is NOT
-// CANN, it models no timing, pipes or concurrency (cores run one after another, every
-// instruction completes at once), and it encodes our reading of the public docs:
+// A CPU model of the small part of CANN's kernel_operator.h (Ascend C) that
+// csrc/ascend/kernels/genet_ops_kernels.cpp uses, for tests/test_ascend.py only (never
+// compiled into genet_ops). It is NOT CANN and models no timing; every instruction
+// completes at once. It encodes our reading of the public docs:
+//
+//  * Cores: each runs on its own thread; one runs at a time and every Ascend C call is a
+//    point where another core may take over (seeded random choice), so cores interleave
+//    in a shuffled order. GM bytes one core writes may not be read or written by another
+//    (a cross-core race), whatever the order.
+//  * Vector pipe: a vector instruction may not read or overwrite UB that an earlier vector
+//    instruction wrote unless a PipeBarrier<PIPE_V> (or a V_S wait) came in between.
+//  * Dtypes (Atlas A2): vector arithmetic on half and float only (bfloat16_t is refused:
+//    cast it to float first); Cast pairs and round modes of the A2 table (see Cast below).
+//  * Counters: vector instructions, DMA transfers (DataCopyPad) and scalar waits
+//    (WaitFlag) issued, for comparing kernel designs (no NPU timing exists).
 //
 //  * Unified Buffer: each core gets `ub_capacity` bytes; TPipe::InitBuffer carves 32-byte
 //    aligned buffers out of it and fails when they do not fit.
@@ -26,6 +37,12 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <thread>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -62,36 +79,167 @@ struct bfloat16_t {
 };
 
 namespace genet_emu {
-struct Region { const uint8_t* p; int64_t bytes; const char* name; };
+struct Region { const uint8_t* p; int64_t bytes; const char* name; std::vector<int8_t> writer, reader; };
 inline std::vector<Region>& gm_regions() { static std::vector<Region> r; return r; }
 inline int64_t& ub_capacity() { static int64_t c = 192 * 1024; return c; }
-inline int64_t& block_idx() { static int64_t v = 0; return v; }
-inline int64_t& block_num() { static int64_t v = 1; return v; }
 [[noreturn]] inline void fail(const std::string& what) { throw std::runtime_error("ascendc-emu: " + what); }
 struct Span { const uint8_t* p; int64_t bytes; bool write; };
-inline std::vector<Span>& vec_pending() { static std::vector<Span> v; return v; }     // since last V_S
-inline std::vector<Span>& scalar_pending() { static std::vector<Span> v; return v; }  // since last S_V
+
+// What each AI core keeps to itself (one thread per core).
+struct Core {
+  int64_t idx = 0;
+  std::vector<Span> vec_pending;     // UB the vector unit touched since the last V_S wait
+  std::vector<Span> scalar_pending;  // UB SetValue wrote since the last S_V wait
+  std::vector<Span> pipe_v_pending;  // UB vector instructions wrote since the last PipeBarrier<PIPE_V>
+  void* pipe = nullptr;
+};
+inline thread_local Core* this_core = nullptr;
+inline Core& core() {
+  if (this_core == nullptr) fail("an Ascend C call outside run_cores()");
+  return *this_core;
+}
+inline int64_t& block_num() { static int64_t v = 1; return v; }
+
+// What the kernel issued (all cores together).
+struct Counts { int64_t vector = 0, dma = 0, waits = 0; };
+inline Counts& counts() { static Counts c; return c; }
+
+// ---- cores: one thread each, one running at a time, switching at Ascend C calls.
+struct Scheduler {
+  std::mutex m;
+  std::condition_variable cv;
+  int64_t turn = -1;
+  std::vector<char> live;
+  std::mt19937_64 rng;
+  bool interleave = true;
+  bool aborted = false;
+  std::string error;
+  int64_t pick() {  // a random live core
+    std::vector<int64_t> c;
+    for (int64_t i = 0; i < int64_t(live.size()); ++i) if (live[i]) c.push_back(i);
+    return c.empty() ? -1 : c[rng() % c.size()];
+  }
+};
+inline Scheduler*& scheduler() { static Scheduler* s = nullptr; return s; }
+struct Aborted {};
+
+// Called at every Ascend C call: maybe hand over to another core, then wait for our turn.
+inline void yield() {
+  Scheduler* s = scheduler();
+  Core& me = core();
+  std::unique_lock<std::mutex> lk(s->m);
+  if (s->aborted) throw Aborted{};
+  if (!s->interleave || s->rng() % 4 != 0) return;
+  s->turn = s->pick();
+  s->cv.notify_all();
+  s->cv.wait(lk, [&] { return s->turn == me.idx || s->aborted; });
+  if (s->aborted) throw Aborted{};
+}
+
+// Runs body(core) for cores 0..n-1. seed 0: one after another in order (no interleaving);
+// else interleaved, starting and switching at random. Rethrows the first failure.
+inline void run_cores(int64_t n, uint64_t seed, const std::function<void(int64_t)>& body) {
+  Scheduler s;
+  s.rng.seed(seed);
+  s.interleave = seed != 0;
+  s.live.assign(n, 1);
+  block_num() = n;
+  scheduler() = &s;
+  for (Region& r : gm_regions()) { r.writer.assign(r.bytes, -1); r.reader.assign(r.bytes, -1); }
+  std::vector<std::thread> threads;
+  for (int64_t i = 0; i < n; ++i) {
+    threads.emplace_back([&s, &body, i] {
+      Core c;
+      c.idx = i;
+      this_core = &c;
+      std::unique_lock<std::mutex> lk(s.m);
+      s.cv.wait(lk, [&] { return s.turn == i || s.aborted; });
+      lk.unlock();
+      std::string err;
+      try {
+        if (!s.aborted) body(i);
+      } catch (const Aborted&) {
+      } catch (const std::exception& e) {
+        err = "core " + std::to_string(i) + ": " + e.what();
+      }
+      lk.lock();
+      if (!err.empty() && !s.aborted) { s.aborted = true; s.error = err; }
+      s.live[i] = 0;
+      s.turn = s.interleave ? s.pick() : (i + 1 < int64_t(s.live.size()) ? i + 1 : -1);
+      s.cv.notify_all();
+      this_core = nullptr;
+    });
+  }
+  {
+    std::lock_guard<std::mutex> lk(s.m);
+    s.turn = s.interleave ? s.pick() : 0;
+  }
+  s.cv.notify_all();
+  for (auto& t : threads) t.join();
+  scheduler() = nullptr;
+  if (!s.error.empty()) throw std::runtime_error(s.error);
+}
+
 inline bool overlaps(const Span& a, const uint8_t* p, int64_t bytes) { return p < a.p + a.bytes && a.p < p + bytes; }
 inline void vector_access(const void* ptr, int64_t bytes, bool write, const char* op) {
   const uint8_t* p = static_cast<const uint8_t*>(ptr);
-  for (const Span& s : scalar_pending())
+  Core& c = core();
+  for (const Span& s : c.scalar_pending)
     if (overlaps(s, p, bytes))
       fail(std::string(op) + ": vector access to UB written by SetValue without SetFlag/WaitFlag<S_V>");
-  vec_pending().push_back({p, bytes, write});
+  for (const Span& s : c.pipe_v_pending)
+    if (overlaps(s, p, bytes))
+      fail(std::string(op) + ": vector " + (write ? "write over" : "read of") +
+           " UB an earlier vector instruction wrote, without PipeBarrier<PIPE_V> in between");
+  c.vec_pending.push_back({p, bytes, write});
+  if (write) c.pipe_v_pending.push_back({p, bytes, true});  // operands are read (checked) before written
+}
+// One vector instruction issued (a switch point between cores).
+inline void vector_issue() {
+  yield();
+  counts().vector++;
 }
 inline void scalar_access(const void* ptr, int64_t bytes, bool write, const char* op) {
   const uint8_t* p = static_cast<const uint8_t*>(ptr);
-  for (const Span& s : vec_pending())
+  for (const Span& s : core().vec_pending)
     if ((s.write || write) && overlaps(s, p, bytes))
       fail(std::string(op) + ": scalar access to UB the vector unit " + (s.write ? "wrote" : "reads") +
            " without SetFlag/WaitFlag<V_S>");
-  if (write) scalar_pending().push_back({p, bytes, true});
+  if (write) core().scalar_pending.push_back({p, bytes, true});
 }
-inline void check_gm(const void* p, int64_t bytes, const char* op) {
+// GM access by the current core: inside a registered buffer, and no byte shared with
+// another core unless both only read it.
+inline void check_gm(const void* p, int64_t bytes, bool write, const char* op) {
   const uint8_t* b = static_cast<const uint8_t*>(p);
-  for (const Region& r : gm_regions())
-    if (b >= r.p && b + bytes <= r.p + r.bytes) return;
+  const int8_t me = static_cast<int8_t>(core().idx);
+  for (Region& r : gm_regions()) {
+    if (b >= r.p && b + bytes <= r.p + r.bytes) {
+      for (int64_t i = b - r.p, e = i + bytes; i < e; ++i) {
+        const int8_t w = r.writer[i];
+        if (w >= 0 && w != me)
+          fail(std::string(op) + ": " + r.name + " byte " + std::to_string(i) + " written by core " +
+               std::to_string(w) + " and " + (write ? "written" : "read") + " by core " + std::to_string(me));
+        if (write) {
+          const int8_t rd = r.reader[i];
+          if (rd != -1 && rd != me)
+            fail(std::string(op) + ": " + r.name + " byte " + std::to_string(i) + " read by another core and "
+                 "written by core " + std::to_string(me));
+          r.writer[i] = me;
+        } else {
+          r.reader[i] = r.reader[i] == -1 || r.reader[i] == me ? me : int8_t(-2);
+        }
+      }
+      return;
+    }
+  }
   fail(std::string(op) + ": GM access of " + std::to_string(bytes) + " bytes outside every registered buffer");
+}
+
+// Vector arithmetic dtypes on Atlas A2: half and float (bfloat16_t only through Cast).
+template <typename T>
+inline void arith_dtype(const char* op) {
+  if (!std::is_same<T, float>::value && !std::is_same<T, half>::value)
+    fail(std::string(op) + ": vector arithmetic on this dtype is not supported on Atlas A2 (only half, float)");
 }
 }  // namespace genet_emu
 
@@ -107,18 +255,25 @@ enum pipe_t { PIPE_S, PIPE_V, PIPE_MTE2, PIPE_MTE3, PIPE_ALL };
 template <typename A, typename B>
 struct IsSameType { static constexpr bool value = std::is_same<A, B>::value; };
 
-inline int64_t GetBlockIdx() { return genet_emu::block_idx(); }
+inline int64_t GetBlockIdx() { return genet_emu::core().idx; }
 inline int64_t GetBlockNum() { return genet_emu::block_num(); }
-template <pipe_t p> inline void PipeBarrier() {}
-template <HardEvent e> inline void SetFlag(int32_t) {}
+template <pipe_t p> inline void PipeBarrier() {
+  genet_emu::yield();
+  if (p == PIPE_V || p == PIPE_ALL) genet_emu::core().pipe_v_pending.clear();
+}
+template <HardEvent e> inline void SetFlag(int32_t) { genet_emu::yield(); }
 template <HardEvent e> inline void WaitFlag(int32_t) {
-  if (e == HardEvent::V_S) genet_emu::vec_pending().clear();
-  if (e == HardEvent::S_V) genet_emu::scalar_pending().clear();
+  genet_emu::yield();
+  genet_emu::counts().waits++;
+  if (e == HardEvent::V_S) {  // the scalar unit waited for every vector instruction so far
+    genet_emu::core().vec_pending.clear();
+    genet_emu::core().pipe_v_pending.clear();
+  }
+  if (e == HardEvent::S_V) genet_emu::core().scalar_pending.clear();
 }
 
 class TPipe;
-inline TPipe*& current_pipe() { static TPipe* p = nullptr; return p; }
-inline TPipe* GetTPipePtr() { return current_pipe(); }
+inline TPipe* GetTPipePtr() { return static_cast<TPipe*>(genet_emu::core().pipe); }
 
 template <typename T>
 class LocalTensor {
@@ -130,11 +285,13 @@ class LocalTensor {
     return LocalTensor(p_ + off, cap_ - off, ub_);
   }
   T GetValue(int64_t i) const {
+    genet_emu::yield();
     check(i, 1, "GetValue", false);
     genet_emu::scalar_access(p_ + i, sizeof(T), false, "GetValue");
     return p_[i];
   }
   void SetValue(int64_t i, T v) const {
+    genet_emu::yield();
     check(i, 1, "SetValue", false);
     genet_emu::scalar_access(p_ + i, sizeof(T), true, "SetValue");
     p_[i] = v;
@@ -187,11 +344,15 @@ struct DataCopyPadExtParams {
 class TPipe {
  public:
   TPipe() : ub_(genet_emu::ub_capacity(), 0xff) {
-    current_pipe() = this;
-    genet_emu::vec_pending().clear();
-    genet_emu::scalar_pending().clear();
+    genet_emu::Core& c = genet_emu::core();
+    c.pipe = this;
+    c.vec_pending.clear();
+    c.scalar_pending.clear();
+    c.pipe_v_pending.clear();
   }
-  ~TPipe() { if (current_pipe() == this) current_pipe() = nullptr; }
+  ~TPipe() {
+    if (genet_emu::this_core != nullptr && genet_emu::this_core->pipe == this) genet_emu::this_core->pipe = nullptr;
+  }
   template <typename Q>
   void InitBuffer(Q& q, int32_t num, uint32_t bytes) {
     if (bytes % 32 != 0) genet_emu::fail("InitBuffer: " + std::to_string(bytes) + " bytes is not a multiple of 32");
@@ -287,6 +448,8 @@ class TBuf {
 template <typename T>
 void DataCopyPad(const LocalTensor<T>& dst, const GlobalTensor<T>& src, const DataCopyExtParams& p,
                  const DataCopyPadExtParams<T>& pad) {
+  genet_emu::yield();
+  genet_emu::counts().dma++;
   if (p.blockCount < 1 || p.blockCount > 4095) genet_emu::fail("DataCopyPad: blockCount " + std::to_string(p.blockCount));
   if (p.blockLen < 1 || p.blockLen > 2097151 || p.blockLen % sizeof(T)) genet_emu::fail("DataCopyPad: blockLen");
   if ((pad.leftPadding + pad.rightPadding) * sizeof(T) > 32) genet_emu::fail("DataCopyPad: padding over 32 bytes");
@@ -296,7 +459,7 @@ void DataCopyPad(const LocalTensor<T>& dst, const GlobalTensor<T>& src, const Da
   const uint8_t* g = reinterpret_cast<const uint8_t*>(src.ptr());
   for (int64_t r = 0; r < p.blockCount; ++r) {
     const uint8_t* row = g + r * (int64_t(p.blockLen) + p.srcStride);
-    genet_emu::check_gm(row, p.blockLen, "DataCopyPad GM->UB");
+    genet_emu::check_gm(row, p.blockLen, false, "DataCopyPad GM->UB");
     dst.check(r * ub_pitch, ub_row / sizeof(T), "DataCopyPad GM->UB");
     T* out = dst.ptr() + r * ub_pitch;
     int64_t c = 0;
@@ -309,22 +472,26 @@ void DataCopyPad(const LocalTensor<T>& dst, const GlobalTensor<T>& src, const Da
 
 template <typename T>
 void DataCopyPad(const GlobalTensor<T>& dst, const LocalTensor<T>& src, const DataCopyExtParams& p) {
+  genet_emu::yield();
+  genet_emu::counts().dma++;
   if (p.blockCount < 1 || p.blockCount > 4095) genet_emu::fail("DataCopyPad UB->GM: blockCount");
   if (p.blockLen < 1 || p.blockLen > 2097151 || p.blockLen % sizeof(T)) genet_emu::fail("DataCopyPad UB->GM: blockLen");
   const int64_t ub_pitch = (int64_t(p.blockLen) + 31) / 32 * 32 / sizeof(T) + p.srcStride * 32 / sizeof(T);
   uint8_t* g = reinterpret_cast<uint8_t*>(dst.ptr());
   for (int64_t r = 0; r < p.blockCount; ++r) {
     uint8_t* row = g + r * (int64_t(p.blockLen) + p.dstStride);
-    genet_emu::check_gm(row, p.blockLen, "DataCopyPad UB->GM");
+    genet_emu::check_gm(row, p.blockLen, true, "DataCopyPad UB->GM");
     src.check(r * ub_pitch, p.blockLen / sizeof(T), "DataCopyPad UB->GM");
     std::memcpy(row, src.ptr() + r * ub_pitch, p.blockLen);
   }
 }
 
 // ------------------------------------------------------------------ vector unit
+// Each call is one issued vector instruction (the count-form APIs: `n` elements).
 #define GENET_EMU_UNARY(NAME, EXPR)                                                      \
   template <typename T>                                                                  \
   void NAME(const LocalTensor<T>& dst, const LocalTensor<T>& src, int32_t n) {           \
+    genet_emu::vector_issue(); genet_emu::arith_dtype<T>(#NAME);                          \
     src.vread(n, #NAME); dst.vwrite(n, #NAME);                                            \
     for (int32_t i = 0; i < n; ++i) { const float v = float(src.ptr()[i]); dst.ptr()[i] = T(EXPR); } \
   }
@@ -333,17 +500,20 @@ GENET_EMU_UNARY(Exp, std::exp(v))
 
 template <typename T, typename S>
 void Muls(const LocalTensor<T>& dst, const LocalTensor<T>& src, S s, int32_t n) {
+  genet_emu::vector_issue(); genet_emu::arith_dtype<T>("Muls");
   src.vread(n, "Muls"); dst.vwrite(n, "Muls");
   for (int32_t i = 0; i < n; ++i) dst.ptr()[i] = T(float(src.ptr()[i]) * float(s));
 }
 template <typename T, typename S>
 void Adds(const LocalTensor<T>& dst, const LocalTensor<T>& src, S s, int32_t n) {
+  genet_emu::vector_issue(); genet_emu::arith_dtype<T>("Adds");
   src.vread(n, "Adds"); dst.vwrite(n, "Adds");
   for (int32_t i = 0; i < n; ++i) dst.ptr()[i] = T(float(src.ptr()[i]) + float(s));
 }
 #define GENET_EMU_BINARY(NAME, OP)                                                                       \
   template <typename T>                                                                                  \
   void NAME(const LocalTensor<T>& dst, const LocalTensor<T>& a, const LocalTensor<T>& b, int32_t n) {    \
+    genet_emu::vector_issue(); genet_emu::arith_dtype<T>(#NAME);                                         \
     a.vread(n, #NAME); b.vread(n, #NAME); dst.vwrite(n, #NAME);                                          \
     for (int32_t i = 0; i < n; ++i) dst.ptr()[i] = T(float(a.ptr()[i]) OP float(b.ptr()[i]));           \
   }
@@ -354,21 +524,38 @@ GENET_EMU_BINARY(Div, /)
 
 template <typename T, typename S>
 void Duplicate(const LocalTensor<T>& dst, S s, int32_t n) {
+  genet_emu::vector_issue(); genet_emu::arith_dtype<T>("Duplicate");
   dst.vwrite(n, "Duplicate");
   for (int32_t i = 0; i < n; ++i) dst.ptr()[i] = T(s);
 }
 
+// Cast pairs and round modes of Atlas A2 as we read its table: widening half / bfloat16_t
+// -> float with CAST_NONE only; float -> half with CAST_NONE (= CAST_RINT when inexact),
+// RINT, FLOOR, CEIL, ROUND, TRUNC, ODD; float -> bfloat16_t with RINT, FLOOR, CEIL, ROUND,
+// TRUNC (no CAST_NONE, no CAST_ODD). The model computes round-to-nearest-even only, so it
+// accepts only the modes that mean that: CAST_RINT, and CAST_NONE where it is allowed.
 template <typename D, typename S>
 void Cast(const LocalTensor<D>& dst, const LocalTensor<S>& src, RoundMode mode, int32_t n) {
+  genet_emu::vector_issue();
   src.vread(n, "Cast"); dst.vwrite(n, "Cast");
-  const bool narrowing = sizeof(D) < sizeof(S);
-  if (narrowing && mode != RoundMode::CAST_RINT && mode != RoundMode::CAST_NONE) genet_emu::fail("Cast: round mode");
-  for (int32_t i = 0; i < n; ++i) dst.ptr()[i] = D(float(src.ptr()[i]));  // both round to nearest even
+  constexpr bool widen = std::is_same<D, float>::value && (std::is_same<S, half>::value || std::is_same<S, bfloat16_t>::value);
+  constexpr bool to_half = std::is_same<D, half>::value && std::is_same<S, float>::value;
+  constexpr bool to_bf16 = std::is_same<D, bfloat16_t>::value && std::is_same<S, float>::value;
+  static_assert(widen || to_half || to_bf16, "Cast pair not used by the kernels / not modelled");
+  if (widen && mode != RoundMode::CAST_NONE) genet_emu::fail("Cast: half/bfloat16_t -> float takes CAST_NONE on Atlas A2");
+  if (to_half && mode != RoundMode::CAST_RINT && mode != RoundMode::CAST_NONE)
+    genet_emu::fail("Cast float -> half: only round-to-nearest-even (CAST_RINT / CAST_NONE) is modelled");
+  if (to_bf16 && mode != RoundMode::CAST_RINT)
+    genet_emu::fail(mode == RoundMode::CAST_NONE || mode == RoundMode::CAST_ODD
+                        ? "Cast float -> bfloat16_t: round mode not implemented on Atlas A2 (use CAST_RINT)"
+                        : "Cast float -> bfloat16_t: only CAST_RINT is modelled");
+  for (int32_t i = 0; i < n; ++i) dst.ptr()[i] = D(float(src.ptr()[i]));  // round to nearest even
 }
 
 template <typename T>
 void ReduceSum(const LocalTensor<T>& dst, const LocalTensor<T>& src, const LocalTensor<T>& work, int32_t n) {
   static_assert(std::is_same<T, float>::value, "the kernels reduce in fp32");
+  genet_emu::vector_issue();
   src.vread(n, "ReduceSum");
   dst.check(0, 1, "ReduceSum", false);
   genet_emu::vector_access(dst.ptr(), sizeof(T), true, "ReduceSum");

@@ -209,7 +209,9 @@ def emu(tmp_path_factory):
 EMU_TOL = {torch.float32: dict(atol=2e-5, rtol=2e-5), torch.float16: dict(atol=1e-3, rtol=1e-3),
            torch.bfloat16: dict(atol=8e-3, rtol=8e-3)}
 EMU_SHAPES = [((2, 3, 8, 8), 0), ((2, 3, 8, 8), 2), ((2, 5, 7, 9), 3), ((1, 2, 33, 17), 4), ((3, 4, 32, 32), 0),
-              ((1, 2, 5, 5), 1), ((2, 2, 9, 9), 100), ((1, 3, 6, 40), 8), ((1, 1, 1, 1), 0), ((2, 1, 3, 70), 5)]
+              ((1, 2, 5, 5), 1), ((2, 2, 9, 9), 100), ((1, 3, 6, 40), 8), ((1, 1, 1, 1), 0), ((2, 1, 3, 70), 5),
+              # plane batches (global extent, several planes per core): one and several 64-lane strips
+              ((4, 16, 8, 8), 0), ((5, 8, 9, 13), 0), ((3, 30, 7, 7), 1000), ((2, 20, 32, 32), 0)]
 
 
 def _emu_check(emu, shape, extent, dtype, ub, cores=7):

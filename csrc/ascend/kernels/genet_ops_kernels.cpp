@@ -95,6 +95,12 @@ class GenetKernel {
     if constexpr (OP == GENET_OP_EX_BWD)
       pipe_.InitBuffer(qDg_, GENET_BUFFER_NUM, static_cast<uint32_t>(t.tile_elems * sizeof(T)));
     pipe_.InitBuffer(redBuf_, static_cast<uint32_t>((t.red_elems + GENET_RED_SLOTS) * sizeof(float)));
+    if (t.batch_elems > 0) {
+      pipe_.InitBuffer(batchBuf_, static_cast<uint32_t>(t.batch_elems * sizeof(float)));
+      LocalTensor<float> batch = batchBuf_.Get<float>();
+      bcast_ = batch[0];
+      rowSum_ = batch[8 * genet_round_up(t.plane_batch, 8)];
+    }
 
     wA_ = workA_.Get<float>();
     wB_ = workB_.Get<float>();
@@ -316,6 +322,97 @@ class GenetKernel {
     EmitWithResidual(n);
   }
 
+  // ------------------------------------------------ plane batches (RESIDENT)
+  // A block of `rows` planes, one UB row of `pitch` fp32 each (zero padded), one tile each.
+  // Repeat-form instructions take every row at once: one per 64-lane strip of the rows.
+
+  // rowSum_[r] = sum of row r of w.
+  __aicore__ inline void RowSums(const LocalTensor<float>& w, int32_t rows, int32_t pitch) {
+    const int32_t p8 = static_cast<int32_t>(genet_round_up(t_.plane_batch, 8));
+    const int32_t strips = static_cast<int32_t>(genet_ceil_div(pitch, GENET_LANES));
+    for (int32_t k = 0; k < strips; ++k) {
+      const int32_t lanes = pitch - k * GENET_LANES < GENET_LANES ? pitch - k * GENET_LANES : GENET_LANES;
+      WholeReduceSum(rowSum_[k * p8], w[k * GENET_LANES], lanes, rows, 1, 1, pitch / 8);
+    }
+    PipeBarrier<PIPE_V>();
+    for (int32_t k = 1; k < strips; ++k) {
+      Add(rowSum_, rowSum_, rowSum_[k * p8], rows);
+      PipeBarrier<PIPE_V>();
+    }
+  }
+
+  // dst row r = src row r * v[r] (kMul) or + v[r], v broadcast per row with Brcb.
+  template <bool kMul>
+  __aicore__ inline void RowApply(const LocalTensor<float>& dst, const LocalTensor<float>& src,
+                                  const LocalTensor<float>& v, int32_t rows, int32_t pitch) {
+    Brcb(bcast_, v, static_cast<uint8_t>(genet_ceil_div(rows, 8)), BrcbRepeatParams(1, 8));
+    PipeBarrier<PIPE_V>();
+    const uint8_t rep = static_cast<uint8_t>(pitch / 8);
+    const BinaryRepeatParams p(1, 1, 0, rep, rep, 1);  // src1: row r's broadcast block
+    for (int32_t k = 0; k * GENET_LANES < pitch; ++k) {
+      const int32_t lanes = pitch - k * GENET_LANES < GENET_LANES ? pitch - k * GENET_LANES : GENET_LANES;
+      if constexpr (kMul) Mul(dst[k * GENET_LANES], src[k * GENET_LANES], bcast_, lanes, static_cast<uint8_t>(rows), p);
+      else Add(dst[k * GENET_LANES], src[k * GENET_LANES], bcast_, lanes, static_cast<uint8_t>(rows), p);
+    }
+    PipeBarrier<PIPE_V>();
+  }
+
+  __aicore__ inline void ComputeRows(const GenetBlock& b) {
+    const int32_t pitch = static_cast<int32_t>(genet_pitch(b.cols, t_.align));
+    const int32_t rows = static_cast<int32_t>(b.rows);
+    const int32_t n = rows * pitch;
+    const float inv = 1.0f / static_cast<float>(b.cols);  // every row is one whole plane
+    if constexpr (kExcite) GateFromG(rows);  // tSig_ = sigmoid(g)
+    LoadToFloat(qX_, wA_, n);
+    if constexpr (OP == GENET_OP_GE_FWD) {  // y = x * s (+ residual)
+      RowSums(wA_, rows, pitch);
+      Muls(tMean_, rowSum_, inv, rows);
+      PipeBarrier<PIPE_V>();
+      Sigmoid(tSig_, tMean_, rows);
+      RowApply<true>(wA_, wA_, tSig_, rows, pitch);
+      EmitWithResidual(n);
+    }
+    if constexpr (OP == GENET_OP_GE_BWD) {  // dx = dy * s + s (1 - s) * mean(dy * x)
+      RowSums(wA_, rows, pitch);
+      Muls(tMean_, rowSum_, inv, rows);
+      TimesDy(n);  // wB_ = dy, wA_ = x * dy
+      RowSums(wA_, rows, pitch);
+      Muls(tAux_, rowSum_, inv, rows);
+      PipeBarrier<PIPE_V>();
+      Sigmoid(tSig_, tMean_, rows);
+      Gradient(tAux_, tAux_, rows);
+      RowApply<true>(wA_, wB_, tSig_, rows, pitch);
+      RowApply<false>(wA_, wA_, tAux_, rows, pitch);
+      EmitOut(wA_, n);
+    }
+    if constexpr (OP == GENET_OP_EX_FWD) {  // y = x * sigmoid(g) (+ residual)
+      RowApply<true>(wA_, wA_, tSig_, rows, pitch);
+      EmitWithResidual(n);
+    }
+    if constexpr (OP == GENET_OP_EX_BWD) {  // dx = dy * s ; dg = s (1 - s) * sum(dy * x)
+      TimesDy(n);
+      RowSums(wA_, rows, pitch);
+      Gradient(tAux_, rowSum_, rows);
+      RowApply<true>(wB_, wB_, tSig_, rows, pitch);
+      EmitOut(wB_, n);
+      LocalTensor<T> d = qDg_.template AllocTensor<T>();
+      FromFloat(d, tAux_, rows);
+      qDg_.EnQue(d);
+    }
+  }
+
+  // dst = s (1 - s) * v for the first n tiles (s in tSig_), on the vector unit.
+  __aicore__ inline void Gradient(const LocalTensor<float>& dst, const LocalTensor<float>& v, int32_t n) {
+    Muls(tTmp_, tSig_, -1.0f, n);
+    PipeBarrier<PIPE_V>();
+    Adds(tTmp_, tTmp_, 1.0f, n);
+    PipeBarrier<PIPE_V>();
+    Mul(tTmp_, tTmp_, tSig_, n);
+    PipeBarrier<PIPE_V>();
+    Mul(dst, tTmp_, v, n);
+    PipeBarrier<PIPE_V>();
+  }
+
   // --------------------------------------------------------- RESIDENT mode
   __aicore__ inline void LoadBlock(const GenetBlock& b) {
     if constexpr (OP == GENET_OP_GE_BWD || OP == GENET_OP_EX_BWD) {
@@ -338,6 +435,10 @@ class GenetKernel {
     const int32_t n = static_cast<int32_t>(b.rows) * pitch;
     const int32_t nt = static_cast<int32_t>(b.ntiles);
     const bool one = b.ntiles == 1;  // one tile: whole-block vector ops, no column sums
+    if (t_.plane_batch > 1) {
+      ComputeRows(b);
+      return;
+    }
 
     if constexpr (OP == GENET_OP_GE_FWD) {
       LoadToFloat(qX_, wA_, n);
@@ -525,11 +626,12 @@ class GenetKernel {
   // one item ahead, and 1 for outputs, as the Ascend C docs recommend.
   TQue<QuePosition::VECIN, 2> qX_, qAux_, qG_;
   TQue<QuePosition::VECOUT, 1> qOut_, qDg_;
-  TBuf<QuePosition::VECCALC> workA_, workB_, rowBuf_, tileBuf_, redBuf_;
+  TBuf<QuePosition::VECCALC> workA_, workB_, rowBuf_, tileBuf_, redBuf_, batchBuf_;
   GlobalTensor<T> xGm_, auxGm_, gGm_, outGm_, dgGm_;
   LocalTensor<float> wA_, wB_, colX_, colD_, srow_, crow_;
   LocalTensor<float> tMean_, tSig_, tTmp_, tOne_, tAux_;
   LocalTensor<float> redWork_, redDst_, accA_, accB_;
+  LocalTensor<float> bcast_, rowSum_;  // plane batches: per-row broadcast blocks, row sums
   GenetTiling t_;
   bool hasAux_ = false;
 };

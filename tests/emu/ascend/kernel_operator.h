@@ -570,4 +570,105 @@ void ReduceSum(const LocalTensor<T>& dst, const LocalTensor<T>& src, const Local
   dst.ptr()[0] = acc;
 }
 
+
+// ---- repeat-form instructions (our reading of the A2 docs; strides in 32-byte blocks).
+// One call = one issued instruction of `repeat` (<= 255) iterations; each iteration takes
+// `mask` (<= 256 bytes' worth) consecutive elements spread over blocks blkStride apart,
+// iterations repStride blocks apart.
+struct BinaryRepeatParams {
+  uint8_t dstBlkStride = 1, src0BlkStride = 1, src1BlkStride = 1, dstRepStride = 8, src0RepStride = 8, src1RepStride = 8;
+  BinaryRepeatParams() = default;
+  BinaryRepeatParams(uint8_t db, uint8_t s0b, uint8_t s1b, uint8_t dr, uint8_t s0r, uint8_t s1r)
+      : dstBlkStride(db), src0BlkStride(s0b), src1BlkStride(s1b), dstRepStride(dr), src0RepStride(s0r), src1RepStride(s1r) {}
+};
+struct BrcbRepeatParams {
+  uint16_t dstBlkStride = 1, dstRepStride = 8;
+  BrcbRepeatParams(uint16_t b, uint16_t r) : dstBlkStride(b), dstRepStride(r) {}
+};
+}  // namespace AscendC
+namespace genet_emu {
+template <typename T>
+inline void repeat_limits(uint64_t mask, int32_t repeat, const char* op) {
+  if (mask < 1 || mask > 256 / sizeof(T)) fail(std::string(op) + ": mask " + std::to_string(mask) + " out of range");
+  if (repeat < 1 || repeat > 255) fail(std::string(op) + ": repeatTimes " + std::to_string(repeat) + " out of 1..255");
+}
+// Element index of lane i of iteration r.
+template <typename T>
+inline int64_t lane(int64_t r, int64_t i, int64_t blk, int64_t rep) {
+  constexpr int64_t per = 32 / sizeof(T);
+  return r * rep * per + (i / per) * blk * per + i % per;
+}
+// Checks and records the blocks an operand's iterations touch.
+template <typename T>
+inline void touch(const AscendC::LocalTensor<T>& t, uint64_t mask, int32_t repeat, int64_t blk, int64_t rep, bool write,
+                  const char* op) {
+  constexpr int64_t per = 32 / sizeof(T);
+  t.check(0, 0, op);
+  for (int64_t r = 0; r < repeat; ++r)
+    for (int64_t b = 0; b * per < int64_t(mask); ++b) {
+      const int64_t first = lane<T>(r, b * per, blk, rep);
+      const int64_t n = std::min<int64_t>(per, int64_t(mask) - b * per);
+      t.check(first, n, op, false);
+      vector_access(t.ptr() + first, n * sizeof(T), write, op);
+    }
+}
+}  // namespace genet_emu
+namespace AscendC {
+#define GENET_EMU_BINARY_REPEAT(NAME, OP)                                                                        \
+  template <typename T>                                                                                          \
+  void NAME(const LocalTensor<T>& dst, const LocalTensor<T>& a, const LocalTensor<T>& b, uint64_t mask,          \
+            uint8_t repeat, const BinaryRepeatParams& p) {                                                       \
+    genet_emu::vector_issue(); genet_emu::arith_dtype<T>(#NAME);                                                 \
+    genet_emu::repeat_limits<T>(mask, repeat, #NAME);                                                            \
+    genet_emu::touch(a, mask, repeat, p.src0BlkStride, p.src0RepStride, false, #NAME);                           \
+    genet_emu::touch(b, mask, repeat, p.src1BlkStride, p.src1RepStride, false, #NAME);                           \
+    genet_emu::touch(dst, mask, repeat, p.dstBlkStride, p.dstRepStride, true, #NAME);                            \
+    std::vector<float> v(size_t(repeat) * mask);                                                                 \
+    for (int64_t r = 0; r < repeat; ++r)                                                                         \
+      for (int64_t i = 0; i < int64_t(mask); ++i)                                                                \
+        v[r * mask + i] = float(a.ptr()[genet_emu::lane<T>(r, i, p.src0BlkStride, p.src0RepStride)]) OP          \
+                          float(b.ptr()[genet_emu::lane<T>(r, i, p.src1BlkStride, p.src1RepStride)]);            \
+    for (int64_t r = 0; r < repeat; ++r)                                                                         \
+      for (int64_t i = 0; i < int64_t(mask); ++i)                                                                \
+        dst.ptr()[genet_emu::lane<T>(r, i, p.dstBlkStride, p.dstRepStride)] = T(v[r * mask + i]);                \
+  }
+GENET_EMU_BINARY_REPEAT(Add, +)
+GENET_EMU_BINARY_REPEAT(Mul, *)
+#undef GENET_EMU_BINARY_REPEAT
+
+// dst[r * dstRepStride] = sum of the `mask` lanes of iteration r (dstRepStride in elements).
+template <typename T>
+void WholeReduceSum(const LocalTensor<T>& dst, const LocalTensor<T>& src, int32_t mask, int32_t repeat,
+                    int32_t dstRepStride, int32_t srcBlkStride, int32_t srcRepStride) {
+  genet_emu::vector_issue(); genet_emu::arith_dtype<T>("WholeReduceSum");
+  genet_emu::repeat_limits<T>(mask, repeat, "WholeReduceSum");
+  genet_emu::touch(src, mask, repeat, srcBlkStride, srcRepStride, false, "WholeReduceSum");
+  dst.check(0, 0, "WholeReduceSum");
+  std::vector<float> v(repeat, 0.0f);
+  for (int64_t r = 0; r < repeat; ++r)
+    for (int64_t i = 0; i < mask; ++i) v[r] += float(src.ptr()[genet_emu::lane<T>(r, i, srcBlkStride, srcRepStride)]);
+  for (int64_t r = 0; r < repeat; ++r) {
+    dst.check(r * dstRepStride, 1, "WholeReduceSum", false);
+    genet_emu::vector_access(dst.ptr() + r * dstRepStride, sizeof(T), true, "WholeReduceSum");
+    dst.ptr()[r * dstRepStride] = T(v[r]);
+  }
+}
+
+// Iteration r broadcasts src[8r .. 8r+8) each to a whole 32-byte block of dst.
+template <typename T>
+void Brcb(const LocalTensor<T>& dst, const LocalTensor<T>& src, uint8_t repeat, const BrcbRepeatParams& p) {
+  genet_emu::vector_issue();
+  static_assert(sizeof(T) == 2 || sizeof(T) == 4, "Brcb: 16- or 32-bit elements");
+  if (repeat < 1) genet_emu::fail("Brcb: repeatTimes 0");
+  constexpr int64_t per = 32 / sizeof(T);
+  src.vread(int64_t(repeat) * 8, "Brcb");
+  for (int64_t r = 0; r < repeat; ++r)
+    for (int64_t j = 0; j < 8; ++j) {
+      const int64_t first = (r * p.dstRepStride + j * p.dstBlkStride) * per;
+      dst.check(first, per, "Brcb", false);
+      genet_emu::vector_access(dst.ptr() + first, 32, true, "Brcb");
+      for (int64_t k = 0; k < per; ++k) dst.ptr()[first + k] = src.ptr()[r * 8 + j];
+    }
+}
+
 }  // namespace AscendC

@@ -41,7 +41,8 @@ static void check(const TilingRequest& rq, const GenetTiling& t) {
   }
   // ---- work split
   CHECK(t.used_cores >= 1 && t.used_cores <= rq.core_num, "used_cores out of range");
-  CHECK(t.items == t.planes * t.th * t.nseg, "items != planes*th*nseg");
+  CHECK(t.items == (t.planes + t.plane_batch - 1) / t.plane_batch * t.th * t.nseg, "items != ceil(planes/plane_batch)*th*nseg");
+  CHECK(t.plane_batch == 1 || (global && t.mode == GENET_MODE_RESIDENT && t.plane_batch <= GENET_MAX_REPEAT), "plane_batch");
   CHECK(t.nseg == (t.tw + t.seg_tiles - 1) / t.seg_tiles, "nseg");
   CHECK(t.used_cores == std::min(t.items, rq.core_num), "cores idle while items wait");
   std::vector<int> item_seen(t.items, 0);
@@ -71,6 +72,8 @@ static void check(const TilingRequest& rq, const GenetTiling& t) {
     if (op == 1) want = q * 3 + work + 4 * row + tiles + red;                             // dy, x -> dx
     if (op == 2) want = q * (2 + t.has_residual) + work + 1 * row + tiles + gq + red;     // x[,res], g -> y
     if (op == 3) want = q * 3 + work + 2 * row + tiles + 2 * gq + red;                    // dy, x, g -> dx, dg
+    if (t.plane_batch > 1)  // Brcb blocks (8 fp32 per row) + one row-sum vector per 64-lane strip
+      want += (8 + (genet_pitch(t.cols, t.align) + 63) / 64) * ((t.plane_batch + 7) / 8 * 8) * 4;
     CHECK(ub == want, "genet_ub_bytes " << ub << " != the kernel's buffers " << want);
   }
   CHECK(ub <= rq.ub_bytes - kUbReserveBytes, "UB " << ub << " > budget " << rq.ub_bytes - kUbReserveBytes);
@@ -80,7 +83,7 @@ static void check(const TilingRequest& rq, const GenetTiling& t) {
   CHECK(aligned(t.tile_elems, T) && aligned(t.tile_elems, 4), "tile_elems not 32B aligned");
   CHECK(aligned(t.red_elems, 4), "red_elems not 32B aligned");
   CHECK(t.red_elems >= genet_red_elems(t.buf_elems), "ReduceSum work too small");
-  CHECK(t.seg_tiles <= t.tile_elems, "tile arrays too small");
+  CHECK(t.seg_tiles <= t.tile_elems && t.plane_batch <= t.tile_elems, "tile arrays too small");
   CHECK(t.has_residual == ((rq.has_residual && (op == 0 || op == 2)) ? 1 : 0), "has_residual");
   if (t.mode == GENET_MODE_STREAM) CHECK(t.seg_tiles == 1, "STREAM items are single tiles");
 
@@ -106,18 +109,30 @@ static void check(const TilingRequest& rq, const GenetTiling& t) {
         seen[idx]++;
         const int64_t plane = idx / (H * W), hw = idx % (H * W), h = hw / W, w = hw % W;
         const int64_t ty = h / EH, tx = w / EW;
-        // the tile this element belongs to in the block (column within the block)
-        const int64_t k = (c0 + c) / t.ew;
-        CHECK(plane == b.plane && ty == b.ty && tx == b.tx0 + k,
+        // the tile this element belongs to in the block: its column, or with plane batches its row
+        const int64_t batched = t.plane_batch > 1 ? r0 + r : 0;
+        const int64_t k = t.plane_batch > 1 ? r0 + r : (c0 + c) / t.ew;
+        CHECK(plane == b.plane + batched && ty == b.ty && tx == b.tx0 + (t.plane_batch > 1 ? 0 : k),
               "element " << idx << " in tile (" << ty << "," << tx << ") handled as (" << b.ty << ","
                          << b.tx0 + k << ")");
         tile_count[(plane * TH + ty) * TW + tx]++;
+        (void)k;
       }
     }
   };
   for (int64_t i = 0; i < t.items; ++i) {
     const GenetBlock b = genet_block(t, i);
-    CHECK(b.ntiles >= 1 && b.ntiles <= t.seg_tiles, "ntiles");
+    if (t.plane_batch > 1) {  // rows = planes, one whole-plane tile each, g contiguous
+      CHECK(global && b.rows == b.ntiles && b.cols == t.cols && b.rows <= GENET_MAX_REPEAT, "plane batch shape");
+      CHECK(genet_pitch(b.cols, t.align) <= GENET_MAX_REP_STRIDE * 8, "plane batch row pitch over the repeat stride");
+      CHECK(b.g_offset == b.plane && b.gm_offset == b.plane * t.cols, "plane batch offsets");
+      for (int64_t k = 0; k < b.ntiles; ++k) if (b.plane + k < (int64_t)tile_seen.size()) tile_seen[b.plane + k]++;
+      CHECK(b.rows <= t.crows, "block larger than crows");
+      visit(b, 0, b.rows, 0, b.cols, b.gm_offset);
+      if (!fail.empty()) return;
+      continue;
+    }
+    CHECK(b.ntiles >= 1 && b.ntiles <= std::max(t.seg_tiles, t.plane_batch), "ntiles");
     CHECK(b.rows >= 1 && b.cols >= 1, "block empty");
     CHECK(b.row0 + b.rows <= t.rows && b.col0 + b.cols <= t.cols, "block outside the view");
     // tile columns partition the block columns

@@ -77,6 +77,8 @@ def build_kernels(root, log):
           f"-DASCEND_CANN_PACKAGE_PATH={_cann_home()}",
           f"-DCMAKE_INSTALL_PREFIX={out}",
           f"-DASCEND_PYTHON_EXECUTABLE={sys.executable}",
+          # GENET_OPS_ASCEND_SANITIZE=1: kernels instrumented for mssanitizer (npu_check.sh)
+          f"-DGENET_ASCEND_SANITIZER={'ON' if os.environ.get('GENET_OPS_ASCEND_SANITIZE') == '1' else 'OFF'}",
           "-DCMAKE_BUILD_TYPE=Release"], log)
     _run(["cmake", "--build", build, "-j", jobs], log)
     _run(["cmake", "--install", build], log)

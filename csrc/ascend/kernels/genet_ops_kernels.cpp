@@ -3,13 +3,13 @@
 // Semantics: DESIGN.md §2 and genet_ops/reference.py.
 //
 // Built by csrc/ascend/CMakeLists.txt with CANN's ascendc_library() for Atlas A2/A3
-// (Ascend910B*/Ascend910_93*); the host side is csrc/ascend/launcher.cpp. NOT compiled or
-// run on the machines this was written on (no CANN, no NPU): see csrc/ascend/README.md.
+// (Ascend910B*/Ascend910_93*); the host side is csrc/ascend/launcher.cpp. What has been
+// checked, and where, is in csrc/ascend/README.md.
 //
 // Shape of the work (tiling_data.h has the vocabulary, tiling.cpp the choices):
 //  * AI vector cores take contiguous ranges of items, an item being one (plane, band of
-//    tiles, segment of tiles); global extent makes a plane one row and one tile, so an
-//    item is a whole (n, c) plane.
+//    tiles, segment of tiles); global extent makes a plane one row and one tile, and an
+//    item a batch of whole (n, c) planes, one UB row each (ComputeRows).
 //  * RESIDENT mode: an item's block fits a queue buffer. It is copied in once
 //    (DataCopyPad, one 32-byte-aligned UB row per view row, zero right padding),
 //    converted to fp32, reduced per tile, scaled by s_t = sigmoid(mean), written back.

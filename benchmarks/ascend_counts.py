@@ -4,9 +4,12 @@ No NPU timing exists for these kernels, so this is their measure: the kernels co
 with g++ against tests/emu/ascend/kernel_operator.h, run over all 48 vector cores of an
 Atlas A2 tiling (cores one after another), counting vector instructions, DMA transfers
 (DataCopyPad) and scalar waits (WaitFlag) at the WRN-16-8 (CIFAR, batch 128) and ResNet-50
-(ImageNet, batch 8) stage shapes, global extent, float16.
+(ImageNet, batch 8) stage shapes, global extent, float16 unless --dtype says otherwise.
 
-    python benchmarks/ascend_counts.py [--ops ge_fwd,ge_bwd,ex_fwd,ex_bwd]
+    python benchmarks/ascend_counts.py [--ops ge_fwd,ge_bwd,ex_fwd,ex_bwd] [--dtype float32]
+    # an older version of the kernels, e.g. for a before/after table:
+    git archive <commit> csrc/ascend | tar -x -C /tmp/old
+    python benchmarks/ascend_counts.py --ascend-dir /tmp/old/csrc/ascend
 """
 from __future__ import annotations
 
@@ -33,11 +36,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ops", default="ge_fwd,ge_bwd")
     ap.add_argument("--extent", type=int, default=0)
+    ap.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    ap.add_argument("--ascend-dir", type=Path, default=ROOT / "csrc" / "ascend", help="kernels and tiling to count")
+    ap.add_argument("--shapes", default="", help="comma-separated substrings of the shape names to keep")
     args = ap.parse_args()
-    run = build_emu(Path(tempfile.mkdtemp()))
+    run = build_emu(Path(tempfile.mkdtemp()), args.ascend_dir)
+    dtype = getattr(torch, args.dtype)
     print(f"| shape | op | vector / KiB | DMA / KiB | waits / KiB |\n| --- | --- | ---: | ---: | ---: |")
     for name, shape in SHAPES.items():
-        x = torch.randn(shape, dtype=torch.float16)
+        if args.shapes and not any(k in name for k in args.shapes.split(",")):
+            continue
+        x = torch.randn(shape, dtype=dtype)
         kib = x.numel() * x.element_size() / 1024
         for op in args.ops.split(","):
             from genet_ops import _layout as L

@@ -117,7 +117,7 @@ GENET_FN int64_t genet_ub_bytes(const GenetTiling& t, int op) {
   const int64_t T = t.dtype_bytes;
   const int64_t streams = genet_inputs(op, t.has_residual) + 1;  // + the output
   int64_t bytes = streams * GENET_BUFFER_NUM * t.buf_elems * T;   // TQue VECIN / VECOUT
-  bytes += 2 * t.buf_elems * 4;                                   // two fp32 work buffers
+  if (T != 4) bytes += 2 * t.buf_elems * 4;                       // two fp32 work buffers (fp32 uses its inputs')
   bytes += genet_row_buffers(op) * t.row_elems * 4;               // fp32 row buffers
   bytes += GENET_TILE_ARRAYS * t.tile_elems * 4;                  // fp32 tile arrays
   if (op == GENET_OP_EX_FWD || op == GENET_OP_EX_BWD)

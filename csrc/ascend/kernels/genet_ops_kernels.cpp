@@ -66,6 +66,7 @@ class GenetKernel {
  public:
   static constexpr bool kExcite = OP == GENET_OP_EX_FWD || OP == GENET_OP_EX_BWD;
   static constexpr bool kForward = OP == GENET_OP_GE_FWD || OP == GENET_OP_EX_FWD;
+  static constexpr bool kFloat = IsSameType<T, float>::value;
 
   __aicore__ inline GenetKernel() {}
 
@@ -85,8 +86,12 @@ class GenetKernel {
     pipe_.InitBuffer(qX_, GENET_BUFFER_NUM, block);
     if (hasAux_) pipe_.InitBuffer(qAux_, GENET_BUFFER_NUM, block);
     pipe_.InitBuffer(qOut_, GENET_BUFFER_NUM, block);
-    pipe_.InitBuffer(workA_, static_cast<uint32_t>(t.buf_elems * sizeof(float)));
-    pipe_.InitBuffer(workB_, static_cast<uint32_t>(t.buf_elems * sizeof(float)));
+    if constexpr (!kFloat) {  // fp32 computes in its input queue buffers (LoadToFloat)
+      pipe_.InitBuffer(workA_, static_cast<uint32_t>(t.buf_elems * sizeof(float)));
+      pipe_.InitBuffer(workB_, static_cast<uint32_t>(t.buf_elems * sizeof(float)));
+      wA_ = workA_.Get<float>();
+      wB_ = workB_.Get<float>();
+    }
     if (t.row_elems > 0)
       pipe_.InitBuffer(rowBuf_, static_cast<uint32_t>(genet_row_buffers(OP) * t.row_elems * sizeof(float)));
     pipe_.InitBuffer(tileBuf_, static_cast<uint32_t>(GENET_TILE_ARRAYS * t.tile_elems * sizeof(float)));
@@ -102,8 +107,6 @@ class GenetKernel {
       rowSum_ = batch[8 * genet_round_up(t.plane_batch, 8)];
     }
 
-    wA_ = workA_.Get<float>();
-    wB_ = workB_.Get<float>();
     LocalTensor<float> tiles = tileBuf_.Get<float>();
     tMean_ = tiles[0];
     tSig_ = tiles[t.tile_elems];
@@ -139,6 +142,7 @@ class GenetKernel {
         const GenetBlock b = genet_block(t_, i);
         if (i + 1 < end) LoadBlock(genet_block(t_, i + 1));  // prefetch: overlaps this compute
         ComputeBlock(b);
+        Release();
         StoreBlock(b);
       }
     } else {
@@ -247,12 +251,25 @@ class GenetKernel {
     PipeBarrier<PIPE_V>();
   }
 
-  __aicore__ inline void LoadToFloat(TQue<QuePosition::VECIN, 2>& q, const LocalTensor<float>& w,
-                                     int32_t n) {
+  // The next input of q as fp32 in w (wA_ or wB_): half / bfloat16 are cast into the work
+  // buffer; fp32 is used where it landed (w becomes that queue buffer, no copy), held until
+  // Release() at the end of the item or chunk.
+  __aicore__ inline void LoadToFloat(TQue<QuePosition::VECIN, 2>& q, LocalTensor<float>& w, int32_t n) {
     LocalTensor<T> l = q.template DeQue<T>();
-    ToFloat(w, l, n);
-    q.FreeTensor(l);
-    PipeBarrier<PIPE_V>();
+    if constexpr (kFloat) {
+      w = l;
+      heldQ_[held_] = &q;
+      heldT_[held_++] = l;
+    } else {
+      ToFloat(w, l, n);
+      q.FreeTensor(l);
+      PipeBarrier<PIPE_V>();
+    }
+  }
+
+  __aicore__ inline void Release() {
+    for (int32_t i = 0; i < held_; ++i) heldQ_[i]->FreeTensor(heldT_[i]);
+    held_ = 0;
   }
 
   __aicore__ inline void EmitOut(const LocalTensor<float>& w, int32_t n) {
@@ -589,6 +606,7 @@ class GenetKernel {
       const GenetChunk k = genet_chunk(t_, b, c);
       if (c + 1 < chunks) LoadChunk(genet_chunk(t_, b, c + 1), phase);  // prefetch
       ComputeChunk(k, phase, s, coef);
+      Release();
       if (phase == kApply) StoreRect(k.gm_offset, k.rows, k.cols);
     }
   }
@@ -632,6 +650,9 @@ class GenetKernel {
   LocalTensor<float> tMean_, tSig_, tTmp_, tOne_, tAux_;
   LocalTensor<float> redWork_, redDst_, accA_, accB_;
   LocalTensor<float> bcast_, rowSum_;  // plane batches: per-row broadcast blocks, row sums
+  TQue<QuePosition::VECIN, 2>* heldQ_[2] = {nullptr, nullptr};  // fp32: input buffers in use as wA_ / wB_
+  LocalTensor<float> heldT_[2];
+  int32_t held_ = 0;
   GenetTiling t_;
   bool hasAux_ = false;
 };

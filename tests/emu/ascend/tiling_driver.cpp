@@ -66,7 +66,7 @@ static void check(const TilingRequest& rq, const GenetTiling& t) {
   {  // independent tally of the kernel's InitBuffer calls (genet_ops_kernels.cpp, Init)
     const int64_t q = 2 * t.buf_elems * T;  // one double-buffered TQue of blocks
     const int64_t tiles = 5 * t.tile_elems * 4, gq = 2 * t.tile_elems * T, red = (t.red_elems + 32) * 4;
-    const int64_t work = 2 * t.buf_elems * 4, row = t.row_elems * 4;
+    const int64_t work = T == 4 ? 0 : 2 * t.buf_elems * 4, row = t.row_elems * 4;  // fp32: none
     int64_t want = 0;
     if (op == 0) want = q * (2 + t.has_residual) + work + 2 * row + tiles + red;          // x[,res] -> y
     if (op == 1) want = q * 3 + work + 4 * row + tiles + red;                             // dy, x -> dx

@@ -17,6 +17,7 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -486,6 +487,53 @@ def test_build_guard_torch_npu(monkeypatch, tmp_path):
     assert "torch_npu" in reason or "cmake" in reason, reason
 
 
+def _fake_cann(monkeypatch, tmp_path, libs):
+    """A CANN home and a torch_npu package in tmp_path, holding lib<name>.so for `libs`."""
+    import sys
+    import types
+
+    home, npu = tmp_path / "cann", tmp_path / "site" / "torch_npu"
+    (home / "lib64").mkdir(parents=True)
+    (npu / "lib").mkdir(parents=True)
+    (npu / "__init__.py").write_text("")
+    for name in libs:
+        folder = npu / "lib" if name == "torch_npu" else home / "lib64"
+        (folder / f"lib{name}.so").write_text("")
+    fake = types.ModuleType("torch_npu")
+    fake.__file__ = str(npu / "__init__.py")
+    monkeypatch.setitem(sys.modules, "torch_npu", fake)
+    monkeypatch.setenv("ASCEND_HOME_PATH", str(home))
+    monkeypatch.setenv("SOC_VERSION", "Ascend910B3")
+    return home, npu
+
+
+def test_build_links_what_the_tiling_archive_needs(monkeypatch, tmp_path):
+    """With CANN and torch_npu found, the Ascend part is its own module, genet_ops._C_ascend,
+    linked with the tiling archive's dependencies (register, exe_graph, c_sec), with
+    torch_npu's lib and CANN's lib64 on the rpath; a missing library stops the build before
+    the kernels are compiled, naming it."""
+    build = _load_build_py()
+    monkeypatch.setattr(build, "why_not", lambda: None)
+    home, npu = _fake_cann(monkeypatch, tmp_path, [l for l in build.LINK_LIBS if l != "exe_graph"])
+    with pytest.raises(SystemExit, match="not found: exe_graph"):
+        build.configure(str(ROOT), lambda msg: None)
+
+    (home / "lib64" / "libexe_graph.so").write_text("")
+    kernels = tmp_path / "kernels"
+    kernels.mkdir()
+    (kernels / f"lib{build.KERNEL_LIB}.so").write_text("")
+    monkeypatch.setattr(build, "build_kernels", lambda root, log: (str(kernels), str(kernels)))
+    pkg = tmp_path / "root" / "genet_ops"
+    pkg.mkdir(parents=True)
+    kw = build.configure(str(tmp_path / "root"), lambda msg: None)
+    assert kw["name"] == "genet_ops._C_ascend"
+    assert {"register", "exe_graph", "c_sec", "tiling_api", "platform", "torch_npu", "ascendcl"} <= set(kw["libraries"])
+    assert f"-Wl,-rpath,{npu / 'lib'}" in kw["extra_link_args"] and "-Wl,-rpath,$ORIGIN" in kw["extra_link_args"]
+    assert "-DGENET_OPS_CHECKS_ONLY" in kw["extra_compile_args"]
+    assert not any("cpu" in src or "cuda" in src for src in kw["sources"]), kw["sources"]
+    assert (pkg / f"lib{build.KERNEL_LIB}.so").exists()
+
+
 # ------------------------------------------------------------------ the NPU path
 def _npu_skip_reason() -> str | None:
     try:
@@ -555,6 +603,35 @@ def test_npu_opcheck_and_empty():
     torch.library.opcheck(torch.ops.genet_ops.excite.default, (x, g, 3))
     e = torch.randn(0, 3, 8, 8, device="npu")
     assert torch.ops.genet_ops.gather_excite(e, 0).shape == e.shape
+
+
+@requires_npu
+@pytest.mark.parametrize("acl_format", [3, 29])  # NC1HWC0, FRACTAL_NZ
+def test_npu_private_formats(acl_format):
+    """Operands in private NPU formats give the reference's result, outputs in ND."""
+    import torch_npu
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 32, 8, 8, device="npu", dtype=torch.float16)
+    g = torch.randn(2, 32, 4, 4, device="npu", dtype=torch.float16)
+    xp, gp = torch_npu.npu_format_cast(x.clone(), acl_format), torch_npu.npu_format_cast(g.clone(), acl_format)
+    for got, want in ((torch.ops.genet_ops.gather_excite(xp, 0, xp), reference.gather_excite(x, 0, x)),
+                      (torch.ops.genet_ops.excite(xp, gp, 2), reference.excite(x, g, 2))):
+        assert torch_npu.get_npu_format(got) in (0, 2)  # NCHW / ND
+        torch.testing.assert_close(got.float().cpu(), want.float().cpu(), atol=2e-3, rtol=2e-3)
+
+
+@requires_npu
+def test_npu_failed_launch_raises():
+    """A launch that returns an ACL error (injected: GENET_OPS_ASCEND_FAIL_LAUNCH=1) raises,
+    naming the op, instead of leaving the output unwritten."""
+    code = ("import torch, torch_npu, genet_ops\n"
+            "x = torch.randn(2, 3, 8, 8, device='npu')\n"
+            "y = torch.ops.genet_ops.gather_excite(x, 0)\n"
+            "torch.npu.synchronize()\n")
+    env = dict(os.environ, GENET_OPS_ASCEND_FAIL_LAUNCH="1", ASCEND_LAUNCH_BLOCKING="1")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode != 0 and "genet_gather_excite" in proc.stderr, proc.stderr[-3000:]
 
 
 def test_npu_path_status_is_reported():

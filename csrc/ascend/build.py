@@ -102,32 +102,33 @@ def configure(root, log):
 
     home = _cann_home()
     npu_dir = os.path.dirname(os.path.realpath(torch_npu.__file__))
+    arch = f"{os.uname().machine}-linux"
+    # CANN's and torch_npu's libraries, checked before the (slow) kernel build.
+    system_dirs = [d for d in (os.path.join(npu_dir, "lib"), os.path.join(home, "lib64"),
+                               os.path.join(home, arch, "lib64")) if os.path.isdir(d)]
+    missing = missing_libs(LINK_LIBS, system_dirs)
+    if missing:
+        raise SystemExit(f"genet_ops setup: CANN / torch_npu libraries not found: {', '.join(missing)} "
+                         f"(searched {', '.join(system_dirs) or 'nothing: no lib folder exists'})")
     lib_dir, header_dir = build_kernels(root, log)
     pkg_dir = os.path.join(root, "genet_ops")  # next to _C_ascend*.so, found through $ORIGIN
     shutil.copy2(os.path.join(lib_dir, f"lib{KERNEL_LIB}.so"), pkg_dir)
     log(f"Ascend kernels on: SOC_VERSION={os.environ['SOC_VERSION']}, CANN={home}, torch_npu={npu_dir}")
 
-    arch = f"{os.uname().machine}-linux"
     include_dirs = [os.path.join(root, "csrc"), os.path.join(root, "csrc", "ascend"), header_dir,
                     os.path.join(npu_dir, "include"), os.path.join(npu_dir, "include", "third_party", "acl", "inc"),
                     os.path.join(home, "include"), os.path.join(home, arch, "include")]
-    library_dirs = [d for d in (pkg_dir, lib_dir, os.path.join(npu_dir, "lib"), os.path.join(home, "lib64"),
-                                os.path.join(home, arch, "lib64")) if os.path.isdir(d)]
-    missing = missing_libs(LINK_LIBS, library_dirs)
-    if missing:
-        raise SystemExit(f"genet_ops setup: CANN / torch_npu libraries not found: {', '.join(missing)} "
-                         f"(searched {', '.join(library_dirs)})")
     return {
         "name": "genet_ops._C_ascend",
         "sources": list(SOURCES),
         "include_dirs": [d for d in include_dirs if os.path.isdir(d)],
-        "library_dirs": library_dirs,
+        "library_dirs": [pkg_dir, lib_dir] + system_dirs,
         "libraries": [KERNEL_LIB, *LINK_LIBS],
         # GENET_OPS_CHECKS_ONLY: csrc/genet_ops.cpp without the schemas (they are _C's).
         "extra_compile_args": ["-O2", "-DGENET_OPS_CHECKS_ONLY"],
-        # torch_npu's lib (libtorch_npu.so) and CANN's lib64 on the rpath, so the import needs
-        # no LD_LIBRARY_PATH beyond what set_env.sh sets; $ORIGIN finds the kernel library.
-        "extra_link_args": ["-Wl,-rpath,$ORIGIN"] + [f"-Wl,-rpath,{d}" for d in library_dirs[1:]],
+        # $ORIGIN finds the kernel library; torch_npu's lib (libtorch_npu.so) and CANN's lib64
+        # on the rpath, so the import needs no LD_LIBRARY_PATH beyond what set_env.sh sets.
+        "extra_link_args": ["-Wl,-rpath,$ORIGIN", f"-Wl,-rpath,{lib_dir}"] + [f"-Wl,-rpath,{d}" for d in system_dirs],
     }
 
 

@@ -149,8 +149,12 @@ void* ptr(const at::Tensor& t) { return t.defined() ? const_cast<void*>(t.data_p
 // the next synchronisation, like every NPU kernel error.
 void enqueue(const char* name, std::vector<at::Tensor> keep, std::function<uint32_t(aclrtStream)> launch) {
   aclrtStream stream = c10_npu::getCurrentNPUStream().stream(false);
-  auto call = [stream, keep = std::move(keep), launch = std::move(launch)]() -> int {
-    return static_cast<int>(launch(stream));
+  // GENET_OPS_ASCEND_FAIL_LAUNCH=1 (testing only): report an ACL error (ACL_ERROR_INVALID_PARAM)
+  // instead of launching, so the NPU tests can check that a failed launch raises.
+  const char* inject = std::getenv("GENET_OPS_ASCEND_FAIL_LAUNCH");
+  const bool fail = inject != nullptr && inject[0] == '1';
+  auto call = [stream, fail, keep = std::move(keep), launch = std::move(launch)]() -> int {
+    return fail ? 100000 : static_cast<int>(launch(stream));
   };
   at_npu::native::OpCommand::RunOpApi(name, call);
 }

@@ -136,6 +136,7 @@ void make_nd(at::Tensor& t) {
 OpCall prepared(OpCall c) {
   make_nd(c.out);
   make_nd(c.dg);
+  if (c.empty() && c.dg.defined()) c.dg.zero_();  // as prepare_* left it: no tile, no gradient
   return c;
 }
 

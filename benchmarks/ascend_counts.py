@@ -52,7 +52,7 @@ def main():
             from genet_ops import _layout as L
             aux = torch.randn_like(x) if op in ("ge_bwd", "ex_bwd") else None
             g = torch.randn(L.g_shape(shape, args.extent), dtype=x.dtype) if op.startswith("ex") else None
-            _, _, _, (vec, dma, waits) = run(op, x, args.extent, aux=aux, g=g, cores=48, seed=0)
+            _, _, _, (vec, dma, waits, _) = run(op, x, args.extent, aux=aux, g=g, cores=48, seed=0)
             print(f"| {name} {'x'.join(map(str, shape))} | {op} | {vec / kib:.2f} | {dma / kib:.2f} | {waits / kib:.2f} |",
                   flush=True)
 

@@ -14,7 +14,7 @@ using namespace genet_ops::ascend;
 
 // Runs one kernel on every core the tiling uses (seed 0: cores one after another in order;
 // else interleaved in a seeded random order). counts (may be null) receives the vector
-// instructions, DMA transfers and scalar waits issued. Returns 0, or 1 with the error in msg.
+// instructions, DMA transfers and scalar waits issued and the switches between cores. Returns 0, or 1 with the error in msg.
 extern "C" int genet_emu_run(int op, int dtype, int64_t N, int64_t C, int64_t H, int64_t W, int64_t extent,
                              int has_res, uint8_t* x, uint8_t* aux, uint8_t* g, uint8_t* out, uint8_t* dg,
                              int64_t g_elems, int64_t cores, int64_t ub, uint64_t seed, int64_t* counts,
@@ -44,6 +44,7 @@ extern "C" int genet_emu_run(int op, int dtype, int64_t N, int64_t C, int64_t H,
       counts[0] = genet_emu::counts().vector;
       counts[1] = genet_emu::counts().dma;
       counts[2] = genet_emu::counts().waits;
+      counts[3] = genet_emu::counts().switches;
     }
     std::snprintf(msg, msglen, "%s", describe(t).c_str());
     return 0;

@@ -101,7 +101,7 @@ inline Core& core() {
 inline int64_t& block_num() { static int64_t v = 1; return v; }
 
 // What the kernel issued (all cores together).
-struct Counts { int64_t vector = 0, dma = 0, waits = 0; };
+struct Counts { int64_t vector = 0, dma = 0, waits = 0, switches = 0; };  // switches: hand-overs between cores mid-kernel
 inline Counts& counts() { static Counts c; return c; }
 
 // ---- cores: one thread each, one running at a time, switching at Ascend C calls.
@@ -131,6 +131,7 @@ inline void yield() {
   if (s->aborted) throw Aborted{};
   if (!s->interleave || s->rng() % 4 != 0) return;
   s->turn = s->pick();
+  if (s->turn != me.idx) counts().switches++;
   s->cv.notify_all();
   s->cv.wait(lk, [&] { return s->turn == me.idx || s->aborted; });
   if (s->aborted) throw Aborted{};

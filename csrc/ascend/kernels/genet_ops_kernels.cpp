@@ -244,10 +244,41 @@ class GenetKernel {
     for (int64_t c = c0; c < c1; ++c) row.SetValue(c, v);
   }
 
-  // w[r * pitch + c] *= srow[c] for every row (fp32, in place).
-  __aicore__ inline void ScaleRows(const LocalTensor<float>& dst, const LocalTensor<float>& w, int64_t rows,
-                                   int32_t pitch) {
-    for (int64_t r = 0; r < rows; ++r) Mul(dst[r * pitch], w[r * pitch], srow_, pitch);
+  // dst row r = src row r (* or +) row[0, pitch) for every row (fp32): the band's column
+  // broadcasts. One repeat-form instruction per 64-lane strip and 255 rows (row repeat
+  // stride 0); rows too wide for a repeat stride take one instruction each.
+  template <bool kMul>
+  __aicore__ inline void EachRow(const LocalTensor<float>& dst, const LocalTensor<float>& src,
+                                 const LocalTensor<float>& row, int64_t rows, int32_t pitch) {
+    if (pitch <= GENET_MAX_REP_STRIDE * 8) {
+      RepeatRows<kMul>(dst, src, row, rows, pitch, 1, 0);
+      return;
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      if constexpr (kMul) Mul(dst[r * pitch], src[r * pitch], row, pitch);
+      else Add(dst[r * pitch], src[r * pitch], row, pitch);
+    }
+    PipeBarrier<PIPE_V>();
+  }
+
+  // dst row r = src row r (* or +) src1's row for r, rows `pitch` fp32 apart (pitch <= 2 040):
+  // src1's row r starts s1Rep blocks after row r - 1 and its lanes lie s1Blk blocks apart.
+  template <bool kMul>
+  __aicore__ inline void RepeatRows(const LocalTensor<float>& dst, const LocalTensor<float>& src,
+                                    const LocalTensor<float>& src1, int64_t rows, int32_t pitch, uint8_t s1Blk,
+                                    uint8_t s1Rep) {
+    const uint8_t rep = static_cast<uint8_t>(pitch / 8);
+    const BinaryRepeatParams p(1, 1, s1Blk, rep, rep, s1Rep);
+    for (int64_t r0 = 0; r0 < rows; r0 += GENET_MAX_REPEAT) {
+      const uint8_t n = static_cast<uint8_t>(genet_min(GENET_MAX_REPEAT, rows - r0));
+      for (int32_t k = 0; k * GENET_LANES < pitch; ++k) {
+        const int32_t lanes = pitch - k * GENET_LANES < GENET_LANES ? pitch - k * GENET_LANES : GENET_LANES;
+        const int64_t at = r0 * pitch + k * GENET_LANES;
+        const LocalTensor<float> b = src1[r0 * s1Rep * 8 + k * GENET_LANES * s1Blk];
+        if constexpr (kMul) Mul(dst[at], src[at], b, lanes, n, p);
+        else Add(dst[at], src[at], b, lanes, n, p);
+      }
+    }
     PipeBarrier<PIPE_V>();
   }
 
@@ -333,7 +364,7 @@ class GenetKernel {
         FillRange(srow_, c0, c1, tSig_.GetValue(k));
       }
       ScalarToVector();
-      ScaleRows(wA_, wA_, b.rows, pitch);
+      EachRow<true>(wA_, wA_, srow_, b.rows, pitch);
     }
     PipeBarrier<PIPE_V>();
     EmitWithResidual(n);
@@ -364,14 +395,7 @@ class GenetKernel {
                                   const LocalTensor<float>& v, int32_t rows, int32_t pitch) {
     Brcb(bcast_, v, static_cast<uint8_t>(genet_ceil_div(rows, 8)), BrcbRepeatParams(1, 8));
     PipeBarrier<PIPE_V>();
-    const uint8_t rep = static_cast<uint8_t>(pitch / 8);
-    const BinaryRepeatParams p(1, 1, 0, rep, rep, 1);  // src1: row r's broadcast block
-    for (int32_t k = 0; k * GENET_LANES < pitch; ++k) {
-      const int32_t lanes = pitch - k * GENET_LANES < GENET_LANES ? pitch - k * GENET_LANES : GENET_LANES;
-      if constexpr (kMul) Mul(dst[k * GENET_LANES], src[k * GENET_LANES], bcast_, lanes, static_cast<uint8_t>(rows), p);
-      else Add(dst[k * GENET_LANES], src[k * GENET_LANES], bcast_, lanes, static_cast<uint8_t>(rows), p);
-    }
-    PipeBarrier<PIPE_V>();
+    RepeatRows<kMul>(dst, src, bcast_, rows, pitch, 0, 1);  // src1: row r's broadcast block
   }
 
   __aicore__ inline void ComputeRows(const GenetBlock& b) {
@@ -513,9 +537,8 @@ class GenetKernel {
           FillRange(crow_, c0, c1, s * (1.0f - s) * tAux_.GetValue(k));
         }
         ScalarToVector();
-        ScaleRows(wA_, wB_, b.rows, pitch);  // wA = dy * s
-        for (int64_t r = 0; r < b.rows; ++r) Add(wA_[r * pitch], wA_[r * pitch], crow_, pitch);
-        PipeBarrier<PIPE_V>();
+        EachRow<true>(wA_, wB_, srow_, b.rows, pitch);  // wA = dy * s
+        EachRow<false>(wA_, wA_, crow_, b.rows, pitch);
         EmitOut(wA_, n);
       }
     }
@@ -548,7 +571,7 @@ class GenetKernel {
           FillRange(srow_, c0, c1, s);
         }
         ScalarToVector();
-        ScaleRows(wB_, wB_, b.rows, pitch);
+        EachRow<true>(wB_, wB_, srow_, b.rows, pitch);
       }
       PipeBarrier<PIPE_V>();
       EmitOut(wB_, n);

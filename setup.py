@@ -1,6 +1,7 @@
 """Builds genet_ops._C: the C++ CPU kernels always, the CUDA kernels when nvcc and a
-CUDA build of torch are both present (GENET_OPS_CUDA=0 turns them off, =1 insists),
-and the Ascend kernels where CANN and torch_npu are found (csrc/ascend/README.md).
+CUDA build of torch are both present (GENET_OPS_CUDA=0 turns them off, =1 insists);
+and genet_ops._C_ascend, the Ascend kernels, where CANN and torch_npu are found
+(csrc/ascend/README.md).
 
     python setup.py build_ext --inplace      # or: pip install --no-build-isolation -e .
 """
@@ -70,20 +71,21 @@ def _cuda_wanted():
     return True
 
 
-def _ascend_extension(sources, cxx_flags, kwargs):
-    """Ascend C kernels (csrc/ascend/build.py): built and added to genet_ops._C only where
-    CANN, SOC_VERSION and torch_npu are found; otherwise one line says why, nothing changes."""
+def _ascend_extension(cpp_extension):
+    """genet_ops._C_ascend (csrc/ascend/build.py): the Ascend C kernels and their PrivateUse1
+    registration, a module of its own built only where CANN, SOC_VERSION and torch_npu are
+    found; otherwise one line says why and the list is empty."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("genet_ascend_build", os.path.join(ROOT, "csrc", "ascend", "build.py"))
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
-    extra = build.configure(ROOT, _log)
-    if extra:
-        sources += extra["sources"]
-        cxx_flags += extra["extra_compile_args"]
-        for key in ("include_dirs", "library_dirs", "libraries", "extra_link_args"):
-            kwargs[key] = kwargs.get(key, []) + extra[key]
+    kw = build.configure(ROOT, _log)
+    if not kw:
+        return []
+    flags = kw.pop("extra_compile_args")
+    return [cpp_extension.CppExtension(kw.pop("name"), kw.pop("sources"), extra_compile_args={"cxx": flags},
+                                       py_limited_api=False, **kw)]
 
 
 def _extensions():
@@ -98,9 +100,9 @@ def _extensions():
         extra_link_args=["-fopenmp"],
         py_limited_api=False,
     )
-    _ascend_extension(sources, cxx_flags, kwargs)
+    ascend = _ascend_extension(cpp_extension)
     if not with_cuda:
-        return [cpp_extension.CppExtension("genet_ops._C", sources, extra_compile_args={"cxx": cxx_flags}, **kwargs)], cpp_extension
+        return [cpp_extension.CppExtension("genet_ops._C", sources, extra_compile_args={"cxx": cxx_flags}, **kwargs)] + ascend, cpp_extension
     sources += rel("csrc/cuda/*.cu") + rel("csrc/cuda/*.cpp")
     kwargs["include_dirs"] += _pip_cuda_includes()
     # No --use_fast_math: the kernels' only transcendental is one sigmoid per tile, and a
@@ -113,7 +115,7 @@ def _extensions():
             extra_compile_args={"cxx": cxx_flags + ["-DGENET_OPS_WITH_CUDA"], "nvcc": nvcc_flags + ["-DGENET_OPS_WITH_CUDA"]},
             **kwargs,
         )
-    ], cpp_extension
+    ] + ascend, cpp_extension
 
 
 ext_modules, cpp_extension = _extensions()

@@ -132,6 +132,9 @@ OpCall prepare_excite_backward(const at::Tensor& grad_out, const at::Tensor& x, 
 
 }  // namespace genet_ops
 
+// genet_ops._C_ascend compiles this file for the shared checks only (GENET_OPS_CHECKS_ONLY):
+// the schemas and the module entry belong to genet_ops._C.
+#ifndef GENET_OPS_CHECKS_ONLY
 TORCH_LIBRARY(genet_ops, m) {
   m.def("gather_excite(Tensor x, int extent, Tensor? residual=None) -> Tensor");
   m.def("gather_excite_backward(Tensor grad_out, Tensor x, int extent) -> Tensor");
@@ -144,3 +147,4 @@ extern "C" PyObject* PyInit__C(void) {
   static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
   return PyModule_Create(&module);
 }
+#endif  // GENET_OPS_CHECKS_ONLY

@@ -35,6 +35,8 @@ def backend_info() -> dict:
     return {
         "extension_loaded": _extension.loaded,
         "extension_error": _extension.error,
+        "ascend_loaded": _extension.ascend_loaded,  # genet_ops._C_ascend (NPU kernels)
+        "ascend_error": _extension.ascend_error,
         "backend": get_backend(),
         "triton": backend.triton_available(),
         "triton_error": backend.triton_error(),

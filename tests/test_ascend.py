@@ -17,6 +17,8 @@ import os
 import random
 import shutil
 import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -27,192 +29,13 @@ from genet_ops import reference
 
 ROOT = Path(__file__).resolve().parents[1]
 ASCEND = ROOT / "csrc" / "ascend"
+EMU = ROOT / "tests" / "emu" / "ascend"  # the CPU model, stub headers and the C++ drivers
 
 OPS = {"ge_fwd": 0, "ge_bwd": 1, "ex_fwd": 2, "ex_bwd": 3}
 KB = 1024
 UB_A2 = 192 * KB  # Atlas A2 (Ascend910B*) Unified Buffer per vector core
 
 # --------------------------------------------------------------------------- driver
-DRIVER = r"""
-#include <cstdio>
-#include <cstring>
-#include <iostream>
-#include <sstream>
-#include <stdexcept>
-#include <string>
-#include <vector>
-
-#include "tiling.h"
-
-using namespace genet_ops::ascend;
-
-static std::string fail;
-#define CHECK(cond, msg)                                                        \
-  do {                                                                          \
-    if (!(cond) && fail.empty()) {                                              \
-      std::ostringstream os_;                                                   \
-      os_ << msg;                                                               \
-      fail = os_.str();                                                         \
-    }                                                                           \
-  } while (0)
-
-static bool aligned(int64_t elems, int64_t bytes) { return (elems * bytes) % 32 == 0; }
-
-// Replays the kernels' traversal for one request and checks every invariant.
-static void check(const TilingRequest& rq, const GenetTiling& t) {
-  const int op = rq.op;
-  const int64_t T = rq.dtype_bytes;
-  const int64_t N = rq.N, C = rq.C, H = rq.H, W = rq.W, e = rq.extent;
-  const bool global = e == 0 || e >= std::max(H, W);
-  const int64_t TH = global ? 1 : (H + e - 1) / e, TW = global ? 1 : (W + e - 1) / e;
-  const int64_t EH = global ? std::max<int64_t>(H, 1) : e, EW = global ? std::max<int64_t>(W, 1) : e;
-  const int64_t total = N * C * H * W;
-
-  if (total == 0) {
-    CHECK(t.items == 0 && t.used_cores == 0, "empty input must launch nothing");
-    return;
-  }
-  // ---- work split
-  CHECK(t.used_cores >= 1 && t.used_cores <= rq.core_num, "used_cores out of range");
-  CHECK(t.items == t.planes * t.th * t.nseg, "items != planes*th*nseg");
-  CHECK(t.nseg == (t.tw + t.seg_tiles - 1) / t.seg_tiles, "nseg");
-  CHECK(t.used_cores == std::min(t.items, rq.core_num), "cores idle while items wait");
-  std::vector<int> item_seen(t.items, 0);
-  int64_t prev_end = 0, smin = INT64_MAX, smax = 0;
-  for (int64_t core = 0; core < t.used_cores; ++core) {
-    int64_t b, en;
-    genet_core_range(t, core, b, en);
-    CHECK(b == prev_end, "core ranges not contiguous at core " << core);
-    CHECK(en > b, "core " << core << " gets no item");
-    prev_end = en;
-    smin = std::min(smin, en - b);
-    smax = std::max(smax, en - b);
-    for (int64_t i = b; i < en && i < t.items; ++i) item_seen[i]++;
-  }
-  CHECK(prev_end == t.items, "core ranges do not end at items");
-  CHECK(smax - smin <= 1, "unbalanced split " << smin << ".." << smax);
-  for (int64_t i = 0; i < t.items; ++i) CHECK(item_seen[i] == 1, "item " << i << " seen " << item_seen[i]);
-
-  // ---- buffers: alignment and the UB budget
-  const int64_t ub = genet_ub_bytes(t, op);
-  {  // independent tally of the kernel's InitBuffer calls (genet_ops_kernels.cpp, Init)
-    const int64_t q = 2 * t.buf_elems * T;  // one double-buffered TQue of blocks
-    const int64_t tiles = 5 * t.tile_elems * 4, gq = 2 * t.tile_elems * T, red = (t.red_elems + 32) * 4;
-    const int64_t work = 2 * t.buf_elems * 4, row = t.row_elems * 4;
-    int64_t want = 0;
-    if (op == 0) want = q * (2 + t.has_residual) + work + 2 * row + tiles + red;          // x[,res] -> y
-    if (op == 1) want = q * 3 + work + 4 * row + tiles + red;                             // dy, x -> dx
-    if (op == 2) want = q * (2 + t.has_residual) + work + 1 * row + tiles + gq + red;     // x[,res], g -> y
-    if (op == 3) want = q * 3 + work + 2 * row + tiles + 2 * gq + red;                    // dy, x, g -> dx, dg
-    CHECK(ub == want, "genet_ub_bytes " << ub << " != the kernel's buffers " << want);
-  }
-  CHECK(ub <= rq.ub_bytes - kUbReserveBytes, "UB " << ub << " > budget " << rq.ub_bytes - kUbReserveBytes);
-  CHECK(t.align * T == 32, "align");
-  CHECK(aligned(t.buf_elems, T) && aligned(t.buf_elems, 4), "buf_elems not 32B aligned");
-  CHECK(aligned(t.row_elems, 4), "row_elems not 32B aligned");
-  CHECK(aligned(t.tile_elems, T) && aligned(t.tile_elems, 4), "tile_elems not 32B aligned");
-  CHECK(aligned(t.red_elems, 4), "red_elems not 32B aligned");
-  CHECK(t.red_elems >= genet_red_elems(t.buf_elems), "ReduceSum work too small");
-  CHECK(t.seg_tiles <= t.tile_elems, "tile arrays too small");
-  CHECK(t.has_residual == ((rq.has_residual && (op == 0 || op == 2)) ? 1 : 0), "has_residual");
-  if (t.mode == GENET_MODE_STREAM) CHECK(t.seg_tiles == 1, "STREAM items are single tiles");
-
-  // ---- every element of x exactly once (per sweep), inside its tile; every tile once
-  std::vector<unsigned char> seen(total, 0);
-  std::vector<int64_t> tile_count(N * C * TH * TW, 0);
-  std::vector<unsigned char> tile_seen(N * C * TH * TW, 0);
-  auto visit = [&](const GenetBlock& b, int64_t r0, int64_t rows, int64_t c0, int64_t cols, int64_t gm) {
-    const int64_t pitch = genet_pitch(cols, t.align);
-    CHECK(rows >= 1 && cols >= 1, "empty block/chunk");
-    CHECK(rows * pitch <= t.buf_elems, "block " << rows << "x" << cols << " (pitch " << pitch
-                                                 << ") exceeds buf_elems " << t.buf_elems);
-    CHECK(aligned(pitch, T) && aligned(pitch, 4), "row pitch not 32B aligned");
-    CHECK(rows <= GENET_MAX_BLOCK_COUNT, "DataCopyPad blockCount " << rows);
-    CHECK(cols * T <= GENET_MAX_BLOCK_LEN, "DataCopyPad blockLen " << cols * T);
-    CHECK((t.cols - cols) * T < (int64_t(1) << 32), "DataCopyPad stride");
-    CHECK(pitch - cols < t.align, "right padding over 32 bytes");
-    CHECK(gm == b.gm_offset + r0 * t.cols + c0, "chunk gm_offset");
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t c = 0; c < cols; ++c) {
-        const int64_t idx = gm + r * t.cols + c;
-        if (idx < 0 || idx >= total) { CHECK(false, "index out of x"); return; }
-        seen[idx]++;
-        const int64_t plane = idx / (H * W), hw = idx % (H * W), h = hw / W, w = hw % W;
-        const int64_t ty = h / EH, tx = w / EW;
-        // the tile this element belongs to in the block (column within the block)
-        const int64_t k = (c0 + c) / t.ew;
-        CHECK(plane == b.plane && ty == b.ty && tx == b.tx0 + k,
-              "element " << idx << " in tile (" << ty << "," << tx << ") handled as (" << b.ty << ","
-                         << b.tx0 + k << ")");
-        tile_count[(plane * TH + ty) * TW + tx]++;
-      }
-    }
-  };
-  for (int64_t i = 0; i < t.items; ++i) {
-    const GenetBlock b = genet_block(t, i);
-    CHECK(b.ntiles >= 1 && b.ntiles <= t.seg_tiles, "ntiles");
-    CHECK(b.rows >= 1 && b.cols >= 1, "block empty");
-    CHECK(b.row0 + b.rows <= t.rows && b.col0 + b.cols <= t.cols, "block outside the view");
-    // tile columns partition the block columns
-    int64_t next = 0;
-    for (int64_t k = 0; k < b.ntiles; ++k) {
-      int64_t c0, c1;
-      genet_tile_cols(t, b, k, c0, c1);
-      CHECK(c0 == next && c1 > c0, "tile columns do not partition the block");
-      next = c1;
-      const int64_t g = b.g_offset + k;
-      CHECK(g == (b.plane * TH + b.ty) * TW + b.tx0 + k, "g_offset");
-      if (g >= 0 && g < (int64_t)tile_seen.size()) tile_seen[g]++;
-    }
-    CHECK(next == b.cols, "tile columns do not cover the block");
-    if (t.mode == GENET_MODE_RESIDENT) {
-      CHECK(b.rows <= t.crows && b.cols <= t.ccols, "block larger than crows x ccols");
-      if (b.ntiles > 1) CHECK(genet_pitch(b.cols, t.align) <= t.row_elems, "row buffers too small");
-      visit(b, 0, b.rows, 0, b.cols, b.gm_offset);
-    } else {
-      const int64_t n = genet_chunks(t, b);
-      for (int64_t c = 0; c < n; ++c) {
-        const GenetChunk k = genet_chunk(t, b, c);
-        CHECK(k.row0 + k.rows <= b.rows && k.col0 + k.cols <= b.cols, "chunk outside its block");
-        visit(b, k.row0, k.rows, k.col0, k.cols, k.gm_offset);
-      }
-    }
-    if (!fail.empty()) return;
-  }
-  for (int64_t i = 0; i < total; ++i) CHECK(seen[i] == 1, "element " << i << " seen " << int(seen[i]));
-  for (int64_t n = 0; n < N * C; ++n)
-    for (int64_t ty = 0; ty < TH; ++ty)
-      for (int64_t tx = 0; tx < TW; ++tx) {
-        const int64_t g = (n * TH + ty) * TW + tx;
-        const int64_t want = std::min(EH, H - ty * EH) * std::min(EW, W - tx * EW);  // |t| of DESIGN §2
-        CHECK(tile_seen[g] == 1, "tile " << g << " seen " << int(tile_seen[g]));
-        CHECK(tile_count[g] == want, "tile " << g << " has " << tile_count[g] << " pixels, |t| = " << want);
-      }
-}
-
-int main() {
-  // one request per line: N C H W extent op dtype_bytes residual cores ub_bytes
-  std::string line;
-  while (std::getline(std::cin, line)) {
-    if (line.empty()) continue;
-    std::istringstream in(line);
-    TilingRequest rq;
-    int res = 0;
-    in >> rq.N >> rq.C >> rq.H >> rq.W >> rq.extent >> rq.op >> rq.dtype_bytes >> res >> rq.core_num >> rq.ub_bytes;
-    rq.has_residual = res != 0;
-    fail.clear();
-    try {
-      const GenetTiling t = compute_tiling(rq);
-      check(rq, t);
-      if (fail.empty()) std::cout << "OK " << describe(t) << "\n";
-      else std::cout << "FAIL " << fail << " | " << describe(t) << "\n";
-    } catch (const std::exception& ex) {
-      std::cout << "THROW " << ex.what() << "\n";
-    }
-  }
-  return 0;
-}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -221,11 +44,9 @@ def tiling_driver(tmp_path_factory):
     if cxx is None:
         pytest.skip("no C++ compiler (g++/c++/clang++) on PATH to build the tiling test driver")
     out = tmp_path_factory.mktemp("ascend_tiling")
-    src = out / "driver.cpp"
-    src.write_text(DRIVER)
     exe = out / "driver"
     cmd = [cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(ASCEND),
-           str(src), str(ASCEND / "tiling.cpp"), "-o", str(exe)]
+           str(EMU / "tiling_driver.cpp"), str(ASCEND / "tiling.cpp"), "-o", str(exe)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"compiling the tiling driver failed:\n{' '.join(cmd)}\n{proc.stderr}"
 
@@ -328,86 +149,36 @@ def test_tiling_design_expectations(tiling_driver):
     assert _field(l, "mode") == "stream", l
 
 
-# ------------------------------------------- the kernels on a CPU stand-in of Ascend C
-# kernels/genet_ops_kernels.cpp compiled with g++ against csrc/ascend/emu/kernel_operator.h
-# (our functional model of the Ascend C calls the kernels make; NOT CANN, no timing, no
-# concurrency, cores run one after another). This checks the kernels' index arithmetic,
-# buffer use and math against genet_ops.reference; it cannot check the real compiler,
+# ------------------------------------------- the kernels on the CPU model of Ascend C
+# kernels/genet_ops_kernels.cpp compiled with g++ against tests/emu/ascend/kernel_operator.h
+# (our model of the Ascend C calls the kernels make; NOT CANN, no timing). It checks the
+# kernels' index arithmetic, buffer use, pipe synchronisation, dtypes and cross-core GM
+# access, and the math against genet_ops.reference; it cannot check the real compiler,
 # the real API or the hardware.
-HARNESS = r"""
-#include "kernels/genet_ops_kernels.cpp"
-#include "tiling.h"
-
-using namespace genet_ops::ascend;
-
-#define GENET_EMU_DISPATCH(NAME, ...)                                   \
-  do {                                                                  \
-    if (dtype == 0) genet_##NAME##_fp16(__VA_ARGS__);                  \
-    else if (dtype == 1) genet_##NAME##_bf16(__VA_ARGS__);             \
-    else genet_##NAME##_fp32(__VA_ARGS__);                             \
-  } while (0)
-
-extern "C" int genet_emu_run(int op, int dtype, int64_t N, int64_t C, int64_t H, int64_t W, int64_t extent,
-                             int has_res, uint8_t* x, uint8_t* aux, uint8_t* g, uint8_t* out, uint8_t* dg,
-                             int64_t g_elems, int64_t cores, int64_t ub, char* msg, int msglen) {
-  try {
-    TilingRequest rq;
-    rq.N = N; rq.C = C; rq.H = H; rq.W = W; rq.extent = extent; rq.op = op;
-    rq.dtype_bytes = dtype == 2 ? 4 : 2; rq.has_residual = has_res != 0; rq.core_num = cores; rq.ub_bytes = ub;
-    const GenetTiling t = compute_tiling(rq);
-    const int64_t bytes = N * C * H * W * rq.dtype_bytes, gbytes = g_elems * rq.dtype_bytes;
-    auto& regions = genet_emu::gm_regions();
-    regions.clear();
-    regions.push_back({x, bytes, "x"});
-    regions.push_back({out, bytes, "out"});
-    if (aux) regions.push_back({aux, bytes, "aux"});
-    if (g) regions.push_back({g, gbytes, "g"});
-    if (dg) regions.push_back({dg, gbytes, "dg"});
-    genet_emu::ub_capacity() = ub - kUbReserveBytes;  // the plan must respect its own budget
-    genet_emu::block_num() = t.used_cores;
-    for (int64_t core = 0; core < t.used_cores; ++core) {
-      genet_emu::block_idx() = core;
-      if (op == GENET_OP_GE_FWD) GENET_EMU_DISPATCH(ge_fwd, x, aux, out, t);
-      if (op == GENET_OP_GE_BWD) GENET_EMU_DISPATCH(ge_bwd, aux, x, out, t);
-      if (op == GENET_OP_EX_FWD) GENET_EMU_DISPATCH(ex_fwd, x, g, aux, out, t);
-      if (op == GENET_OP_EX_BWD) GENET_EMU_DISPATCH(ex_bwd, aux, x, g, out, dg, t);
-    }
-    std::snprintf(msg, msglen, "%s", describe(t).c_str());
-    return 0;
-  } catch (const std::exception& e) {
-    std::snprintf(msg, msglen, "%s", e.what());
-    return 1;
-  }
-}
-"""
-
-
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory):
+def build_emu(out: Path, ascend_dir: Path = ASCEND):
+    """Compiles the kernels in ascend_dir against the CPU model; returns run(op, x, extent, ...)
+    -> (out, dg or None, tiling description, (vector instructions, DMA transfers, waits, core switches))."""
     import ctypes
 
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if cxx is None:
-        pytest.skip("no C++ compiler on PATH to build the Ascend C stand-in")
-    out = tmp_path_factory.mktemp("ascend_emu")
-    (out / "harness.cpp").write_text(HARNESS)
+        pytest.skip("no C++ compiler on PATH to build the Ascend C model")
     lib = out / "libgenet_emu.so"
-    cmd = [cxx, "-std=c++17", "-O1", "-g", "-shared", "-fPIC", "-Wall", "-Wno-unused-function",
-           "-I", str(ASCEND / "emu"), "-I", str(ASCEND), str(out / "harness.cpp"), str(ASCEND / "tiling.cpp"),
+    cmd = [cxx, "-std=c++17", "-O1", "-g", "-shared", "-fPIC", "-pthread", "-Wall", "-Wno-unused-function",
+           "-I", str(EMU), "-I", str(ascend_dir), str(EMU / "kernel_harness.cpp"), str(ascend_dir / "tiling.cpp"),
            "-o", str(lib)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 and "_Float16" in proc.stderr:
-        pytest.skip(f"{cxx} lacks _Float16, which the stand-in uses for half")
-    assert proc.returncode == 0, f"compiling the kernels against the stand-in failed:\n{proc.stderr}"
-    dll = ctypes.CDLL(str(lib))
-    f = dll.genet_emu_run
+        pytest.skip(f"{cxx} lacks _Float16, which the model uses for half")
+    assert proc.returncode == 0, f"compiling the kernels against the model failed:\n{proc.stderr[-6000:]}"
+    f = ctypes.CDLL(str(lib)).genet_emu_run
     i64, vp = ctypes.c_int64, ctypes.c_void_p
     f.argtypes = [ctypes.c_int, ctypes.c_int, i64, i64, i64, i64, i64, ctypes.c_int, vp, vp, vp, vp, vp, i64, i64, i64,
-                  ctypes.c_char_p, ctypes.c_int]
+                  ctypes.c_uint64, ctypes.POINTER(i64), ctypes.c_char_p, ctypes.c_int]
     f.restype = ctypes.c_int
 
-    def run(op, x, extent, aux=None, g=None, cores=7, ub=UB_A2):
-        """Runs one kernel over every core; returns (out, dg or None, tiling description)."""
+    def run(op, x, extent, aux=None, g=None, cores=7, ub=UB_A2, seed=1, check=True):
+        """Runs one kernel over every core (seed 0: in order, else interleaved)."""
         from genet_ops import _layout as L
         dtype = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}[x.dtype]
         out_t = torch.empty_like(x).fill_(float("nan"))
@@ -415,22 +186,33 @@ def emu(tmp_path_factory):
         dg = torch.full(gshape, float("nan"), dtype=x.dtype) if op == "ex_bwd" else None
         ptr = lambda t: None if t is None else t.data_ptr()
         msg = ctypes.create_string_buffer(4096)
+        counts = (i64 * 4)()
         gel = 1
         for s in gshape:
             gel *= s
         rc = f(OPS[op], dtype, *x.shape, extent, int(aux is not None and op in ("ge_fwd", "ex_fwd")), ptr(x), ptr(aux),
-               ptr(g), ptr(out_t), ptr(dg), gel, cores, ub, msg, len(msg))
+               ptr(g), ptr(out_t), ptr(dg), gel, cores, ub, seed, counts, msg, len(msg))
         text = msg.value.decode()
-        assert rc == 0, text
-        return out_t, dg, text
+        if check:
+            assert rc == 0, text
+        elif rc != 0:
+            raise RuntimeError(text)
+        return out_t, dg, text, tuple(counts)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    return build_emu(tmp_path_factory.mktemp("ascend_emu"))
 
 
 EMU_TOL = {torch.float32: dict(atol=2e-5, rtol=2e-5), torch.float16: dict(atol=1e-3, rtol=1e-3),
            torch.bfloat16: dict(atol=8e-3, rtol=8e-3)}
 EMU_SHAPES = [((2, 3, 8, 8), 0), ((2, 3, 8, 8), 2), ((2, 5, 7, 9), 3), ((1, 2, 33, 17), 4), ((3, 4, 32, 32), 0),
-              ((1, 2, 5, 5), 1), ((2, 2, 9, 9), 100), ((1, 3, 6, 40), 8), ((1, 1, 1, 1), 0), ((2, 1, 3, 70), 5)]
+              ((1, 2, 5, 5), 1), ((2, 2, 9, 9), 100), ((1, 3, 6, 40), 8), ((1, 1, 1, 1), 0), ((2, 1, 3, 70), 5),
+              # plane batches (global extent, several planes per core): one and several 64-lane strips
+              ((4, 16, 8, 8), 0), ((5, 8, 9, 13), 0), ((3, 30, 7, 7), 1000), ((2, 20, 32, 32), 0)]
 
 
 def _emu_check(emu, shape, extent, dtype, ub, cores=7):
@@ -445,17 +227,17 @@ def _emu_check(emu, shape, extent, dtype, ub, cores=7):
     def close(a, b, what, desc):
         torch.testing.assert_close(a.float(), b.float(), **tol, msg=lambda m: f"{what} [{desc}]\n{m}")
 
-    y, _, d = emu("ge_fwd", x, extent, cores=cores, ub=ub)
+    y, _, d, _ = emu("ge_fwd", x, extent, cores=cores, ub=ub)
     close(y, reference.gather_excite(x, extent), "gather_excite", d)
-    y, _, d = emu("ge_fwd", x, extent, aux=res, cores=cores, ub=ub)
+    y, _, d, _ = emu("ge_fwd", x, extent, aux=res, cores=cores, ub=ub)
     close(y, reference.gather_excite(x, extent, res), "gather_excite+residual", d)
-    dx, _, d = emu("ge_bwd", x, extent, aux=dy, cores=cores, ub=ub)
+    dx, _, d, _ = emu("ge_bwd", x, extent, aux=dy, cores=cores, ub=ub)
     close(dx, reference.gather_excite_backward(dy, x, extent), "gather_excite_backward", d)
-    y, _, d = emu("ex_fwd", x, extent, g=g, cores=cores, ub=ub)
+    y, _, d, _ = emu("ex_fwd", x, extent, g=g, cores=cores, ub=ub)
     close(y, reference.excite(x, g, extent), "excite", d)
-    y, _, d = emu("ex_fwd", x, extent, aux=res, g=g, cores=cores, ub=ub)
+    y, _, d, _ = emu("ex_fwd", x, extent, aux=res, g=g, cores=cores, ub=ub)
     close(y, reference.excite(x, g, extent, res), "excite+residual", d)
-    dx, dg, d = emu("ex_bwd", x, extent, aux=dy, g=g, cores=cores, ub=ub)
+    dx, dg, d, _ = emu("ex_bwd", x, extent, aux=dy, g=g, cores=cores, ub=ub)
     rdx, rdg = reference.excite_backward(dy, x, g, extent)
     close(dx, rdx, "excite_backward dx", d)
     close(dg, rdg, "excite_backward dg", d)
@@ -464,7 +246,7 @@ def _emu_check(emu, shape, extent, dtype, ub, cores=7):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("shape,extent", EMU_SHAPES)
-def test_kernels_on_cpu_standin_resident(emu, shape, extent, dtype):
+def test_kernels_on_cpu_model_resident(emu, shape, extent, dtype):
     """Atlas A2 UB: whole bands / planes resident, several tiles per block where tiled."""
     _emu_check(emu, shape, extent, dtype, UB_A2)
 
@@ -477,13 +259,13 @@ def test_kernels_on_cpu_standin_resident(emu, shape, extent, dtype):
     ((1, 3, 12, 200), 3, 10 * KB),    # RESIDENT, bands split into segments
     ((2, 2, 33, 65), 8, 11 * KB),     # segments with a partial last tile
 ])
-def test_kernels_on_cpu_standin_small_ub(emu, shape, extent, ub, dtype):
+def test_kernels_on_cpu_model_small_ub(emu, shape, extent, ub, dtype):
     """A small UB budget forces segments and STREAM chunks on small shapes."""
     d = _emu_check(emu, shape, extent, dtype, ub, cores=3)
     assert "items=" in d
 
 
-def test_kernels_on_cpu_standin_modes_covered(emu):
+def test_kernels_on_cpu_model_modes_covered(emu):
     """The small-UB cases above really reach both modes and multi-tile segments."""
     x = torch.randn(1, 2, 40, 40)
     assert "mode=stream" in emu("ge_fwd", x, 0, ub=24 * KB)[2]
@@ -491,45 +273,69 @@ def test_kernels_on_cpu_standin_modes_covered(emu):
     assert "mode=resident" in d and _field(d, "seg_tiles") not in ("1", str(-(-200 // 3))), d
 
 
-def test_kernels_on_cpu_standin_refuses_tiny_ub(emu):
+def test_kernels_on_cpu_model_refuses_tiny_ub(emu):
     """A UB that cannot hold one 32-byte row per buffer is refused with a message."""
     with pytest.raises(AssertionError, match="Unified Buffer"):
         emu("ge_fwd", torch.randn(1, 1, 8, 8), 0, ub=8 * KB + 64)
 
 
-def test_cpu_standin_detects_a_kernel_bug(tmp_path):
-    """Meta-test: the same harness, on a kernel with its zero padding removed (a real
-    class of bug: padded lanes leak into the tile sums), must fail."""
-    import ctypes
+# Planted bugs the model must catch: (file under csrc/ascend, text, replacement, dtype,
+# what the failure says, or None for "wrong result"). Each is a real class of kernel bug.
+PLANTED = {
+    # padded lanes leak into the tile sums
+    "no_zero_padding": ("kernels/genet_ops_kernels.cpp", "pad.rightPadding = static_cast<uint8_t>(pitch - cols);",
+                        "pad.rightPadding = 0;", torch.float16, None),
+    # every vector-pipe barrier dropped: dependent vector instructions race on the chip
+    "no_pipe_barriers": ("kernels/genet_ops_kernels.cpp", "PipeBarrier<PIPE_V>();", "",
+                         torch.float32, "without PipeBarrier<PIPE_V>"),
+    # a float -> bfloat16_t round mode Atlas A2 does not implement
+    "bf16_cast_mode": ("kernels/genet_ops_kernels.cpp", "Cast(dst, src, RoundMode::CAST_RINT, n);",
+                       "Cast(dst, src, RoundMode::CAST_NONE, n);", torch.bfloat16, "round mode not implemented"),
+    # arithmetic on bfloat16_t, which the A2 vector unit does not do
+    "bf16_arithmetic": ("kernels/genet_ops_kernels.cpp", "Cast(dst, src, RoundMode::CAST_RINT, n);",
+                        "Cast(dst, src, RoundMode::CAST_RINT, n);\n    PipeBarrier<PIPE_V>();\n"
+                        "    Muls(dst, dst, static_cast<T>(1.0f), n);", torch.bfloat16, "not supported on Atlas A2"),
+    # overlapping core ranges: two cores write the same item (same values, so running the
+    # cores one after another showed nothing)
+    "cores_overlap": ("tiling_data.h", "end = begin + q + (core < big ? 1 : 0);",
+                      "end = genet_min(begin + q + 1, t.items);", torch.float32, "written by core"),
+}
 
-    cxx = os.environ.get("CXX") or shutil.which("g++")
-    if cxx is None:
-        pytest.skip("no C++ compiler")
+
+@pytest.mark.parametrize("plant", list(PLANTED))
+def test_cpu_model_catches_planted_bug(tmp_path, plant):
+    """Meta-test: the same harness, on a copy of the kernels with one planted bug, must
+    fail (with the model's message) or give a wrong result. The shape has several items
+    per core, edge tiles and padded rows (10 fp16 = 20 bytes, padded to 32)."""
+    rel, needle, repl, dtype, expect = PLANTED[plant]
     bad = tmp_path / "ascend"
     shutil.copytree(ASCEND, bad)
-    src = (bad / "kernels" / "genet_ops_kernels.cpp").read_text()
-    needle = "pad.rightPadding = static_cast<uint8_t>(pitch - cols);"
-    assert needle in src
-    (bad / "kernels" / "genet_ops_kernels.cpp").write_text(src.replace(needle, "pad.rightPadding = 0;"))
-    (tmp_path / "harness.cpp").write_text(HARNESS)
-    lib = tmp_path / "libbad.so"
-    proc = subprocess.run([cxx, "-std=c++17", "-O1", "-shared", "-fPIC", "-I", str(bad / "emu"), "-I", str(bad),
-                           str(tmp_path / "harness.cpp"), str(bad / "tiling.cpp"), "-o", str(lib)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0 and "_Float16" in proc.stderr:
-        pytest.skip("compiler lacks _Float16")
-    assert proc.returncode == 0, proc.stderr
-    f = ctypes.CDLL(str(lib)).genet_emu_run
-    # extent 11 on 12 x 10: one tile per band, 11 rows of 10 fp16 (20 bytes, padded to 32)
-    x = torch.randn(1, 3, 12, 10).half()
-    out = torch.empty_like(x)
-    msg = ctypes.create_string_buffer(4096)
-    i64 = ctypes.c_int64
-    f.argtypes = [ctypes.c_int, ctypes.c_int, i64, i64, i64, i64, i64, ctypes.c_int] + [ctypes.c_void_p] * 5 + \
-                 [i64, i64, i64, ctypes.c_char_p, ctypes.c_int]
-    assert f(0, 0, 1, 3, 12, 10, 11, 0, x.data_ptr(), None, None, out.data_ptr(), None, 3, 3, UB_A2, msg, 4096) == 0
-    ok = torch.allclose(out.float(), reference.gather_excite(x, 11).float(), atol=1e-3, rtol=1e-3)
-    assert not ok, "the stand-in did not notice garbage in the padded lanes"
+    src = (bad / rel).read_text()
+    assert needle in src, f"planted bug {plant}: {needle!r} is no longer in {rel}"
+    (bad / rel).write_text(src.replace(needle, repl))
+    run = build_emu(tmp_path, bad)
+    x = torch.randn(2, 3, 12, 10).to(dtype)
+    for extent in (0, 11):
+        try:
+            y = run("ge_fwd", x, extent, cores=4, check=False)[0]
+        except RuntimeError as exc:
+            assert expect is not None and expect in str(exc), str(exc)
+            return
+        if expect is None and not torch.allclose(y.float(), reference.gather_excite(x, extent).float(),
+                                                 atol=1e-3, rtol=1e-3):
+            return
+    pytest.fail(f"the CPU model did not catch the planted bug {plant}")
+
+
+def test_cpu_model_interleaves_cores(emu):
+    """Cores run interleaved in a seeded random order (seed 0: one after another); what they
+    issue and compute does not depend on it."""
+    x = torch.randn(3, 5, 12, 10)
+    runs = {seed: emu("ge_fwd", x, 4, cores=5, seed=seed) for seed in (0, 1, 2, 3)}
+    assert runs[0][3][3] == 0
+    for seed in (1, 2, 3):
+        assert runs[seed][3][3] > 5 * 10, f"seed {seed}: only {runs[seed][3][3]} switches between cores"
+        assert torch.equal(runs[seed][0], runs[0][0]) and runs[seed][3][:3] == runs[0][3][:3]
 
 
 def _aclrtlaunch_headers(out_dir: Path) -> list[str]:
@@ -539,7 +345,7 @@ def _aclrtlaunch_headers(out_dir: Path) -> list[str]:
     import re
 
     cxx = os.environ.get("CXX") or shutil.which("g++")
-    pre = subprocess.run([cxx, "-std=c++17", "-E", "-P", "-I", str(ASCEND / "emu"), "-I", str(ASCEND),
+    pre = subprocess.run([cxx, "-std=c++17", "-E", "-P", "-I", str(EMU), "-I", str(ASCEND),
                           str(ASCEND / "kernels" / "genet_ops_kernels.cpp")], capture_output=True, text=True)
     assert pre.returncode == 0, pre.stderr
     names = []
@@ -560,7 +366,7 @@ def _aclrtlaunch_headers(out_dir: Path) -> list[str]:
 
 def test_launcher_compiles_against_stubs(tmp_path):
     """csrc/ascend/launcher.cpp compiles (-fsyntax-only) against this torch's headers, with
-    stand-ins for torch_npu and CANN (csrc/ascend/emu/host) and aclrtlaunch headers
+    stand-ins for torch_npu and CANN (tests/emu/ascend/host) and aclrtlaunch headers
     generated from the kernel entries: the launcher's calls match the kernels' signatures.
     Not a substitute for building on a CANN machine."""
     from torch.utils import cpp_extension
@@ -570,12 +376,74 @@ def test_launcher_compiles_against_stubs(tmp_path):
         pytest.skip("no C++ compiler")
     names = _aclrtlaunch_headers(tmp_path)
     assert sorted(names) == sorted(f"genet_{op}_{dt}" for op in OPS for dt in ("fp16", "bf16", "fp32"))
-    incs = [str(tmp_path), str(ASCEND / "emu" / "host"), str(ASCEND), str(ROOT / "csrc")] + cpp_extension.include_paths()
+    incs = [str(tmp_path), str(EMU / "host"), str(ASCEND), str(ROOT / "csrc")] + cpp_extension.include_paths()
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     cmd = [cxx, "-std=c++20", "-fsyntax-only", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror",
            f"-D_GLIBCXX_USE_CXX11_ABI={abi}"] + [f"-I{d}" for d in incs] + [str(ASCEND / "launcher.cpp")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-6000:]
+
+
+# ------------------------------------------------------------- storage formats
+def test_private_npu_formats_are_cast_to_nd(tmp_path):
+    """The launcher's rule (csrc/ascend/npu_format.h): base formats (ND, NCHW, NHWC, NCDHW)
+    are read as they are; private ones (NC1HWC0 = 3, FRACTAL_Z = 4, FRACTAL_NZ = 29,
+    NDC1HWC0 = 32, ...) are cast to ND (2) before the kernels see them; an absent operand
+    is left alone."""
+    cxx = os.environ.get("CXX") or shutil.which("g++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    exe = tmp_path / "format_seam"
+    proc = subprocess.run([cxx, "-std=c++17", "-Wall", "-Werror", "-I", str(ASCEND), str(EMU / "format_seam.cpp"),
+                           "-o", str(exe)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = subprocess.run([str(exe), "0", "1", "2", "30", "3", "4", "29", "32", "-1"], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert out == ["0 keep", "1 keep", "2 keep", "30 keep", "3 cast 2 -> 2", "4 cast 2 -> 2", "29 cast 2 -> 2",
+                   "32 cast 2 -> 2", "-1 cast 2 -> 2", "undefined keep"], out
+
+
+def test_launcher_applies_the_format_rule_to_every_operand_and_output():
+    """Every tensor the kernels read goes through readable() and every output through
+    make_nd(): checked on the launcher's source, since it compiles only with torch_npu."""
+    import re
+
+    src = (ASCEND / "launcher.cpp").read_text()
+    for op, operands in {"gather_excite_npu": ("x", "residual"), "gather_excite_backward_npu": ("x", "grad_out"),
+                         "excite_npu": ("x", "g", "residual"), "excite_backward_npu": ("x", "grad_out", "g")}.items():
+        body = src[src.index(f" {op}("):]
+        body = body[:body.index("\n}\n")]
+        for name in operands:
+            assert re.search(rf"readable\({name}\)", body), f"{op}: {name} does not go through readable()"
+        assert "prepared(prepare_" in body, f"{op}: outputs not made ND"
+    assert "make_nd(c.out);" in src and "make_nd(c.dg);" in src
+
+
+# ------------------------------------------------------------- the Ascend module
+def test_ascend_module_failure_warns_once_and_is_reported(monkeypatch):
+    """genet_ops._C_ascend built but failing to load (an undefined symbol from a CANN
+    library): one warning, the reason returned for backend_info(), and genet_ops._C and
+    its CPU kernels untouched. Not built: quiet."""
+    from genet_ops import _extension
+
+    def failing_import(name):
+        if name.endswith("_C_ascend"):
+            raise ImportError("_C_ascend.so: undefined symbol: _ZN2ge9AscendStringC1EPKc")
+        return None
+
+    with pytest.warns(RuntimeWarning, match="did not load") as rec:
+        ok, why = _extension.load_ascend(find_spec=lambda name: object(), import_module=failing_import)
+    assert len(rec) == 1 and not ok and "undefined symbol" in why
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ok, why = _extension.load_ascend(find_spec=lambda name: None, import_module=failing_import)
+    assert not ok and why.startswith("not built")
+    info = genet_ops.backend_info()
+    assert "ascend_loaded" in info and "ascend_error" in info
+    if info["extension_loaded"]:
+        assert info["kernels"]["gather_excite"]["cpu"] == "cpp"
+        x = torch.randn(2, 3, 5, 5)
+        torch.testing.assert_close(torch.ops.genet_ops.gather_excite(x, 2), reference.gather_excite(x, 2))
 
 
 # ------------------------------------------------------------- the build guard
@@ -620,6 +488,53 @@ def test_build_guard_torch_npu(monkeypatch, tmp_path):
     if reason is None:
         pytest.skip("torch_npu imports and cmake is present here: the guard would build")
     assert "torch_npu" in reason or "cmake" in reason, reason
+
+
+def _fake_cann(monkeypatch, tmp_path, libs):
+    """A CANN home and a torch_npu package in tmp_path, holding lib<name>.so for `libs`."""
+    import sys
+    import types
+
+    home, npu = tmp_path / "cann", tmp_path / "site" / "torch_npu"
+    (home / "lib64").mkdir(parents=True)
+    (npu / "lib").mkdir(parents=True)
+    (npu / "__init__.py").write_text("")
+    for name in libs:
+        folder = npu / "lib" if name == "torch_npu" else home / "lib64"
+        (folder / f"lib{name}.so").write_text("")
+    fake = types.ModuleType("torch_npu")
+    fake.__file__ = str(npu / "__init__.py")
+    monkeypatch.setitem(sys.modules, "torch_npu", fake)
+    monkeypatch.setenv("ASCEND_HOME_PATH", str(home))
+    monkeypatch.setenv("SOC_VERSION", "Ascend910B3")
+    return home, npu
+
+
+def test_build_links_what_the_tiling_archive_needs(monkeypatch, tmp_path):
+    """With CANN and torch_npu found, the Ascend part is its own module, genet_ops._C_ascend,
+    linked with the tiling archive's dependencies (register, exe_graph, c_sec), with
+    torch_npu's lib and CANN's lib64 on the rpath; a missing library stops the build before
+    the kernels are compiled, naming it."""
+    build = _load_build_py()
+    monkeypatch.setattr(build, "why_not", lambda: None)
+    home, npu = _fake_cann(monkeypatch, tmp_path, [l for l in build.LINK_LIBS if l != "exe_graph"])
+    with pytest.raises(SystemExit, match="not found: exe_graph"):
+        build.configure(str(ROOT), lambda msg: None)
+
+    (home / "lib64" / "libexe_graph.so").write_text("")
+    kernels = tmp_path / "kernels"
+    kernels.mkdir()
+    (kernels / f"lib{build.KERNEL_LIB}.so").write_text("")
+    monkeypatch.setattr(build, "build_kernels", lambda root, log: (str(kernels), str(kernels)))
+    pkg = tmp_path / "root" / "genet_ops"
+    pkg.mkdir(parents=True)
+    kw = build.configure(str(tmp_path / "root"), lambda msg: None)
+    assert kw["name"] == "genet_ops._C_ascend"
+    assert {"register", "exe_graph", "c_sec", "tiling_api", "platform", "torch_npu", "ascendcl"} <= set(kw["libraries"])
+    assert f"-Wl,-rpath,{npu / 'lib'}" in kw["extra_link_args"] and "-Wl,-rpath,$ORIGIN" in kw["extra_link_args"]
+    assert "-DGENET_OPS_CHECKS_ONLY" in kw["extra_compile_args"]
+    assert not any("cpu" in src or "cuda" in src for src in kw["sources"]), kw["sources"]
+    assert (pkg / f"lib{build.KERNEL_LIB}.so").exists()
 
 
 # ------------------------------------------------------------------ the NPU path
@@ -691,6 +606,35 @@ def test_npu_opcheck_and_empty():
     torch.library.opcheck(torch.ops.genet_ops.excite.default, (x, g, 3))
     e = torch.randn(0, 3, 8, 8, device="npu")
     assert torch.ops.genet_ops.gather_excite(e, 0).shape == e.shape
+
+
+@requires_npu
+@pytest.mark.parametrize("acl_format", [3, 29])  # NC1HWC0, FRACTAL_NZ
+def test_npu_private_formats(acl_format):
+    """Operands in private NPU formats give the reference's result, outputs in ND."""
+    import torch_npu
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 32, 8, 8, device="npu", dtype=torch.float16)
+    g = torch.randn(2, 32, 4, 4, device="npu", dtype=torch.float16)
+    xp, gp = torch_npu.npu_format_cast(x.clone(), acl_format), torch_npu.npu_format_cast(g.clone(), acl_format)
+    for got, want in ((torch.ops.genet_ops.gather_excite(xp, 0, xp), reference.gather_excite(x, 0, x)),
+                      (torch.ops.genet_ops.excite(xp, gp, 2), reference.excite(x, g, 2))):
+        assert torch_npu.get_npu_format(got) in (0, 2)  # NCHW / ND
+        torch.testing.assert_close(got.float().cpu(), want.float().cpu(), atol=2e-3, rtol=2e-3)
+
+
+@requires_npu
+def test_npu_failed_launch_raises():
+    """A launch that returns an ACL error (injected: GENET_OPS_ASCEND_FAIL_LAUNCH=1) raises,
+    naming the op, instead of leaving the output unwritten."""
+    code = ("import torch, torch_npu, genet_ops\n"
+            "x = torch.randn(2, 3, 8, 8, device='npu')\n"
+            "y = torch.ops.genet_ops.gather_excite(x, 0)\n"
+            "torch.npu.synchronize()\n")
+    env = dict(os.environ, GENET_OPS_ASCEND_FAIL_LAUNCH="1", ASCEND_LAUNCH_BLOCKING="1")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode != 0 and "genet_gather_excite" in proc.stderr, proc.stderr[-3000:]
 
 
 def test_npu_path_status_is_reported():

@@ -1,16 +1,14 @@
 // PrivateUse1 (torch_npu) kernels of the genet_ops library: the shared preparation
-// (genet_ops.h), tiling, and the launch of the Ascend C kernels (kernels/genet_ops_kernels.cpp) on the
-// current NPU stream through torch_npu's task queue.
-//
-// Compiled into genet_ops._C only where setup.py finds CANN and torch_npu
-// (csrc/ascend/build.py). NOT compiled or run on the machines this was written on.
+// (genet_ops.h), storage formats (npu_format.h), tiling, and the launch of the Ascend C
+// kernels (kernels/genet_ops_kernels.cpp) on the current NPU stream through torch_npu's
+// task queue. Built into its own module, genet_ops._C_ascend (csrc/ascend/build.py), so a
+// link or load failure here never takes the CPU / CUDA kernels in genet_ops._C with it.
 //
 // Layout: the kernels read NCHW. A channels_last x (and residual / grad_out / g) is
 // copied to NCHW-contiguous, the kernel writes an NCHW result, and that is copied into a
 // channels_last output, so outputs keep the layout rule every backend follows
 // (empty_like(kernel_input(x)), and g_for_layout for excite_backward's dg), which is what
-// the fake functions in genet_ops/ops.py promise. Those copies cost two extra passes; a
-// native NHWC kernel is future work (see README).
+// the fake functions in genet_ops/ops.py promise.
 // Dtypes: float16, bfloat16, float32. float64 is refused with a message naming the
 // workaround (GENET_OPS_BACKEND=reference).
 #include <ATen/ATen.h>
@@ -23,11 +21,14 @@
 #include <tuple>
 #include <vector>
 
+#include "acl/acl_base.h"
+#include "torch_npu/csrc/core/npu/NPUFormat.h"
 #include "torch_npu/csrc/core/npu/NPUStream.h"
 #include "torch_npu/csrc/framework/OpCommand.h"
 #include "tiling/platform/platform_ascendc.h"
 
 #include "genet_ops.h"
+#include "npu_format.h"
 #include "tiling.h"
 
 #include "aclrtlaunch_genet_ex_bwd_bf16.h"
@@ -105,16 +106,56 @@ void check_dtype(const at::Tensor& x) {
                     "to run the pure-PyTorch implementation instead.");
 }
 
+static_assert(kFormatND == ACL_FORMAT_ND && kFormatNCHW == ACL_FORMAT_NCHW && kFormatNHWC == ACL_FORMAT_NHWC &&
+                  kFormatNCDHW == ACL_FORMAT_NCDHW,
+              "npu_format.h disagrees with CANN's aclFormat");
+
+// Tensors on other devices have no NPU format: they reach prepare_*'s device check as they are.
+int64_t storage_format(const at::Tensor& t) {
+  return t.is_privateuseone() ? at_npu::native::get_npu_format(t) : kFormatND;
+}
+
+// An operand in a private NPU format (NC1HWC0, ...) cast to ND; base formats as they are.
+at::Tensor readable(const at::Tensor& t) {
+  return to_base_format(t, storage_format,
+                        [](const at::Tensor& u, int64_t f) { return at_npu::native::npu_format_cast(u, f); });
+}
+
+c10::optional<at::Tensor> readable(const c10::optional<at::Tensor>& t) {
+  return t.has_value() ? c10::optional<at::Tensor>(readable(*t)) : c10::nullopt;
+}
+
+// An output the kernel writes: reallocated as ND if empty_like gave it a private format.
+void make_nd(at::Tensor& t) {
+  t = to_base_format(t, storage_format, [](const at::Tensor& u, int64_t f) {
+                       return at_npu::native::empty_with_format(u.sizes(), u.options(), f);
+                     });
+}
+
+// The prepared call with outputs the kernel can write as NCHW bytes.
+OpCall prepared(OpCall c) {
+  make_nd(c.out);
+  make_nd(c.dg);
+  if (c.empty() && c.dg.defined()) c.dg.zero_();  // as prepare_* left it: no tile, no gradient
+  return c;
+}
+
 void* ptr(const at::Tensor& t) { return t.defined() ? const_cast<void*>(t.data_ptr()) : nullptr; }
 
 // Runs `launch` in order on the current NPU stream, through torch_npu's task queue (so it
 // is ordered after ops torch_npu queued before it). `keep` holds the tensors alive until
-// the launch has been issued.
+// the launch has been issued. A non-zero return (an ACL error, or a kernel whose binary was
+// not registered: the generated aclrtlaunch_* returns an error code) makes torch_npu raise
+// naming `name`: at once with ASCEND_LAUNCH_BLOCKING=1 or without the task queue, else at
+// the next synchronisation, like every NPU kernel error.
 void enqueue(const char* name, std::vector<at::Tensor> keep, std::function<uint32_t(aclrtStream)> launch) {
   aclrtStream stream = c10_npu::getCurrentNPUStream().stream(false);
-  // A non-zero return is reported by torch_npu as a failed launch of `name`.
-  auto call = [stream, keep = std::move(keep), launch = std::move(launch)]() -> int {
-    return static_cast<int>(launch(stream));
+  // GENET_OPS_ASCEND_FAIL_LAUNCH=1 (testing only): report an ACL error (ACL_ERROR_INVALID_PARAM)
+  // instead of launching, so the NPU tests can check that a failed launch raises.
+  const char* inject = std::getenv("GENET_OPS_ASCEND_FAIL_LAUNCH");
+  const bool fail = inject != nullptr && inject[0] == '1';
+  auto call = [stream, fail, keep = std::move(keep), launch = std::move(launch)]() -> int {
+    return fail ? 100000 : static_cast<int>(launch(stream));
   };
   at_npu::native::OpCommand::RunOpApi(name, call);
 }
@@ -127,13 +168,14 @@ void enqueue(const char* name, std::vector<at::Tensor> keep, std::function<uint3
   }
 
 // --------------------------------------------------------------------- ops
-// Each op prepares its call on the NCHW-contiguous x, so that prepare_* brings residual /
-// grad_out / g to NCHW too (copying only what is not already), and copies its outputs
-// back into the layout rule's strides of the caller's x (xk) at the end.
+// Each op first brings every operand to a base storage format (readable), then prepares
+// its call on the NCHW-contiguous x, so that prepare_* brings residual / grad_out / g to
+// NCHW too (copying only what is not already), and copies its outputs back into the
+// layout rule's strides of the caller's x (xk) at the end.
 at::Tensor gather_excite_npu(const at::Tensor& x, int64_t extent, const c10::optional<at::Tensor>& residual) {
   const c10::OptionalDeviceGuard guard(at::device_of(x));
-  const at::Tensor xk = kernel_input(x);
-  const OpCall c = prepare_gather_excite(xk.contiguous(), extent, residual);
+  const at::Tensor xk = kernel_input(readable(x));
+  const OpCall c = prepared(prepare_gather_excite(xk.contiguous(), extent, readable(residual)));
   check_dtype(c.x);
   if (!c.empty()) {
     const GenetTiling t = plan(c.x, extent, GENET_OP_GE_FWD, c.other.defined());
@@ -148,8 +190,8 @@ at::Tensor gather_excite_npu(const at::Tensor& x, int64_t extent, const c10::opt
 
 at::Tensor gather_excite_backward_npu(const at::Tensor& grad_out, const at::Tensor& x, int64_t extent) {
   const c10::OptionalDeviceGuard guard(at::device_of(x));
-  const at::Tensor xk = kernel_input(x);
-  const OpCall c = prepare_gather_excite_backward(grad_out, xk.contiguous(), extent);
+  const at::Tensor xk = kernel_input(readable(x));
+  const OpCall c = prepared(prepare_gather_excite_backward(readable(grad_out), xk.contiguous(), extent));
   check_dtype(c.x);
   if (!c.empty()) {
     const GenetTiling t = plan(c.x, extent, GENET_OP_GE_BWD, false);
@@ -165,8 +207,8 @@ at::Tensor gather_excite_backward_npu(const at::Tensor& grad_out, const at::Tens
 at::Tensor excite_npu(const at::Tensor& x, const at::Tensor& g, int64_t extent,
                       const c10::optional<at::Tensor>& residual) {
   const c10::OptionalDeviceGuard guard(at::device_of(x));
-  const at::Tensor xk = kernel_input(x);
-  const OpCall c = prepare_excite(xk.contiguous(), g, extent, residual);
+  const at::Tensor xk = kernel_input(readable(x));
+  const OpCall c = prepared(prepare_excite(xk.contiguous(), readable(g), extent, readable(residual)));
   check_dtype(c.x);
   if (!c.empty()) {
     const GenetTiling t = plan(c.x, extent, GENET_OP_EX_FWD, c.other.defined());
@@ -183,8 +225,9 @@ at::Tensor excite_npu(const at::Tensor& x, const at::Tensor& g, int64_t extent,
 std::tuple<at::Tensor, at::Tensor> excite_backward_npu(const at::Tensor& grad_out, const at::Tensor& x,
                                                        const at::Tensor& g, int64_t extent) {
   const c10::OptionalDeviceGuard guard(at::device_of(x));
-  const at::Tensor xk = kernel_input(x);
-  const OpCall c = prepare_excite_backward(grad_out, xk.contiguous(), g, extent);
+  const at::Tensor xk = kernel_input(readable(x));
+  const at::Tensor gb = readable(g);
+  const OpCall c = prepared(prepare_excite_backward(readable(grad_out), xk.contiguous(), gb, extent));
   check_dtype(c.x);
   if (!c.empty()) {
     const GenetTiling t = plan(c.x, extent, GENET_OP_EX_BWD, false);
@@ -196,7 +239,7 @@ std::tuple<at::Tensor, at::Tensor> excite_backward_npu(const at::Tensor& grad_ou
     });
   }
   // dg in the layout rule's strides: those of g_for_layout(g) for the caller's layout.
-  return {like_layout(c.out, xk), like_layout(c.dg, g_for_layout(g, layout_of(xk)))};
+  return {like_layout(c.out, xk), like_layout(c.dg, g_for_layout(gb, layout_of(xk)))};
 }
 
 #undef GENET_SELECT

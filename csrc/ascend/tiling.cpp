@@ -18,8 +18,9 @@ int64_t ub_for(GenetTiling t, int op, int64_t crows, int64_t ccols, int64_t seg_
   t.seg_tiles = seg_tiles;
   t.buf_elems = crows * pitch;
   t.row_elems = (t.mode == GENET_MODE_RESIDENT && seg_tiles > 1) ? pitch : 0;
-  t.tile_elems = genet_round_up(seg_tiles, GENET_TILE_ALIGN);
+  t.tile_elems = genet_round_up(genet_max(seg_tiles, t.plane_batch), GENET_TILE_ALIGN);
   t.red_elems = genet_red_elems(t.buf_elems);
+  t.batch_elems = genet_batch_elems(t.plane_batch, pitch);
   return genet_ub_bytes(t, op);
 }
 
@@ -38,10 +39,12 @@ void finish(GenetTiling& t, const TilingRequest& req, int op) {
   const int64_t pitch = genet_pitch(t.ccols, t.align);
   t.buf_elems = t.crows * pitch;
   t.row_elems = (t.mode == GENET_MODE_RESIDENT && t.seg_tiles > 1) ? pitch : 0;
-  t.tile_elems = genet_round_up(t.seg_tiles, GENET_TILE_ALIGN);
+  t.tile_elems = genet_round_up(genet_max(t.seg_tiles, t.plane_batch), GENET_TILE_ALIGN);
   t.red_elems = genet_red_elems(t.buf_elems);
   t.nseg = genet_ceil_div(t.tw, t.seg_tiles);
-  t.items = t.planes * t.th * t.nseg;
+  if (t.plane_batch < 1) t.plane_batch = 1;
+  t.batch_elems = genet_batch_elems(t.plane_batch, pitch);
+  t.items = genet_ceil_div(t.planes, t.plane_batch) * t.th * t.nseg;
   t.used_cores = genet_min(t.items, req.core_num);
   t.items_per_core = t.items / t.used_cores;
   t.big_cores = t.items % t.used_cores;
@@ -85,6 +88,7 @@ GenetTiling compute_tiling(const TilingRequest& req) {
   if (t.planes == 0 || t.rows == 0 || t.cols == 0) {  // empty: nothing to launch
     t.mode = GENET_MODE_RESIDENT;
     t.seg_tiles = 1;
+    t.plane_batch = 1;
     t.nseg = 1;
     t.items = 0;
     t.used_cores = 0;
@@ -109,6 +113,21 @@ GenetTiling compute_tiling(const TilingRequest& req) {
     t.seg_tiles = largest(1, t.tw, resident_fits);
     t.crows = tile_rows;
     t.ccols = genet_min(t.seg_tiles * t.ew, t.cols);
+    // Global extent: batch planes as UB rows, as many as fit (one repeat each, <= 255),
+    // without leaving cores idle. Rows must be reachable by a repeat stride (<= 255 blocks).
+    const int64_t fpitch = genet_pitch(t.cols, t.align);
+    if (global && fpitch <= GENET_MAX_REP_STRIDE * 8) {
+      auto batch_fits = [&](int64_t pb) {
+        GenetTiling b = t;
+        b.plane_batch = pb;
+        return ub_for(b, op, pb, t.cols, 1) <= budget;
+      };
+      const int64_t cap = genet_min(GENET_MAX_REPEAT, genet_ceil_div(t.planes, req.core_num));
+      if (cap > 1 && batch_fits(2)) {
+        t.plane_batch = largest(2, cap, batch_fits);
+        t.crows = t.plane_batch;
+      }
+    }
     finish(t, req, op);
     return t;
   }
@@ -144,7 +163,8 @@ std::string describe(const GenetTiling& t) {
      << " seg_tiles=" << t.seg_tiles << " items=" << t.items << " cores=" << t.used_cores
      << " q=" << t.items_per_core << " big=" << t.big_cores << " chunk=" << t.crows << "x" << t.ccols
      << " buf_elems=" << t.buf_elems << " row_elems=" << t.row_elems << " tile_elems=" << t.tile_elems
-     << " red_elems=" << t.red_elems << " dtype_bytes=" << t.dtype_bytes << " residual=" << t.has_residual;
+     << " red_elems=" << t.red_elems << " dtype_bytes=" << t.dtype_bytes << " residual=" << t.has_residual
+     << " plane_batch=" << t.plane_batch;
   return os.str();
 }
 

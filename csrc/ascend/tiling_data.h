@@ -14,7 +14,10 @@
 //           tile, so it streams contiguously; a tiled extent e views it as H x W, tiles e x e.
 //   band    one row of tiles of one plane (eh rows of the view).
 //   segment `seg_tiles` consecutive tiles of a band (the last segment may hold fewer).
-//   item    one (plane, band, segment): the unit of work split across the AI cores.
+//   item    one (plane, band, segment): the unit of work split across the AI cores; with
+//           global extent and plane_batch > 1, `plane_batch` consecutive planes instead,
+//           one UB row (and one tile) each, reduced and scaled with repeat-form vector
+//           instructions that take every row at once.
 //   block   the rectangle of the view an item covers.
 //   chunk   mode STREAM only: the piece of a block that one queue buffer holds.
 //   mode    RESIDENT (0): a whole block fits one queue buffer; it is read once.
@@ -44,6 +47,9 @@
 #define GENET_TILE_ALIGN 16         // per-segment tile arrays: 32 bytes of fp16, 64 of fp32
 #define GENET_TILE_ARRAYS 5         // fp32 tile arrays: mean, sigmoid, tmp, ones, aux
 #define GENET_RED_SLOTS 32          // fp32 words after the ReduceSum work area: 4 slots of 8
+#define GENET_MAX_REPEAT 255        // repeatTimes of one vector instruction
+#define GENET_MAX_REP_STRIDE 255    // repeat stride in 32-byte blocks (uint8)
+#define GENET_LANES 64              // fp32 elements one repeat covers (256 bytes)
 
 // Passed to each kernel by value (the generated aclrtlaunch_* host function takes a
 // pointer to it). All int64 so host and device agree on the layout without padding.
@@ -66,6 +72,8 @@ struct GenetTiling {
   int64_t tile_elems;      // elements per tile array (a multiple of GENET_TILE_ALIGN)
   int64_t red_elems;       // fp32 ReduceSum work elements for a count of buf_elems
   int64_t has_residual;    // 0 / 1 (forward ops)
+  int64_t plane_batch;     // planes per item (global extent, RESIDENT); 1 = one plane or band per item
+  int64_t batch_elems;     // fp32 elements of the plane-batch buffer (row broadcasts + row sums), 0 if none
 };
 
 // One item's rectangle in the view.
@@ -109,7 +117,7 @@ GENET_FN int64_t genet_ub_bytes(const GenetTiling& t, int op) {
   const int64_t T = t.dtype_bytes;
   const int64_t streams = genet_inputs(op, t.has_residual) + 1;  // + the output
   int64_t bytes = streams * GENET_BUFFER_NUM * t.buf_elems * T;   // TQue VECIN / VECOUT
-  bytes += 2 * t.buf_elems * 4;                                   // two fp32 work buffers
+  if (T != 4) bytes += 2 * t.buf_elems * 4;                       // two fp32 work buffers (fp32 uses its inputs')
   bytes += genet_row_buffers(op) * t.row_elems * 4;               // fp32 row buffers
   bytes += GENET_TILE_ARRAYS * t.tile_elems * 4;                  // fp32 tile arrays
   if (op == GENET_OP_EX_FWD || op == GENET_OP_EX_BWD)
@@ -117,6 +125,7 @@ GENET_FN int64_t genet_ub_bytes(const GenetTiling& t, int op) {
   if (op == GENET_OP_EX_BWD)
     bytes += GENET_BUFFER_NUM * t.tile_elems * T;                 // dg queue
   bytes += (t.red_elems + GENET_RED_SLOTS) * 4;                   // ReduceSum work + slots
+  bytes += t.batch_elems * 4;                                     // plane-batch rows
   return bytes;
 }
 
@@ -128,8 +137,28 @@ GENET_FN void genet_core_range(const GenetTiling& t, int64_t core, int64_t& begi
   end = begin + q + (core < big ? 1 : 0);
 }
 
+// Plane batches: fp32 elements of the batch buffer for `pb` rows of `pitch` fp32: one
+// 32-byte broadcast block per row (Brcb), then one row-sum vector per 64-lane strip.
+GENET_FN int64_t genet_batch_elems(int64_t pb, int64_t pitch) {
+  const int64_t p8 = genet_round_up(pb, 8);
+  return pb > 1 ? (8 + genet_ceil_div(pitch, GENET_LANES)) * p8 : 0;
+}
+
 GENET_FN GenetBlock genet_block(const GenetTiling& t, int64_t item) {
   GenetBlock b;
+  if (t.plane_batch > 1) {  // rows = planes, one tile each (global extent: rows == 1, th == tw == 1)
+    b.plane = item * t.plane_batch;
+    b.ty = 0;
+    b.tx0 = 0;
+    b.ntiles = genet_min(t.plane_batch, t.planes - b.plane);
+    b.row0 = 0;
+    b.rows = b.ntiles;
+    b.col0 = 0;
+    b.cols = t.cols;
+    b.gm_offset = b.plane * t.cols;
+    b.g_offset = b.plane;
+    return b;
+  }
   const int64_t s = item % t.nseg;
   const int64_t band = item / t.nseg;  // plane * th + ty
   b.plane = band / t.th;

@@ -3,13 +3,13 @@
 // Semantics: DESIGN.md §2 and genet_ops/reference.py.
 //
 // Built by csrc/ascend/CMakeLists.txt with CANN's ascendc_library() for Atlas A2/A3
-// (Ascend910B*/Ascend910_93*); the host side is csrc/ascend/launcher.cpp. NOT compiled or
-// run on the machines this was written on (no CANN, no NPU): see csrc/ascend/README.md.
+// (Ascend910B*/Ascend910_93*); the host side is csrc/ascend/launcher.cpp. What has been
+// checked, and where, is in csrc/ascend/README.md.
 //
 // Shape of the work (tiling_data.h has the vocabulary, tiling.cpp the choices):
 //  * AI vector cores take contiguous ranges of items, an item being one (plane, band of
-//    tiles, segment of tiles); global extent makes a plane one row and one tile, so an
-//    item is a whole (n, c) plane.
+//    tiles, segment of tiles); global extent makes a plane one row and one tile, and an
+//    item a batch of whole (n, c) planes, one UB row each (ComputeRows).
 //  * RESIDENT mode: an item's block fits a queue buffer. It is copied in once
 //    (DataCopyPad, one 32-byte-aligned UB row per view row, zero right padding),
 //    converted to fp32, reduced per tile, scaled by s_t = sigmoid(mean), written back.
@@ -66,6 +66,7 @@ class GenetKernel {
  public:
   static constexpr bool kExcite = OP == GENET_OP_EX_FWD || OP == GENET_OP_EX_BWD;
   static constexpr bool kForward = OP == GENET_OP_GE_FWD || OP == GENET_OP_EX_FWD;
+  static constexpr bool kFloat = IsSameType<T, float>::value;
 
   __aicore__ inline GenetKernel() {}
 
@@ -85,8 +86,12 @@ class GenetKernel {
     pipe_.InitBuffer(qX_, GENET_BUFFER_NUM, block);
     if (hasAux_) pipe_.InitBuffer(qAux_, GENET_BUFFER_NUM, block);
     pipe_.InitBuffer(qOut_, GENET_BUFFER_NUM, block);
-    pipe_.InitBuffer(workA_, static_cast<uint32_t>(t.buf_elems * sizeof(float)));
-    pipe_.InitBuffer(workB_, static_cast<uint32_t>(t.buf_elems * sizeof(float)));
+    if constexpr (!kFloat) {  // fp32 computes in its input queue buffers (LoadToFloat)
+      pipe_.InitBuffer(workA_, static_cast<uint32_t>(t.buf_elems * sizeof(float)));
+      pipe_.InitBuffer(workB_, static_cast<uint32_t>(t.buf_elems * sizeof(float)));
+      wA_ = workA_.Get<float>();
+      wB_ = workB_.Get<float>();
+    }
     if (t.row_elems > 0)
       pipe_.InitBuffer(rowBuf_, static_cast<uint32_t>(genet_row_buffers(OP) * t.row_elems * sizeof(float)));
     pipe_.InitBuffer(tileBuf_, static_cast<uint32_t>(GENET_TILE_ARRAYS * t.tile_elems * sizeof(float)));
@@ -95,9 +100,13 @@ class GenetKernel {
     if constexpr (OP == GENET_OP_EX_BWD)
       pipe_.InitBuffer(qDg_, GENET_BUFFER_NUM, static_cast<uint32_t>(t.tile_elems * sizeof(T)));
     pipe_.InitBuffer(redBuf_, static_cast<uint32_t>((t.red_elems + GENET_RED_SLOTS) * sizeof(float)));
+    if (t.batch_elems > 0) {
+      pipe_.InitBuffer(batchBuf_, static_cast<uint32_t>(t.batch_elems * sizeof(float)));
+      LocalTensor<float> batch = batchBuf_.Get<float>();
+      bcast_ = batch[0];
+      rowSum_ = batch[8 * genet_round_up(t.plane_batch, 8)];
+    }
 
-    wA_ = workA_.Get<float>();
-    wB_ = workB_.Get<float>();
     LocalTensor<float> tiles = tileBuf_.Get<float>();
     tMean_ = tiles[0];
     tSig_ = tiles[t.tile_elems];
@@ -133,6 +142,7 @@ class GenetKernel {
         const GenetBlock b = genet_block(t_, i);
         if (i + 1 < end) LoadBlock(genet_block(t_, i + 1));  // prefetch: overlaps this compute
         ComputeBlock(b);
+        Release();
         StoreBlock(b);
       }
     } else {
@@ -234,19 +244,63 @@ class GenetKernel {
     for (int64_t c = c0; c < c1; ++c) row.SetValue(c, v);
   }
 
-  // w[r * pitch + c] *= srow[c] for every row (fp32, in place).
-  __aicore__ inline void ScaleRows(const LocalTensor<float>& dst, const LocalTensor<float>& w, int64_t rows,
-                                   int32_t pitch) {
-    for (int64_t r = 0; r < rows; ++r) Mul(dst[r * pitch], w[r * pitch], srow_, pitch);
+  // dst row r = src row r (* or +) row[0, pitch) for every row (fp32): the band's column
+  // broadcasts. One repeat-form instruction per 64-lane strip and 255 rows (row repeat
+  // stride 0); rows too wide for a repeat stride take one instruction each.
+  template <bool kMul>
+  __aicore__ inline void EachRow(const LocalTensor<float>& dst, const LocalTensor<float>& src,
+                                 const LocalTensor<float>& row, int64_t rows, int32_t pitch) {
+    if (pitch <= GENET_MAX_REP_STRIDE * 8) {
+      RepeatRows<kMul>(dst, src, row, rows, pitch, 1, 0);
+      return;
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      if constexpr (kMul) Mul(dst[r * pitch], src[r * pitch], row, pitch);
+      else Add(dst[r * pitch], src[r * pitch], row, pitch);
+    }
     PipeBarrier<PIPE_V>();
   }
 
-  __aicore__ inline void LoadToFloat(TQue<QuePosition::VECIN, 2>& q, const LocalTensor<float>& w,
-                                     int32_t n) {
-    LocalTensor<T> l = q.template DeQue<T>();
-    ToFloat(w, l, n);
-    q.FreeTensor(l);
+  // dst row r = src row r (* or +) src1's row for r, rows `pitch` fp32 apart (pitch <= 2 040):
+  // src1's row r starts s1Rep blocks after row r - 1 and its lanes lie s1Blk blocks apart.
+  template <bool kMul>
+  __aicore__ inline void RepeatRows(const LocalTensor<float>& dst, const LocalTensor<float>& src,
+                                    const LocalTensor<float>& src1, int64_t rows, int32_t pitch, uint8_t s1Blk,
+                                    uint8_t s1Rep) {
+    const uint8_t rep = static_cast<uint8_t>(pitch / 8);
+    const BinaryRepeatParams p(1, 1, s1Blk, rep, rep, s1Rep);
+    for (int64_t r0 = 0; r0 < rows; r0 += GENET_MAX_REPEAT) {
+      const uint8_t n = static_cast<uint8_t>(genet_min(GENET_MAX_REPEAT, rows - r0));
+      for (int32_t k = 0; k * GENET_LANES < pitch; ++k) {
+        const int32_t lanes = pitch - k * GENET_LANES < GENET_LANES ? pitch - k * GENET_LANES : GENET_LANES;
+        const int64_t at = r0 * pitch + k * GENET_LANES;
+        const LocalTensor<float> b = src1[r0 * s1Rep * 8 + k * GENET_LANES * s1Blk];
+        if constexpr (kMul) Mul(dst[at], src[at], b, lanes, n, p);
+        else Add(dst[at], src[at], b, lanes, n, p);
+      }
+    }
     PipeBarrier<PIPE_V>();
+  }
+
+  // The next input of q as fp32 in w (wA_ or wB_): half / bfloat16 are cast into the work
+  // buffer; fp32 is used where it landed (w becomes that queue buffer, no copy), held until
+  // Release() at the end of the item or chunk.
+  __aicore__ inline void LoadToFloat(TQue<QuePosition::VECIN, 2>& q, LocalTensor<float>& w, int32_t n) {
+    LocalTensor<T> l = q.template DeQue<T>();
+    if constexpr (kFloat) {
+      w = l;
+      heldQ_[held_] = &q;
+      heldT_[held_++] = l;
+    } else {
+      ToFloat(w, l, n);
+      q.FreeTensor(l);
+      PipeBarrier<PIPE_V>();
+    }
+  }
+
+  __aicore__ inline void Release() {
+    for (int32_t i = 0; i < held_; ++i) heldQ_[i]->FreeTensor(heldT_[i]);
+    held_ = 0;
   }
 
   __aicore__ inline void EmitOut(const LocalTensor<float>& w, int32_t n) {
@@ -310,10 +364,94 @@ class GenetKernel {
         FillRange(srow_, c0, c1, tSig_.GetValue(k));
       }
       ScalarToVector();
-      ScaleRows(wA_, wA_, b.rows, pitch);
+      EachRow<true>(wA_, wA_, srow_, b.rows, pitch);
     }
     PipeBarrier<PIPE_V>();
     EmitWithResidual(n);
+  }
+
+  // ------------------------------------------------ plane batches (RESIDENT)
+  // A block of `rows` planes, one UB row of `pitch` fp32 each (zero padded), one tile each.
+  // Repeat-form instructions take every row at once: one per 64-lane strip of the rows.
+
+  // rowSum_[r] = sum of row r of w.
+  __aicore__ inline void RowSums(const LocalTensor<float>& w, int32_t rows, int32_t pitch) {
+    const int32_t p8 = static_cast<int32_t>(genet_round_up(t_.plane_batch, 8));
+    const int32_t strips = static_cast<int32_t>(genet_ceil_div(pitch, GENET_LANES));
+    for (int32_t k = 0; k < strips; ++k) {
+      const int32_t lanes = pitch - k * GENET_LANES < GENET_LANES ? pitch - k * GENET_LANES : GENET_LANES;
+      WholeReduceSum(rowSum_[k * p8], w[k * GENET_LANES], lanes, rows, 1, 1, pitch / 8);
+    }
+    PipeBarrier<PIPE_V>();
+    for (int32_t k = 1; k < strips; ++k) {
+      Add(rowSum_, rowSum_, rowSum_[k * p8], rows);
+      PipeBarrier<PIPE_V>();
+    }
+  }
+
+  // dst row r = src row r * v[r] (kMul) or + v[r], v broadcast per row with Brcb.
+  template <bool kMul>
+  __aicore__ inline void RowApply(const LocalTensor<float>& dst, const LocalTensor<float>& src,
+                                  const LocalTensor<float>& v, int32_t rows, int32_t pitch) {
+    Brcb(bcast_, v, static_cast<uint8_t>(genet_ceil_div(rows, 8)), BrcbRepeatParams(1, 8));
+    PipeBarrier<PIPE_V>();
+    RepeatRows<kMul>(dst, src, bcast_, rows, pitch, 0, 1);  // src1: row r's broadcast block
+  }
+
+  __aicore__ inline void ComputeRows(const GenetBlock& b) {
+    const int32_t pitch = static_cast<int32_t>(genet_pitch(b.cols, t_.align));
+    const int32_t rows = static_cast<int32_t>(b.rows);
+    const int32_t n = rows * pitch;
+    const float inv = 1.0f / static_cast<float>(b.cols);  // every row is one whole plane
+    if constexpr (kExcite) GateFromG(rows);  // tSig_ = sigmoid(g)
+    LoadToFloat(qX_, wA_, n);
+    if constexpr (OP == GENET_OP_GE_FWD) {  // y = x * s (+ residual)
+      RowSums(wA_, rows, pitch);
+      Muls(tMean_, rowSum_, inv, rows);
+      PipeBarrier<PIPE_V>();
+      Sigmoid(tSig_, tMean_, rows);
+      RowApply<true>(wA_, wA_, tSig_, rows, pitch);
+      EmitWithResidual(n);
+    }
+    if constexpr (OP == GENET_OP_GE_BWD) {  // dx = dy * s + s (1 - s) * mean(dy * x)
+      RowSums(wA_, rows, pitch);
+      Muls(tMean_, rowSum_, inv, rows);
+      TimesDy(n);  // wB_ = dy, wA_ = x * dy
+      RowSums(wA_, rows, pitch);
+      Muls(tAux_, rowSum_, inv, rows);
+      PipeBarrier<PIPE_V>();
+      Sigmoid(tSig_, tMean_, rows);
+      Gradient(tAux_, tAux_, rows);
+      RowApply<true>(wA_, wB_, tSig_, rows, pitch);
+      RowApply<false>(wA_, wA_, tAux_, rows, pitch);
+      EmitOut(wA_, n);
+    }
+    if constexpr (OP == GENET_OP_EX_FWD) {  // y = x * sigmoid(g) (+ residual)
+      RowApply<true>(wA_, wA_, tSig_, rows, pitch);
+      EmitWithResidual(n);
+    }
+    if constexpr (OP == GENET_OP_EX_BWD) {  // dx = dy * s ; dg = s (1 - s) * sum(dy * x)
+      TimesDy(n);
+      RowSums(wA_, rows, pitch);
+      Gradient(tAux_, rowSum_, rows);
+      RowApply<true>(wB_, wB_, tSig_, rows, pitch);
+      EmitOut(wB_, n);
+      LocalTensor<T> d = qDg_.template AllocTensor<T>();
+      FromFloat(d, tAux_, rows);
+      qDg_.EnQue(d);
+    }
+  }
+
+  // dst = s (1 - s) * v for the first n tiles (s in tSig_), on the vector unit.
+  __aicore__ inline void Gradient(const LocalTensor<float>& dst, const LocalTensor<float>& v, int32_t n) {
+    Muls(tTmp_, tSig_, -1.0f, n);
+    PipeBarrier<PIPE_V>();
+    Adds(tTmp_, tTmp_, 1.0f, n);
+    PipeBarrier<PIPE_V>();
+    Mul(tTmp_, tTmp_, tSig_, n);
+    PipeBarrier<PIPE_V>();
+    Mul(dst, tTmp_, v, n);
+    PipeBarrier<PIPE_V>();
   }
 
   // --------------------------------------------------------- RESIDENT mode
@@ -338,6 +476,10 @@ class GenetKernel {
     const int32_t n = static_cast<int32_t>(b.rows) * pitch;
     const int32_t nt = static_cast<int32_t>(b.ntiles);
     const bool one = b.ntiles == 1;  // one tile: whole-block vector ops, no column sums
+    if (t_.plane_batch > 1) {
+      ComputeRows(b);
+      return;
+    }
 
     if constexpr (OP == GENET_OP_GE_FWD) {
       LoadToFloat(qX_, wA_, n);
@@ -395,9 +537,8 @@ class GenetKernel {
           FillRange(crow_, c0, c1, s * (1.0f - s) * tAux_.GetValue(k));
         }
         ScalarToVector();
-        ScaleRows(wA_, wB_, b.rows, pitch);  // wA = dy * s
-        for (int64_t r = 0; r < b.rows; ++r) Add(wA_[r * pitch], wA_[r * pitch], crow_, pitch);
-        PipeBarrier<PIPE_V>();
+        EachRow<true>(wA_, wB_, srow_, b.rows, pitch);  // wA = dy * s
+        EachRow<false>(wA_, wA_, crow_, b.rows, pitch);
         EmitOut(wA_, n);
       }
     }
@@ -430,7 +571,7 @@ class GenetKernel {
           FillRange(srow_, c0, c1, s);
         }
         ScalarToVector();
-        ScaleRows(wB_, wB_, b.rows, pitch);
+        EachRow<true>(wB_, wB_, srow_, b.rows, pitch);
       }
       PipeBarrier<PIPE_V>();
       EmitOut(wB_, n);
@@ -488,6 +629,7 @@ class GenetKernel {
       const GenetChunk k = genet_chunk(t_, b, c);
       if (c + 1 < chunks) LoadChunk(genet_chunk(t_, b, c + 1), phase);  // prefetch
       ComputeChunk(k, phase, s, coef);
+      Release();
       if (phase == kApply) StoreRect(k.gm_offset, k.rows, k.cols);
     }
   }
@@ -525,11 +667,15 @@ class GenetKernel {
   // one item ahead, and 1 for outputs, as the Ascend C docs recommend.
   TQue<QuePosition::VECIN, 2> qX_, qAux_, qG_;
   TQue<QuePosition::VECOUT, 1> qOut_, qDg_;
-  TBuf<QuePosition::VECCALC> workA_, workB_, rowBuf_, tileBuf_, redBuf_;
+  TBuf<QuePosition::VECCALC> workA_, workB_, rowBuf_, tileBuf_, redBuf_, batchBuf_;
   GlobalTensor<T> xGm_, auxGm_, gGm_, outGm_, dgGm_;
   LocalTensor<float> wA_, wB_, colX_, colD_, srow_, crow_;
   LocalTensor<float> tMean_, tSig_, tTmp_, tOne_, tAux_;
   LocalTensor<float> redWork_, redDst_, accA_, accB_;
+  LocalTensor<float> bcast_, rowSum_;  // plane batches: per-row broadcast blocks, row sums
+  TQue<QuePosition::VECIN, 2>* heldQ_[2] = {nullptr, nullptr};  // fp32: input buffers in use as wA_ / wB_
+  LocalTensor<float> heldT_[2];
+  int32_t held_ = 0;
   GenetTiling t_;
   bool hasAux_ = false;
 };

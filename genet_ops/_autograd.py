@@ -307,10 +307,8 @@ def _apply(function, *args):
 
 def _autograd_kernel(op, function):
     after_autograd = torch._C._after_autograd_keyset
-    extent_at = [a.name for a in op._schema.arguments].index("extent")
 
     def kernel(keyset, *args):
-        L.check_extent(args[extent_at])
         # A gradient to record, or a tangent to carry (a forward-AD level is open):
         # the Function; else the kernel, exactly as without autograd.
         if (torch.is_grad_enabled() and torch._C._any_requires_grad(*args)) or fwAD._current_level >= 0:

@@ -73,6 +73,15 @@ def test_main_gradcheck_every_order(extent, channels_last):
         assert gradgradcheck(fn, args, check_fwd_over_rev=True, check_batched_grad=False, fast_mode=True), name
 
 
+@pytest.mark.parametrize("extent", [0, 3])
+def test_main_opcheck_backward_ops_with_grad(extent):
+    """opcheck (fake, autograd registration, AOT dispatch) on the backward ops with inputs
+    that require grad, i.e. through their new autograd kernels."""
+    x, r, dy, g = _inputs(extent, False)
+    torch.library.opcheck(OPS.gather_excite_backward.default, (dy, x, extent))
+    torch.library.opcheck(OPS.excite_backward.default, (dy, x, g, extent))
+
+
 def test_main_gradgradcheck_full_jacobian():
     inputs = _inputs(2, True, shape=(1, 2, 3, 3))
     for name, fn, pick in _cases(_ops("main"), 2):
@@ -186,8 +195,8 @@ def test_main_export_symbolic_shapes(variant, extent):
 def test_main_huge_extent_is_global(extent):
     """No overflow, g is (N, C, 1, 1), results equal extent 0 (op and reference)."""
     x, r, dy, _ = (t.detach() for t in _inputs(0, False))
-    g = torch.randn(2, 3, 1, 1, dtype=torch.float64)
-    assert L.g_shape(x.shape, extent) == (2, 3, 1, 1)
+    g = torch.randn(*x.shape[:2], 1, 1, dtype=torch.float64)
+    assert L.g_shape(x.shape, extent) == g.shape
     for impl in (OPS, R):
         torch.testing.assert_close(impl.gather_excite(x, extent, r), R.gather_excite(x, 0, r))
         torch.testing.assert_close(impl.gather_excite_backward(dy, x, extent), R.gather_excite_backward(dy, x, 0))
@@ -334,7 +343,8 @@ def test_fallback_reruns_main_tests():
     env = dict(os.environ, GENET_OPS_LOAD_EXTENSION="0")
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", os.path.abspath(__file__),
            "-k", "main and not export and not autocast and not (every_order and cl)"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, cwd=HERE)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200,
+                          cwd=os.path.dirname(HERE))
     tail = "\n".join(proc.stdout.splitlines()[-15:])
     assert proc.returncode == 0, f"fallback run failed:\n{tail}\n{proc.stderr[-2000:]}"
     assert " passed" in tail and "failed" not in tail, tail

@@ -2,9 +2,12 @@
 mode (jvp) and the torch.func transforms (grad, vjp, jacrev, jvp, jacfwd, hessian, vmap).
 
 Each op (the forward ops and their backward ops, main and Triton twins alike) gets
-  * an Autograd kernel that runs an autograd.Function (setup_context, backward, jvp,
-    generate_vmap_rule) when a gradient or a tangent is wanted, and otherwise goes straight
-    to the kernel below autograd (the first-order path is one fused kernel per direction);
+  * an Autograd kernel that runs an autograd.Function (setup_context, backward, jvp) when
+    a gradient or a tangent is wanted, and otherwise goes straight to the kernel below
+    autograd (the first-order path is one fused kernel per direction). Under torch.func it
+    runs at the transform's level, as a C++ op's autograd kernel does: a single-level
+    Function, so torch.func's custom_function_call (which cannot run inside a kernel) is
+    not involved. torch.library.register_autograd gives no jvp and fails under torch.func;
   * a vmap rule: the vmapped dimension folds into N, since every (n, c) plane is independent.
 The derivatives of the backward ops are made of the fused backward op and elementwise
 torch math, so they are differentiable again: every order is exact.
@@ -312,9 +315,8 @@ def _autograd_kernel(op, function):
         # A gradient to record, or a tangent to carry (a forward-AD level is open):
         # the Function; else the kernel, exactly as without autograd.
         if (torch.is_grad_enabled() and torch._C._any_requires_grad(*args)) or fwAD._current_level >= 0:
-            # The plain autograd.Function machinery, as for a C++ op's autograd kernel:
-            # under torch.func this kernel already runs at the transform's level (the
-            # tensors are its wrappers), so Function.apply's functorch redirect is skipped.
+            # Under torch.func this kernel already runs at the transform's level (the
+            # tensors are its wrappers): a single-level Function is what a C++ op does.
             return _apply(function, *args)
         with torch._C._AutoDispatchBelowAutograd():
             return op.redispatch(keyset & after_autograd, *args)

@@ -9,23 +9,24 @@
 
 namespace genet_ops {
 
+// ceil(a / e) for a >= 0, e >= 1, without the overflow of (a + e - 1) / e: any extent up
+// to 2**63 - 1 is safe.
+static int64_t ceil_div(int64_t a, int64_t e) { return a == 0 ? 0 : (a - 1) / e + 1; }
+
 TileGeom tile_geom(const at::Tensor& x, int64_t extent) {
   TileGeom t;
   t.N = x.size(0);
   t.C = x.size(1);
   t.H = x.size(2);
   t.W = x.size(3);
-  if (extent == 0) {
-    t.eh = std::max<int64_t>(t.H, 1);
-    t.ew = std::max<int64_t>(t.W, 1);
-    t.th = 1;
-    t.tw = 1;
-  } else {
-    t.eh = extent;
-    t.ew = extent;
-    t.th = (t.H + extent - 1) / extent;
-    t.tw = (t.W + extent - 1) / extent;
-  }
+  // extent 0 is global. An extent >= max(H, W) comes out global too (one tile of H x W
+  // pixels), since the tile size is clamped to the plane before any other arithmetic.
+  const int64_t eh = extent == 0 ? t.H : std::min(extent, t.H);
+  const int64_t ew = extent == 0 ? t.W : std::min(extent, t.W);
+  t.eh = std::max<int64_t>(eh, 1);
+  t.ew = std::max<int64_t>(ew, 1);
+  t.th = extent == 0 ? 1 : ceil_div(t.H, extent);
+  t.tw = extent == 0 ? 1 : ceil_div(t.W, extent);
   return t;
 }
 

@@ -11,10 +11,11 @@
 namespace genet_ops {
 
 // How x is tiled: tiles of eh x ew pixels, th x tw of them, the last row/column
-// possibly partial. extent 0 (global) is one tile covering the plane.
+// possibly partial. extent 0 (global), or any extent >= max(H, W), is one tile
+// covering the plane.
 struct TileGeom {
   int64_t N, C, H, W;
-  int64_t eh, ew;  // tile height/width (never 0, so kernels may divide by it)
+  int64_t eh, ew;  // tile height/width: min(extent, H/W), never 0 (kernels divide by it)
   int64_t th, tw;  // number of tiles along H and W
 
   int64_t tile_rows(int64_t ty) const { return std::min(eh, H - ty * eh); }

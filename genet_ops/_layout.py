@@ -6,7 +6,7 @@ shapes and output strides (torch.library.opcheck compares fake and real strides)
 """
 from __future__ import annotations
 
-import math
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -26,16 +26,29 @@ class TileGeom:
     tw: int  # tiles along W
 
 
+def ceil_div(a, e: int):
+    """ceil(a / e) for a >= 0, e >= 1, in integers: exact for any extent, and plain floor
+    division on symbolic sizes (torch.export proves it equal to the conv arithmetic)."""
+    return (a - 1) // e + 1  # floor division: 0 for a == 0
+
+
 def tile_geom(shape, extent: int) -> TileGeom:
+    """extent 0 is global. An extent >= max(H, W) comes out global too (one tile of H x W
+    pixels): the tile size is clamped to the plane, so no tile is ever padded past it."""
     N, C, H, W = shape
+    extent = operator.index(extent)
     if extent == 0:
         return TileGeom(N, C, H, W, max(H, 1), max(W, 1), 1, 1)
-    return TileGeom(N, C, H, W, extent, extent, math.ceil(H / extent), math.ceil(W / extent))
+    return TileGeom(N, C, H, W, max(min(extent, H), 1), max(min(extent, W), 1), ceil_div(H, extent), ceil_div(W, extent))
 
 
 def g_shape(shape, extent: int) -> tuple:
-    t = tile_geom(shape, extent)
-    return (t.N, t.C, t.th, t.tw)
+    """(N, C, ceil(H/e), ceil(W/e)), (N, C, 1, 1) for e = 0; no branch on the sizes."""
+    N, C, H, W = shape
+    extent = operator.index(extent)
+    if extent == 0:
+        return (N, C, 1, 1)
+    return (N, C, ceil_div(H, extent), ceil_div(W, extent))
 
 
 def check_x(x: torch.Tensor, name: str = "x") -> None:
@@ -47,11 +60,28 @@ def check_x(x: torch.Tensor, name: str = "x") -> None:
         raise ValueError(f"genet_ops: {name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
 
 
+# Extents are int64 in the op schemas.
+MAX_EXTENT = 2**63 - 1
+
+
 def check_extent(extent) -> None:
-    if isinstance(extent, bool) or not isinstance(extent, int):
-        raise TypeError(f"genet_ops: extent must be an int, got {type(extent).__name__}")
-    if extent < 0:
-        raise ValueError(f"genet_ops: extent must be >= 0 (0 means global), got {extent}")
+    """Any operator.index-able integer (int, numpy.int64, ...) but bool, in [0, 2**63 - 1]."""
+    if isinstance(extent, bool):
+        raise ValueError(f"genet_ops: extent must be an int >= 0 (0 means global), got the bool {extent}")
+    try:
+        e = operator.index(extent)
+    except TypeError:
+        raise TypeError(f"genet_ops: extent must be an int, got {type(extent).__name__}") from None
+    if e < 0:
+        raise ValueError(f"genet_ops: extent must be >= 0 (0 means global), got {e}")
+    if e > MAX_EXTENT:
+        raise ValueError(f"genet_ops: extent must be at most 2**63 - 1 (any extent >= max(H, W) is global), got {e}")
+
+
+def as_extent(extent) -> int:
+    """extent checked and as a plain int (the public wrappers pass this to the ops)."""
+    check_extent(extent)
+    return operator.index(extent)
 
 
 def check_same(t: torch.Tensor, x: torch.Tensor, name: str) -> None:

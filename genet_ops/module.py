@@ -290,13 +290,18 @@ class GatherExcite(nn.Module):
             raise ValueError(f"GatherExcite: residual must have the input's shape {list(x.shape)}, got {list(residual.shape)}")
         H, W = x.shape[-2:]
         if self.fused and self.fusable:
-            # The ops want residual and g in x's dtype (they differ under autocast).
-            if residual is not None and residual.dtype != x.dtype:
-                residual = residual.to(x.dtype)
-            if self.gather is None:
+            # The ops take x, g and residual in one dtype: the one PyTorch's promotion
+            # gives the eager math (bf16 x + fp32 residual -> fp32; under autocast g may
+            # differ from x), so that fused and eager outputs have the same dtype.
+            g = None if self.gather is None else self.gather_g(x)
+            dt = x.dtype
+            for t in (g, residual):
+                if t is not None:
+                    dt = torch.promote_types(dt, t.dtype)
+            x, residual = x.to(dt), None if residual is None else residual.to(dt)
+            if g is None:
                 return gather_excite(x, self.extent, residual)
-            g = self.gather_g(x)
-            return excite(x, g.to(x.dtype), self.extent, residual)
+            return excite(x, g.to(dt), self.extent, residual)
 
         # Eager: the seed's math, x * gate(upsample(gather(x))).
         g = _tile_mean(x, self.extent) if self.gather is None else self.gather_g(x)

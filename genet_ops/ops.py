@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from . import _extension, _layout as L, backend, reference
+from ._autograd import register_excite_autograd, register_gather_excite_autograd
 
 # One schema per op. csrc/genet_ops.cpp declares the same strings (a test checks).
 SCHEMAS = {
@@ -82,51 +83,10 @@ def _excite_backward_fake(grad_out, x, g, extent):
 
 
 # ------------------------------------------------------------------------- autograd
-def _needs_grad(ctx, i: int) -> bool:
-    # The dispatcher drops trailing arguments left at their default (residual=None),
-    # so needs_input_grad can be shorter than the schema.
-    return i < len(ctx.needs_input_grad) and ctx.needs_input_grad[i]
-
-
-def register_gather_excite_autograd(op, backward_op) -> None:
-    """d x from backward_op(grad, x, extent); d residual = grad. Shared by every
-    implementation of gather_excite (the main op and the Triton op)."""
-
-    def setup_context(ctx, inputs, output):
-        x, extent, residual = inputs
-        ctx.save_for_backward(x)
-        ctx.extent = extent
-
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        dx = backward_op(grad, x, ctx.extent) if _needs_grad(ctx, 0) else None
-        dres = grad if _needs_grad(ctx, 2) else None
-        return dx, None, dres
-
-    torch.library.register_autograd(op, backward, setup_context=setup_context)
-
-
-def register_excite_autograd(op, backward_op) -> None:
-    """d x, d g from backward_op(grad, x, g, extent); d residual = grad."""
-
-    def setup_context(ctx, inputs, output):
-        x, g, extent, residual = inputs
-        ctx.save_for_backward(x, g)
-        ctx.extent = extent
-
-    def backward(ctx, grad):
-        x, g = ctx.saved_tensors
-        dx = dg = None
-        if _needs_grad(ctx, 0) or _needs_grad(ctx, 1):
-            dx, dg = backward_op(grad, x, g, ctx.extent)
-        dres = grad if _needs_grad(ctx, 3) else None
-        return dx, dg, None, dres
-
-    torch.library.register_autograd(op, backward, setup_context=setup_context)
-
-
-register_gather_excite_autograd("genet_ops::gather_excite", torch.ops.genet_ops.gather_excite_backward)
-register_excite_autograd("genet_ops::excite", torch.ops.genet_ops.excite_backward)
+# Every order, forward mode and torch.func: see _autograd. The Triton twins register
+# through the same two functions.
+register_gather_excite_autograd("genet_ops::gather_excite", "genet_ops::gather_excite_backward")
+register_excite_autograd("genet_ops::excite", "genet_ops::excite_backward")
 
 
 # --------------------------------------------------------------------- public API
@@ -134,8 +94,10 @@ def gather_excite(x: torch.Tensor, extent: int = 0, residual: torch.Tensor | Non
     """Parameter-free gather-excite (GE-θ⁻): y = x * sigmoid(tile_mean(x)) (+ residual).
 
     extent 0 gathers over the whole plane; extent e over non-overlapping e x e tiles
-    (the last ones partial). Differentiable in x and residual.
+    (the last ones partial); any extent >= max(H, W) is global. Differentiable in x and
+    residual to every order, in forward mode and under torch.func (see the README).
     """
+    extent = L.as_extent(extent)
     impl = backend.select(x)
     if impl == "reference":
         return reference.gather_excite(x, extent, residual)
@@ -148,8 +110,9 @@ def excite(x: torch.Tensor, g: torch.Tensor, extent: int = 0, residual: torch.Te
     """Excite with a gathered g (GE-θ, GE-θ⁺): y = x * sigmoid(g[tile]) (+ residual).
 
     g has shape (N, C, ceil(H/extent), ceil(W/extent)), or (N, C, 1, 1) for extent 0.
-    Differentiable in x, g and residual.
+    Differentiable in x, g and residual to every order, in forward mode and under torch.func.
     """
+    extent = L.as_extent(extent)
     impl = backend.select(x)
     if impl == "reference":
         return reference.excite(x, g, extent, residual)

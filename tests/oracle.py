@@ -9,21 +9,21 @@ from __future__ import annotations
 import torch
 
 import genet_ops
-from genet_ops import _layout as L, reference as R
+from genet_ops import checks, reference
 
 
 def eager_gather_excite(x, extent, residual=None):
     """What a user's eager code computes in x's dtype: mean, sigmoid, multiply, add,
     each rounded to x's dtype. Differentiable."""
-    t = L.tile_geom(x.shape, extent)
-    g = R.tile_sum(x, t) / R.tile_count(t, x.device, x.dtype)
-    y = x * R.expand_tiles(torch.sigmoid(g), t)
+    t = checks.tile_geom(x.shape, extent)
+    g = reference.tile_sum(x, t) / reference.tile_count(t, x.device, x.dtype)
+    y = x * reference.expand_tiles(torch.sigmoid(g), t)
     return y if residual is None else y + residual
 
 
 def eager_excite(x, g, extent, residual=None):
-    t = L.tile_geom(x.shape, extent)
-    y = x * R.expand_tiles(torch.sigmoid(g), t)
+    t = checks.tile_geom(x.shape, extent)
+    y = x * reference.expand_tiles(torch.sigmoid(g), t)
     return y if residual is None else y + residual
 
 
@@ -45,7 +45,7 @@ def assert_within_budget(out, oracle, eager, what: str) -> None:
 
 def assert_layout(out, x, what: str = "output") -> None:
     """Output strides follow the layout rule: empty_like(kernel_input(x)) (DESIGN §2)."""
-    want = torch.empty_like(L.kernel_input(x))
+    want = torch.empty_like(checks.kernel_input(x))
     assert out.stride() == want.stride(), f"{what}: strides {out.stride()} != {want.stride()}"
 
 

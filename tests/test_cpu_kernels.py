@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import genet_ops
-from genet_ops import _layout as L, reference as R
+from genet_ops import checks, reference
 
 pytestmark = pytest.mark.skipif(not genet_ops.backend_info()["extension_loaded"], reason="genet_ops._C not built")
 
@@ -45,16 +45,16 @@ def run_all(x, extent, seed=0):
     cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     r = rand(x.shape, x.dtype, seed + 1, cl)
     dy = rand(x.shape, x.dtype, seed + 2, cl)
-    g = rand(L.g_shape(x.shape, extent), x.dtype, seed + 3).mul_(2)
+    g = rand(checks.g_shape(x.shape, extent), x.dtype, seed + 3).mul_(2)
     ops = torch.ops.genet_ops
     out = [
-        ("gather_excite", ops.gather_excite(x, extent), R.gather_excite(x, extent)),
-        ("gather_excite+res", ops.gather_excite(x, extent, r), R.gather_excite(x, extent, r)),
-        ("gather_excite_backward", ops.gather_excite_backward(dy, x, extent), R.gather_excite_backward(dy, x, extent)),
-        ("excite", ops.excite(x, g, extent), R.excite(x, g, extent)),
-        ("excite+res", ops.excite(x, g, extent, r), R.excite(x, g, extent, r)),
+        ("gather_excite", ops.gather_excite(x, extent), reference.gather_excite(x, extent)),
+        ("gather_excite+res", ops.gather_excite(x, extent, r), reference.gather_excite(x, extent, r)),
+        ("gather_excite_backward", ops.gather_excite_backward(dy, x, extent), reference.gather_excite_backward(dy, x, extent)),
+        ("excite", ops.excite(x, g, extent), reference.excite(x, g, extent)),
+        ("excite+res", ops.excite(x, g, extent, r), reference.excite(x, g, extent, r)),
     ]
-    (dx, dg), (rdx, rdg) = ops.excite_backward(dy, x, g, extent), R.excite_backward(dy, x, g, extent)
+    (dx, dg), (rdx, rdg) = ops.excite_backward(dy, x, g, extent), reference.excite_backward(dy, x, g, extent)
     return out + [("excite_backward dx", dx, rdx), ("excite_backward dg", dg, rdg)]
 
 
@@ -93,7 +93,7 @@ def test_vector_tails(dtype, channels_last, poison_outputs):
 )
 def test_work_split_edges(shape, extent, channels_last, dtype, poison_outputs):
     x = rand(shape, dtype, 7, channels_last)
-    t = L.tile_geom(shape, extent)
+    t = checks.tile_geom(shape, extent)
     for what, out, ref in run_all(x, extent):
         assert_close(out, ref, f"{what} {shape} e{extent} cl={channels_last}", t.eh * t.ew)
 
@@ -180,7 +180,7 @@ def test_opcheck_cpp_kernels(extent, channels_last):
     x = rand((2, 5, 7, 6), torch.float32, 0, channels_last)
     dy = rand(x.shape, torch.float32, 1, channels_last)
     r = rand(x.shape, torch.float32, 2, channels_last)
-    g = rand(L.g_shape(x.shape, extent), torch.float32, 3)
+    g = rand(checks.g_shape(x.shape, extent), torch.float32, 3)
     ops = torch.ops.genet_ops
     for op, args in (
         (ops.gather_excite.default, (x.requires_grad_(), extent, r)),

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 import genet_ops
-from genet_ops import _extension, _layout as L, backend as B, ops, reference as R
+from genet_ops import _extension, backend, checks, ops, reference
 from oracle import (GEBlock, assert_compiled_matches_eager, assert_layout, assert_within_budget, eager_excite,
                     eager_gather_excite)
 
@@ -69,7 +69,7 @@ def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu"):
     x = make(shape, dtype, layout, 0, device)
     res = make(shape, dtype, layout, 1, device) if with_res else None
     dy = make(shape, dtype, layout, 2, device)
-    g = make(L.g_shape(shape, extent), dtype, "contiguous", 3, device)
+    g = make(checks.g_shape(shape, extent), dtype, "contiguous", 3, device)
 
     y = ge(x, extent, res)
     dx = ge_bwd(dy, x, extent)
@@ -79,10 +79,10 @@ def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu"):
     x64 = x.detach().double().requires_grad_()
     g64 = g.detach().double().requires_grad_()
     r64 = None if res is None else res.double()
-    y64 = R.gather_excite(x64, extent, r64)
+    y64 = reference.gather_excite(x64, extent, r64)
     (dx64,) = torch.autograd.grad(y64, x64, dy.double())
-    ey64 = R.excite(x64, g64, extent, r64)
-    edx64, edg64 = R.excite_backward(dy.double(), x64.detach(), g64.detach(), extent)
+    ey64 = reference.excite(x64, g64, extent, r64)
+    edx64, edg64 = reference.excite_backward(dy.double(), x64.detach(), g64.detach(), extent)
 
     xe = x.detach().clone().requires_grad_()
     ge_ = g.detach().clone().requires_grad_()
@@ -98,7 +98,7 @@ def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu"):
     assert_within_budget(edg, edg64, edgl, "excite_backward dg " + what)
     for name, out in (("y", y), ("dx", dx), ("excite y", ye_), ("excite dx", edx)):
         assert_layout(out, x, f"{name} {what}")
-    want_dg = torch.empty_like(L.g_for_layout(g, L.is_nchw(L.kernel_input(x))))
+    want_dg = torch.empty_like(checks.g_for_layout(g, checks.is_nchw(checks.kernel_input(x))))
     assert edg.shape == g.shape and edg.stride() == want_dg.stride(), f"dg layout {what}"
     return y, dx, ye_, edx, edg
 
@@ -122,12 +122,12 @@ def test_cuda_kernels_registered():
     for op in ops.SCHEMAS:
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"genet_ops::{op}", "CUDA"), op
         # The compiled kernel, registered from csrc/cuda, not the Python fallback.
-        assert ops.KERNELS[op]["cuda"] == "cuda", (op, ops.KERNELS[op])
+        assert backend.KERNELS[op]["cuda"] == "cuda", (op, backend.KERNELS[op])
         assert info["kernels"][op]["cuda"] == "cuda", (op, info)
         dump = torch._C._dispatch_dump(f"genet_ops::{op}")
         cuda_lines = [ln for ln in dump.splitlines() if ln.startswith("CUDA")]
         assert cuda_lines and "csrc/cuda/" in cuda_lines[0], dump
-    assert B.cuda_kernels_compiled()
+    assert backend.cuda_kernels_compiled()
 
 
 # ============================================================ emulated kernels (no GPU)
@@ -251,11 +251,11 @@ def test_emu_cases_reach_every_plan(emu):
 # =================================================================== GPU (both backends)
 def gpu_fns(backend_name):
     if backend_name == "cuda":
-        if not B.cuda_kernels_compiled():
+        if not backend.cuda_kernels_compiled():
             pytest.skip("CUDA C++ kernels not compiled into genet_ops._C")
         t = torch.ops.genet_ops
         return (t.gather_excite, t.gather_excite_backward, t.excite, t.excite_backward)
-    if not B.triton_available() or not hasattr(torch.ops.genet_ops, "gather_excite_triton"):
+    if not backend.triton_available() or not hasattr(torch.ops.genet_ops, "gather_excite_triton"):
         pytest.skip("Triton ops not available")
     t = torch.ops.genet_ops
     return (t.gather_excite_triton, t.gather_excite_backward_triton, t.excite_triton, t.excite_backward_triton)
@@ -312,7 +312,7 @@ def test_gpu_gradcheck(backend_name, extent, layout, chosen_backend):
     shape = (2, 3, 7, 5)
     x = make(shape, torch.float64, layout, 0, "cuda").requires_grad_()
     res = make(shape, torch.float64, layout, 1, "cuda").requires_grad_()
-    g = make(L.g_shape(shape, extent), torch.float64, "contiguous", 2, "cuda").requires_grad_()
+    g = make(checks.g_shape(shape, extent), torch.float64, "contiguous", 2, "cuda").requires_grad_()
     assert torch.autograd.gradcheck(lambda a, r: genet_ops.gather_excite(a, extent, r), (x, res))
     assert torch.autograd.gradcheck(lambda a, b, r: genet_ops.excite(a, b, extent, r), (x, g, res))
 
@@ -328,7 +328,7 @@ def test_gpu_opcheck(backend_name, extent, layout, dtype):
     x = make(shape, dtype, layout, 0, "cuda")
     res = make(shape, dtype, layout, 1, "cuda")
     dy = make(shape, dtype, layout, 2, "cuda")
-    g = make(L.g_shape(shape, extent), dtype, "contiguous", 3, "cuda")
+    g = make(checks.g_shape(shape, extent), dtype, "contiguous", 3, "cuda")
     rg = lambda t: t.clone().requires_grad_()  # noqa: E731
     for op, args in [
         (ge.default, (rg(x), extent)),
@@ -381,7 +381,7 @@ def test_gpu_second_device(backend_name):
     with torch.cuda.device(0):
         y = ge(x, 2)
     assert y.device == x.device
-    torch.testing.assert_close(y.double(), R.gather_excite(x.double(), 2), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(y.double(), reference.gather_excite(x.double(), 2), rtol=1e-5, atol=1e-6)
 
 
 @requires_gpu

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import genet_ops
-from genet_ops import _layout as L, ops, reference as R
+from genet_ops import checks, ops, reference
 from oracle import (GEBlock, assert_compiled_matches_eager, assert_layout, assert_within_budget, eager_excite,
                     eager_gather_excite)
 
@@ -46,7 +46,7 @@ def test_gather_excite_parity(shape, extent, dtype, poison_outputs):
             assert_layout(dx, x, what + " dx")
 
             x64 = x.detach().double().requires_grad_()
-            y64 = R.gather_excite(x64, extent, None if res is None else res.detach().double())
+            y64 = reference.gather_excite(x64, extent, None if res is None else res.detach().double())
             (dx64,) = torch.autograd.grad(y64, x64, dy.double())
             xe = x.detach().clone().requires_grad_()
             ye = eager_gather_excite(xe, extent, None if res is None else res.detach())
@@ -66,7 +66,7 @@ def test_excite_parity(shape, extent, dtype, poison_outputs):
         for with_res in (False, True):
             what = f"excite {layout} residual={with_res}"
             x = make(shape, dtype, layout, 0).requires_grad_()
-            g = make(L.g_shape(shape, extent), dtype, "contiguous", 3).mul_(2).requires_grad_()
+            g = make(checks.g_shape(shape, extent), dtype, "contiguous", 3).mul_(2).requires_grad_()
             res = make(shape, dtype, layout, 1) if with_res else None
             dy = make(shape, dtype, layout, 2)
 
@@ -78,7 +78,7 @@ def test_excite_parity(shape, extent, dtype, poison_outputs):
 
             x64 = x.detach().double().requires_grad_()
             g64 = g.detach().double().requires_grad_()
-            y64 = R.excite(x64, g64, extent, None if res is None else res.double())
+            y64 = reference.excite(x64, g64, extent, None if res is None else res.double())
             dx64, dg64 = torch.autograd.grad(y64, [x64, g64], dy.double())
             xe, ge = x.detach().clone().requires_grad_(), g.detach().clone().requires_grad_()
             ye = eager_excite(xe, ge, extent, res)
@@ -95,10 +95,10 @@ def test_backward_ops_match_reference_formulas():
     x = torch.randn(2, 3, 7, 5, dtype=torch.float64, requires_grad=True)
     g = torch.randn(2, 3, 3, 2, dtype=torch.float64, requires_grad=True)
     dy = torch.randn(2, 3, 7, 5, dtype=torch.float64)
-    (dx,) = torch.autograd.grad(R.gather_excite(x, 3), x, dy)
-    torch.testing.assert_close(R.gather_excite_backward(dy, x.detach(), 3), dx)
-    dx, dg = torch.autograd.grad(R.excite(x, g, 3), [x, g], dy)
-    ex, eg = R.excite_backward(dy, x.detach(), g.detach(), 3)
+    (dx,) = torch.autograd.grad(reference.gather_excite(x, 3), x, dy)
+    torch.testing.assert_close(reference.gather_excite_backward(dy, x.detach(), 3), dx)
+    dx, dg = torch.autograd.grad(reference.excite(x, g, 3), [x, g], dy)
+    ex, eg = reference.excite_backward(dy, x.detach(), g.detach(), 3)
     torch.testing.assert_close(ex, dx)
     torch.testing.assert_close(eg, dg)
 
@@ -108,7 +108,7 @@ def test_backward_ops_match_reference_formulas():
 def test_gradcheck(extent, layout):
     x = make((2, 3, 7, 5), torch.float64, layout, 0).requires_grad_()
     res = make((2, 3, 7, 5), torch.float64, layout, 1).requires_grad_()
-    g = make(L.g_shape(x.shape, extent), torch.float64, "contiguous", 2).requires_grad_()
+    g = make(checks.g_shape(x.shape, extent), torch.float64, "contiguous", 2).requires_grad_()
     assert torch.autograd.gradcheck(lambda a, r: torch.ops.genet_ops.gather_excite(a, extent, r), (x, res))
     assert torch.autograd.gradcheck(lambda a: torch.ops.genet_ops.gather_excite(a, extent), (x,))
     assert torch.autograd.gradcheck(lambda a, b, r: torch.ops.genet_ops.excite(a, b, extent, r), (x, g, res))
@@ -122,7 +122,7 @@ def test_opcheck(extent, layout, dtype):
     x = make(shape, dtype, layout, 0)
     res = make(shape, dtype, layout, 1)
     dy = make(shape, dtype, layout, 2)
-    g = make(L.g_shape(shape, extent), dtype, "contiguous", 3)
+    g = make(checks.g_shape(shape, extent), dtype, "contiguous", 3)
     rg = lambda t: t.clone().requires_grad_()  # noqa: E731
     cases = [
         (torch.ops.genet_ops.gather_excite.default, (rg(x), extent)),

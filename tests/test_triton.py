@@ -22,15 +22,15 @@ import torch
 triton = pytest.importorskip("triton")
 
 import genet_ops  # noqa: E402
-from genet_ops import _layout as L, reference as R  # noqa: E402
-from genet_ops.triton import _launch as P  # noqa: E402
+from genet_ops import checks, reference  # noqa: E402
+from genet_ops.triton import _launch  # noqa: E402
 
 from conftest import requires_cuda  # noqa: E402
 from oracle import assert_layout  # noqa: E402
 
 ops = torch.ops.genet_ops
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-INTERPRET = P.INTERPRET
+INTERPRET = _launch.INTERPRET
 ATOL = {torch.float32: 1e-6, torch.float16: 1e-4, torch.bfloat16: 1e-3, torch.float64: 1e-12}
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 LAYOUTS = ["nchw", "channels_last", "strided"]
@@ -67,7 +67,7 @@ def make(shape, dtype, layout, seed=0):
 
 def g_for(x, extent, seed=1):
     gen = torch.Generator().manual_seed(seed)
-    return torch.randn(L.g_shape(x.shape, extent), generator=gen, dtype=torch.float64).to(x.device, x.dtype)
+    return torch.randn(checks.g_shape(x.shape, extent), generator=gen, dtype=torch.float64).to(x.device, x.dtype)
 
 
 def _truncate_to_bf16(t):
@@ -104,12 +104,12 @@ def test_triton_gather_excite_parity(dtype, layout, case, poison_outputs):
     dy = make(shape, dtype, layout, seed=3)
     y = ops.gather_excite_triton(x, e, res)
     assert_layout(y, x)
-    exact = R.gather_excite(x.double(), e, None if res is None else res.double())
-    assert_close_to_oracle(y, exact, eager(R.gather_excite, x, e, res), "y")
+    exact = reference.gather_excite(x.double(), e, None if res is None else res.double())
+    assert_close_to_oracle(y, exact, eager(reference.gather_excite, x, e, res), "y")
     dx = ops.gather_excite_backward_triton(dy, x, e)
     assert_layout(dx, x, "dx")
-    exact = R.gather_excite_backward(dy.double(), x.double(), e)
-    assert_close_to_oracle(dx, exact, eager(R.gather_excite_backward, dy, x, e), "dx")
+    exact = reference.gather_excite_backward(dy.double(), x.double(), e)
+    assert_close_to_oracle(dx, exact, eager(reference.gather_excite_backward, dy, x, e), "dx")
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
@@ -123,13 +123,13 @@ def test_triton_excite_parity(dtype, layout, case, poison_outputs):
     dy = make(shape, dtype, layout, seed=3)
     y = ops.excite_triton(x, g, e, res)
     assert_layout(y, x)
-    exact = R.excite(x.double(), g.double(), e, None if res is None else res.double())
-    assert_close_to_oracle(y, exact, eager(R.excite, x, g, e, res), "y")
+    exact = reference.excite(x.double(), g.double(), e, None if res is None else res.double())
+    assert_close_to_oracle(y, exact, eager(reference.excite, x, g, e, res), "y")
     dx, dg = ops.excite_backward_triton(dy, x, g, e)
     assert_layout(dx, x, "dx")
-    assert dg.stride() == R.excite_backward(dy, x, g, e)[1].stride()
-    rdx, rdg = eager(R.excite_backward, dy, x, g, e)
-    edx, edg = R.excite_backward(dy.double(), x.double(), g.double(), e)
+    assert dg.stride() == reference.excite_backward(dy, x, g, e)[1].stride()
+    rdx, rdg = eager(reference.excite_backward, dy, x, g, e)
+    edx, edg = reference.excite_backward(dy.double(), x.double(), g.double(), e)
     assert_close_to_oracle(dx, edx, rdx, "dx")
     assert_close_to_oracle(dg, edg, rdg, "dg")
 
@@ -144,10 +144,10 @@ def test_triton_float64_parity(layout, case, poison_outputs):
     res = make(shape, torch.float64, layout, seed=2) if with_res else None
     dy = make(shape, torch.float64, layout, seed=3)
     tol = dict(rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(ops.gather_excite_triton(x, e, res), R.gather_excite(x, e, res), **tol)
-    torch.testing.assert_close(ops.gather_excite_backward_triton(dy, x, e), R.gather_excite_backward(dy, x, e), **tol)
-    torch.testing.assert_close(ops.excite_triton(x, g, e, res), R.excite(x, g, e, res), **tol)
-    torch.testing.assert_close(ops.excite_backward_triton(dy, x, g, e), R.excite_backward(dy, x, g, e), **tol)
+    torch.testing.assert_close(ops.gather_excite_triton(x, e, res), reference.gather_excite(x, e, res), **tol)
+    torch.testing.assert_close(ops.gather_excite_backward_triton(dy, x, e), reference.gather_excite_backward(dy, x, e), **tol)
+    torch.testing.assert_close(ops.excite_triton(x, g, e, res), reference.excite(x, g, e, res), **tol)
+    torch.testing.assert_close(ops.excite_backward_triton(dy, x, g, e), reference.excite_backward(dy, x, g, e), **tol)
 
 
 def test_triton_mixed_layouts(poison_outputs):
@@ -159,34 +159,34 @@ def test_triton_mixed_layouts(poison_outputs):
     dy = make(shape, torch.float32, "strided", seed=3)
     g = g_for(x, e).contiguous(memory_format=torch.channels_last)
     tol = dict(rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(ops.gather_excite_triton(x, e, res), R.gather_excite(x, e, res), **tol)
-    torch.testing.assert_close(ops.gather_excite_backward_triton(dy, x, e), R.gather_excite_backward(dy, x, e), **tol)
-    torch.testing.assert_close(ops.excite_triton(x, g, e, res), R.excite(x, g, e, res), **tol)
+    torch.testing.assert_close(ops.gather_excite_triton(x, e, res), reference.gather_excite(x, e, res), **tol)
+    torch.testing.assert_close(ops.gather_excite_backward_triton(dy, x, e), reference.gather_excite_backward(dy, x, e), **tol)
+    torch.testing.assert_close(ops.excite_triton(x, g, e, res), reference.excite(x, g, e, res), **tol)
     dx, dg = ops.excite_backward_triton(dy, x, g, e)
-    rdx, rdg = R.excite_backward(dy, x, g, e)
+    rdx, rdg = reference.excite_backward(dy, x, g, e)
     torch.testing.assert_close((dx, dg), (rdx, rdg), **tol)
     assert dg.stride() == rdg.stride()
     # an expanded (stride-0) gradient, as sum().backward() produces
     ones = torch.ones(1, 1, 1, 1, device=DEVICE).expand(shape)
-    torch.testing.assert_close(ops.gather_excite_backward_triton(ones, x, e), R.gather_excite_backward(ones, x, e), **tol)
+    torch.testing.assert_close(ops.gather_excite_backward_triton(ones, x, e), reference.gather_excite_backward(ones, x, e), **tol)
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_triton_two_sweep_and_small_blocks(layout, monkeypatch, poison_outputs):
     """Blocks too small for a tile-row: the row-chunk loops (two sweeps in gather_excite),
     and one unit per program (as when a large grid is wanted)."""
-    monkeypatch.setattr(P, "FWD_BLOCK_BYTES", 64)
-    monkeypatch.setattr(P, "BWD_BLOCK_BYTES", 32)
-    monkeypatch.setattr(P, "MIN_PROGRAMS", 1 << 20)
+    monkeypatch.setattr(_launch, "FWD_BLOCK_BYTES", 64)
+    monkeypatch.setattr(_launch, "BWD_BLOCK_BYTES", 32)
+    monkeypatch.setattr(_launch, "MIN_PROGRAMS", 1 << 20)
     tol = dict(rtol=1e-5, atol=1e-5)
     for shape, e in [((1, 3, 9, 10), 0), ((2, 2, 7, 9), 4)]:
         x = make(shape, torch.float32, layout)
         g, res, dy = g_for(x, e), make(shape, torch.float32, layout, 2), make(shape, torch.float32, layout, 3)
-        assert not P.plan(L.kernel_input(x), e, P.FWD_BLOCK_BYTES).SINGLE
-        torch.testing.assert_close(ops.gather_excite_triton(x, e, res), R.gather_excite(x, e, res), **tol)
-        torch.testing.assert_close(ops.gather_excite_backward_triton(dy, x, e), R.gather_excite_backward(dy, x, e), **tol)
-        torch.testing.assert_close(ops.excite_triton(x, g, e, res), R.excite(x, g, e, res), **tol)
-        torch.testing.assert_close(ops.excite_backward_triton(dy, x, g, e), R.excite_backward(dy, x, g, e), **tol)
+        assert not _launch.plan(checks.kernel_input(x), e, _launch.FWD_BLOCK_BYTES).SINGLE
+        torch.testing.assert_close(ops.gather_excite_triton(x, e, res), reference.gather_excite(x, e, res), **tol)
+        torch.testing.assert_close(ops.gather_excite_backward_triton(dy, x, e), reference.gather_excite_backward(dy, x, e), **tol)
+        torch.testing.assert_close(ops.excite_triton(x, g, e, res), reference.excite(x, g, e, res), **tol)
+        torch.testing.assert_close(ops.excite_backward_triton(dy, x, g, e), reference.excite_backward(dy, x, g, e), **tol)
 
 
 def test_triton_seed_equivalences():
@@ -213,7 +213,7 @@ def test_triton_empty(shape):
             assert y.shape == x.shape
             assert_layout(y, x)
             assert ops.gather_excite_backward_triton(x, x, e).shape == x.shape
-            g = torch.randn(L.g_shape(shape, e), device=DEVICE)
+            g = torch.randn(checks.g_shape(shape, e), device=DEVICE)
             assert ops.excite_triton(x, g, e).shape == x.shape
             dx, dg = ops.excite_backward_triton(x, x, g, e)
             assert dx.shape == x.shape and dg.shape == g.shape
@@ -252,15 +252,15 @@ def test_triton_autograd_matches_reference(layout, extent):
     g = g_for(x, extent)
     tol = dict(rtol=1e-5, atol=1e-5)
     got = grads(lambda x, r: ops.gather_excite_triton(x, extent, r), x, res)
-    want = grads(lambda x, r: R.gather_excite(x, extent, r), x.double(), res.double())
+    want = grads(lambda x, r: reference.gather_excite(x, extent, r), x.double(), res.double())
     torch.testing.assert_close([t.double() for t in got], list(want), **tol)
     got = grads(lambda x, g, r: ops.excite_triton(x, g, extent, r), x, g, res)
-    want = grads(lambda x, g, r: R.excite(x, g, extent, r), x.double(), g.double(), res.double())
+    want = grads(lambda x, g, r: reference.excite(x, g, extent, r), x.double(), g.double(), res.double())
     torch.testing.assert_close([t.double() for t in got], list(want), **tol)
     # only some inputs needing grad
     xg = x.detach().requires_grad_()
     (gx,) = torch.autograd.grad(ops.gather_excite_triton(xg, extent).sum(), [xg])
-    torch.testing.assert_close(gx, R.gather_excite_backward(torch.ones_like(x), x, extent), **tol)
+    torch.testing.assert_close(gx, reference.gather_excite_backward(torch.ones_like(x), x, extent), **tol)
 
 
 def test_triton_gradcheck():

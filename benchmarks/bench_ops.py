@@ -13,7 +13,7 @@ Providers (PROVIDERS below; add one for a new device there):
   fused      torch.ops.genet_ops.<op>: the compiled kernel of the device (C++ on CPU)
   triton     torch.ops.genet_ops.<op>_triton (CUDA only)
   reference  genet_ops.reference (pure PyTorch, the test oracle; only when asked for)
-  clone      x.clone(): the copy every GB/s is compared with (DESIGN §5)
+  clone      x.clone(): the copy every GB/s is compared with (docs/DESIGN.md §5)
 
 Prints a table (ms, GB/s, fraction of clone's GB/s, speedup vs eager and vs compile) and
 writes <out>/<device>-<date>.{csv,json,png}; the JSON holds the machine's description.
@@ -325,7 +325,7 @@ def bench_case(case: Case, providers: list[str], modes: list[str], budget_s: flo
 
 
 def target_check(rows: list[dict]) -> list[str]:
-    """Issue 2's CPU target, for gather_excite (the op the seed trains): fused forward +
+    """The README's CPU target, for gather_excite (the op the seed trains): fused forward +
     backward >= 2x eager and >= compile on every WRN-16-8 stage. excite is listed too,
     for information: its eager code is a single broadcast multiply, so 2x is out of reach
     by construction. Needs the eager provider in the run."""

@@ -1,6 +1,6 @@
 """Pure-PyTorch gather-excite: the fallback kernels and the test oracle.
 
-Written for clarity, not speed. Every function follows DESIGN §2: reductions in
+Written for clarity, not speed. Every function follows docs/DESIGN.md §2: reductions in
 float32 (float64 for float64 inputs), one rounding of each output to x's dtype, and
 the output in x's memory format (the layout rule of genet_ops.checks). The forward
 functions are differentiable with plain autograd, so tests can compare the explicit

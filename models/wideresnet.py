@@ -1,7 +1,7 @@
 """GE-WideResNet for CIFAR (Zagoruyko & Komodakis), pre-activation blocks, with
 gather-excite on every residual branch (the seed's model is WRN-16-8, GE-θ⁻, global).
 
-Block (DESIGN §1):  out = conv2(relu(bn2(conv1(relu(bn1(x))))));  return GE(out, residual=shortcut)
+Block (docs/DESIGN.md §1):  out = conv2(relu(bn2(conv1(relu(bn1(x))))));  return GE(out, residual=shortcut)
 where shortcut is x when the block keeps its width and stride, else a 1x1 conv of
 relu(bn1(x)). The add is done by the GE op itself (fused) or right after it (eager).
 """

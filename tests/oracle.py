@@ -1,6 +1,6 @@
 """Test oracles: the float64 reference and an 'eager in the input dtype' twin.
 
-Error budget in the style of flash-attention (DESIGN §4): a kernel's error against
+Error budget in the style of flash-attention (docs/DESIGN.md §4): a kernel's error against
 the float64 oracle may be at most twice the error of the plain eager code run in the
 same low precision, plus a floor of some ulps of the output's magnitude.
 """
@@ -44,7 +44,7 @@ def assert_within_budget(out, oracle, eager, what: str) -> None:
 
 
 def assert_layout(out, x, what: str = "output") -> None:
-    """Output strides follow the layout rule: empty_like(kernel_input(x)) (DESIGN §2)."""
+    """Output strides follow the layout rule: empty_like(kernel_input(x)) (docs/DESIGN.md §2)."""
     want = torch.empty_like(checks.kernel_input(x))
     assert out.stride() == want.stride(), f"{what}: strides {out.stride()} != {want.stride()}"
 

@@ -1,6 +1,6 @@
 """What is specific to the C++ CPU kernels (csrc/cpu): that they are the ones running,
 the edges of their vector loops and work splits, both instruction sets, threading, and
-that the build stays loadable on any x86-64. DESIGN §2 parity in general is test_ops.py.
+that the build stays loadable on any x86-64. docs/DESIGN.md §2 parity in general is test_ops.py.
 """
 import os
 import platform

@@ -1,4 +1,4 @@
-"""The two ops against DESIGN §2, through torch.ops.genet_ops on the CPU.
+"""The two ops against docs/DESIGN.md §2, through torch.ops.genet_ops on the CPU.
 
 Whatever kernel serves the CPU runs here: the C++ one when genet_ops._C is built, the
 reference under GENET_OPS_LOAD_EXTENSION=0 (test_fallback.py reruns this file so).
@@ -139,7 +139,7 @@ def test_opcheck(extent, layout, dtype):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 @pytest.mark.parametrize("extent", [2, 4, 8])
 def test_equals_seed_pool_and_interpolate(extent, dtype):
-    """DESIGN §2: the seed's θ⁻ (adaptive avg pool + interpolate) and the nearest-upsampled excite."""
+    """docs/DESIGN.md §2: the seed's θ⁻ (adaptive avg pool + interpolate) and the nearest-upsampled excite."""
     x = torch.randn(2, 3, 16, 24, dtype=dtype)
     H, W = x.shape[2:]
     seed = x * torch.sigmoid(F.interpolate(F.adaptive_avg_pool2d(x, (H // extent, W // extent)), (H, W)))

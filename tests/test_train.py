@@ -1,4 +1,5 @@
-"""train.py and training/: the runs issue 4 asks for, on the CPU.
+"""train.py and training/: the runs the README promises (digits, CIFAR pickles, torchrun,
+resume, AMP, the seed's flags), on the CPU.
 
 Most runs are in-process (train.main) on a tiny GE-WRN-10-1 and a few hundred digits
 images, a few seconds each. Three run as real subprocesses: the default digits run

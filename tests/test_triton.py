@@ -4,7 +4,7 @@ Without a GPU they run under the Triton interpreter (conftest sets TRITON_INTERP
 CPU tensors; with one, on CUDA. Every test name contains "triton" (`pytest -k triton`).
 Shapes stay small: the interpreter runs each program in numpy.
 
-Accuracy (DESIGN §4): for an input of dtype d, the op's max error against the float64
+Accuracy (docs/DESIGN.md §4): for an input of dtype d, the op's max error against the float64
 oracle (the reference on x.double()) may be at most twice the error of the reference
 kernel itself run in d (fp32 accumulation, one rounding), plus a small atol.
 One exception: Triton 3.8's interpreter converts float32 to bfloat16 by truncation
@@ -190,7 +190,7 @@ def test_triton_two_sweep_and_small_blocks(layout, monkeypatch, poison_outputs):
 
 
 def test_triton_seed_equivalences():
-    """DESIGN §2: θ⁻ as pool/interpolate, excite as nearest upsampling, extent 1 = SiLU."""
+    """docs/DESIGN.md §2: θ⁻ as pool/interpolate, excite as nearest upsampling, extent 1 = SiLU."""
     F = torch.nn.functional
     x = make((2, 3, 8, 8), torch.float32, "nchw")
     tol = dict(rtol=1e-5, atol=1e-6)

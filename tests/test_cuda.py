@@ -16,6 +16,7 @@ torch.library.opcheck; torch.compile(fullgraph=True) against eager; streams and 
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -26,38 +27,14 @@ import torch
 
 import genet_ops
 from genet_ops import _extension, backend, checks, ops, reference
-from oracle import (GEBlock, assert_compiled_matches_eager, assert_layout, assert_within_budget, eager_excite,
-                    eager_gather_excite)
+import oracle
+from oracle import (DTYPES, GEBlock, assert_compiled_matches_eager, assert_layout, assert_within_budget, eager_excite,
+                    eager_gather_excite, requires_cuda)
 
 ROOT = Path(__file__).resolve().parents[1]
-DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
 LAYOUTS = ["contiguous", "channels_last", "strided", "misaligned", "misaligned_cl"]
-HAS_GPU = torch.cuda.is_available()
-requires_gpu = pytest.mark.skipif(not HAS_GPU, reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
-
-
-def make(shape, dtype, layout, seed, device="cpu"):
-    """Random x-like tensor whose planes have clearly non-zero means (so that a wrong
-    tile sum moves the sigmoid), in one of the LAYOUTS."""
-    gen = torch.Generator().manual_seed(seed)
-    n, c, h, w = shape
-    v = torch.randn(shape, generator=gen, dtype=torch.float64)
-    v += 1.5 * torch.randn(n, c, 1, 1, generator=gen, dtype=torch.float64)
-    v = v.to(device=device, dtype=dtype)
-    if layout == "contiguous":
-        return v
-    if layout == "channels_last":
-        return v.contiguous(memory_format=torch.channels_last)
-    if layout == "strided":  # every other channel of a wider tensor: no dense layout
-        wide = torch.empty(n, 2 * c, h, w, device=device, dtype=dtype)
-        wide[:, ::2] = v
-        return wide[:, ::2]
-    # misaligned: dense, but starting one element into its storage (no 16-byte vectors)
-    t = v.contiguous(memory_format=torch.channels_last) if layout == "misaligned_cl" else v.contiguous()
-    buf = torch.empty(t.numel() + 1, device=device, dtype=dtype)
-    out = buf[1:].as_strided(t.shape, t.stride())
-    out.copy_(t)
-    return out
+# Planes with clearly non-zero means, so that a wrong tile sum moves the sigmoid.
+make = functools.partial(oracle.make, plane_spread=1.5)
 
 
 def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu"):
@@ -284,7 +261,7 @@ GPU_CASES = [
 ]
 
 
-@requires_gpu
+@requires_cuda
 @pytest.mark.parametrize("backend_name", ["cuda", "triton"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape,extent", GPU_CASES, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else f"e{v}")
@@ -302,7 +279,7 @@ def chosen_backend():
     genet_ops.set_backend(before)
 
 
-@requires_gpu
+@requires_cuda
 @pytest.mark.parametrize("backend_name", ["cuda", "triton"])
 @pytest.mark.parametrize("extent", [0, 2, 3])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
@@ -317,7 +294,7 @@ def test_gpu_gradcheck(backend_name, extent, layout, chosen_backend):
     assert torch.autograd.gradcheck(lambda a, b, r: genet_ops.excite(a, b, extent, r), (x, g, res))
 
 
-@requires_gpu
+@requires_cuda
 @pytest.mark.parametrize("backend_name", ["cuda", "triton"])
 @pytest.mark.parametrize("extent", [0, 3])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
@@ -341,7 +318,7 @@ def test_gpu_opcheck(backend_name, extent, layout, dtype):
         torch.library.opcheck(op, args)
 
 
-@requires_gpu
+@requires_cuda
 @pytest.mark.parametrize("backend_name", ["cuda", "triton"])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_gpu_compile_fullgraph_matches_eager(backend_name, layout, chosen_backend):
@@ -355,7 +332,7 @@ def test_gpu_compile_fullgraph_matches_eager(backend_name, layout, chosen_backen
     assert_compiled_matches_eager(model, x)
 
 
-@requires_gpu
+@requires_cuda
 @pytest.mark.parametrize("backend_name", ["cuda", "triton"])
 def test_gpu_side_stream(backend_name):
     """Kernels run on the caller's current stream: work queued on a side stream, with
@@ -372,7 +349,7 @@ def test_gpu_side_stream(backend_name):
     torch.testing.assert_close(y, want, rtol=0, atol=0)
 
 
-@requires_gpu
+@requires_cuda
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
 @pytest.mark.parametrize("backend_name", ["cuda", "triton"])
 def test_gpu_second_device(backend_name):
@@ -384,7 +361,7 @@ def test_gpu_second_device(backend_name):
     torch.testing.assert_close(y.double(), reference.gather_excite(x.double(), 2), rtol=1e-5, atol=1e-6)
 
 
-@requires_gpu
+@requires_cuda
 def test_gpu_bad_input_names_the_argument():
     x = torch.randn(2, 3, 8, 8, device="cuda")
     with pytest.raises((ValueError, RuntimeError), match="residual must be on x's device"):

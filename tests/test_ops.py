@@ -9,23 +9,12 @@ import torch.nn.functional as F
 
 import genet_ops
 from genet_ops import checks, ops, reference
-from oracle import (GEBlock, assert_compiled_matches_eager, assert_layout, assert_within_budget, eager_excite,
-                    eager_gather_excite)
+from oracle import (DTYPES, GEBlock, assert_compiled_matches_eager, assert_layout, assert_within_budget, eager_excite,
+                    eager_gather_excite, make)
 
-DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
 SHAPES = [(2, 3, 1, 1), (2, 3, 7, 7), (3, 2, 3, 5), (1, 4, 32, 32), (1, 2, 56, 56), (0, 3, 8, 8), (2, 1, 9, 6), (2, 5, 13, 11)]
 EXTENTS = [0, 1, 2, 3, 4, 8, 64]
 LAYOUTS = ["contiguous", "channels_last", "strided"]
-
-
-def make(shape, dtype, layout, seed):
-    """A random tensor of `shape` in one of three memory layouts."""
-    gen = torch.Generator().manual_seed(seed)
-    if layout == "strided":  # every other channel of a wider tensor: no dense layout
-        n, c, h, w = shape
-        return torch.randn(n, 2 * c, h, w, generator=gen, dtype=torch.float64).to(dtype)[:, ::2]
-    x = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
-    return x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

@@ -19,10 +19,10 @@ import warnings
 import numpy as np
 import torch
 
-from training import amp as A
-from training import checkpoint as C
-from training import data as Dt
-from training import dist as D
+from training import amp
+from training import checkpoint
+from training import data
+from training import dist
 from training.args import parse_args, resolve_defaults
 from training.engine import TrainingDiverged, evaluate, train_one_epoch
 from training.metrics import MetricsLog, write_json
@@ -30,16 +30,16 @@ from training.metrics import MetricsLog, write_json
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    device_type = D.resolve_device_type(args.device)
-    if args.multiprocessing_distributed and not D.launched_by_torchrun():
+    device_type = dist.resolve_device_type(args.device)
+    if args.multiprocessing_distributed and not dist.launched_by_torchrun():
         return spawn(args, device_type)
-    if D.launched_by_torchrun():
+    if dist.launched_by_torchrun():
         rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
     elif args.world_size > 1:  # one process per device, started by hand
         if args.rank < 0 or args.dist_url is None:
             raise SystemExit("error: --world-size > 1 without torchrun needs --rank and --dist-url")
         rank, world = args.rank, args.world_size
-        local = args.local_rank if args.local_rank is not None else rank % max(1, D.device_count(device_type))
+        local = args.local_rank if args.local_rank is not None else rank % max(1, dist.device_count(device_type))
     else:
         rank, world, local = 0, 1, 0
     return worker(local, args, device_type, rank, world, 1)
@@ -49,13 +49,13 @@ def spawn(args, device_type: str) -> dict:
     """--multiprocessing-distributed: one process per device on this node, as the seed."""
     import torch.multiprocessing as mp
 
-    nprocs = args.nproc_per_node or D.device_count(device_type)
+    nprocs = args.nproc_per_node or dist.device_count(device_type)
     nodes = max(args.world_size, 1)
     node_rank = max(args.rank, 0)
     if args.dist_url is None:
         if nodes > 1:
             raise SystemExit("error: --multiprocessing-distributed over several nodes needs --dist-url tcp://HOST:PORT")
-        args.dist_url = f"tcp://127.0.0.1:{D.free_port()}"
+        args.dist_url = f"tcp://127.0.0.1:{dist.free_port()}"
     mp.spawn(_spawned, nprocs=nprocs, args=(args, device_type, node_rank, nprocs, nodes * nprocs))
     out = os.path.join(args.output_dir, "summary.json") if args.output_dir else None
     if out and os.path.exists(out):
@@ -68,40 +68,40 @@ def spawn(args, device_type: str) -> dict:
 
 def _spawned(local: int, args, device_type: str, node_rank: int, nprocs: int, world: int) -> None:
     worker(local, args, device_type, node_rank * nprocs + local, world, nprocs)
-    D.leave_process()
+    dist.leave_process()
 
 
 def worker(local: int, args, device_type: str, rank: int, world: int, batch_split: int) -> dict:
-    info = D.setup(device_type, args.dist_backend, rank, world, local, args.dist_url if world > 1 else None)
+    info = dist.setup(device_type, args.dist_backend, rank, world, local, args.dist_url if world > 1 else None)
     try:
         return run(args, info, batch_split)
     finally:
-        D.cleanup()
+        dist.cleanup()
 
 
-def log(info: D.DistInfo, *msg) -> None:
+def log(info: dist.DistInfo, *msg) -> None:
     if info.is_main:
         print(*msg, flush=True)
 
 
-def load_data(args, info: D.DistInfo) -> Dt.Dataset:
+def load_data(args, info: dist.DistInfo) -> data.Dataset:
     try:
-        folder = None if args.dataset == "digits" else Dt.find_cifar10(args.data_path)
+        folder = None if args.dataset == "digits" else data.find_cifar10(args.data_path)
         if args.dataset == "cifar10" and folder is None:
-            raise Dt.DatasetError("no CIFAR-10 under ./data/cifar-10-batches-py; pass --data-path DIR")
+            raise data.DatasetError("no CIFAR-10 under ./data/cifar-10-batches-py; pass --data-path DIR")
         if folder is None:
-            ds = Dt.load_digits()
+            ds = data.load_digits()
             if args.dataset == "auto":
-                log(info, f"No CIFAR-10 found (no --data-path, no ./data/{Dt.CIFAR10_DIR}): training on scikit-learn's "
+                log(info, f"No CIFAR-10 found (no --data-path, no ./data/{data.CIFAR10_DIR}): training on scikit-learn's "
                           f"digits ({len(ds.train_y)} train / {len(ds.test_y)} test images upscaled to 32x32) with a small "
-                          f"GE-WRN; for CIFAR-10 pass --data-path DIR holding {Dt.CIFAR10_DIR}/.")
+                          f"GE-WRN; for CIFAR-10 pass --data-path DIR holding {data.CIFAR10_DIR}/.")
         else:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                ds = Dt.load_cifar10(folder)
+                ds = data.load_cifar10(folder)
             for w in caught:
                 log(info, f"warning: {w.message}")
-    except Dt.DatasetError as exc:
+    except data.DatasetError as exc:
         raise SystemExit(f"error: {exc}") from None
     if args.max_train_samples:
         ds.train_x, ds.train_y = ds.train_x[: args.max_train_samples], ds.train_y[: args.max_train_samples]
@@ -122,7 +122,7 @@ def seed_everything(seed: int, deterministic: bool, device: torch.device) -> Non
         torch.backends.cudnn.benchmark = True
 
 
-def run(args, info: D.DistInfo, batch_split: int) -> dict:
+def run(args, info: dist.DistInfo, batch_split: int) -> dict:
     import genet_ops
     import models
 
@@ -148,13 +148,13 @@ def run(args, info: D.DistInfo, batch_split: int) -> dict:
                                 nesterov=args.nesterov)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.milestones, gamma=args.gamma)
     if args.apex:
-        model, optimizer, precision = A.setup_apex(model, optimizer, args.opt_level, args.loss_scale, dev)
+        model, optimizer, precision = amp.setup_apex(model, optimizer, args.opt_level, args.loss_scale, dev)
     else:
-        precision = A.setup(args.amp, args.opt_level, args.loss_scale, dev)
+        precision = amp.setup(args.amp, args.opt_level, args.loss_scale, dev)
 
     start_epoch, best_acc1, ckpt = 0, 0.0, None
     if args.resume:
-        ckpt = C.load(args.resume)
+        ckpt = checkpoint.load(args.resume)
         try:  # ours, BayesWatch's or the seed's (DDP) checkpoint: models/convert.py
             model.load_state_dict(models.convert_state_dict(ckpt, model=model))
         except ValueError as exc:
@@ -175,7 +175,7 @@ def run(args, info: D.DistInfo, batch_split: int) -> dict:
             scheduler.load_state_dict(ckpt["scheduler"])
             precision.load_state_dict(ckpt.get("scaler", {}))
             start_epoch, best_acc1 = ckpt["epoch"], ckpt["best_acc1"]
-            C.set_rng_state(ckpt["rng"], dev)
+            checkpoint.set_rng_state(ckpt["rng"], dev)
 
     net = model
     if info.distributed:
@@ -186,7 +186,7 @@ def run(args, info: D.DistInfo, batch_split: int) -> dict:
 
     loader_kw = dict(device=dev, mean=ds.mean, std=ds.std, seed=args.seed, rank=info.rank,
                      world_size=info.world_size, channels_last=channels_last)
-    val_loader = Dt.DeviceLoader(ds.test_x, ds.test_y, max(args.batch_size, 256), train=False, **loader_kw)
+    val_loader = data.DeviceLoader(ds.test_x, ds.test_y, max(args.batch_size, 256), train=False, **loader_kw)
 
     n_params = sum(p.numel() for p in model.parameters())
     ops = genet_ops.backend_info()["kernels"]["gather_excite"].get(dev.type, "reference")
@@ -204,7 +204,7 @@ def run(args, info: D.DistInfo, batch_split: int) -> dict:
             write_json(os.path.join(args.output_dir, "eval.json"), {**res, "checkpoint": args.resume})
         return res
 
-    train_loader = Dt.DeviceLoader(ds.train_x, ds.train_y, args.batch_size, train=True, flip=ds.flip, **loader_kw)
+    train_loader = data.DeviceLoader(ds.train_x, ds.train_y, args.batch_size, train=True, flip=ds.flip, **loader_kw)
     log(info, f"data {ds.name} ({len(ds.train_y)} train / {len(ds.test_y)} test); batch {args.batch_size} per process "
               f"x {info.world_size} = {args.batch_size * info.world_size} per step, {len(train_loader)} steps per epoch; "
               f"lr {args.lr:g} (not scaled), SGD momentum {args.momentum} wd {args.wd:g}, MultiStepLR "
@@ -217,17 +217,17 @@ def run(args, info: D.DistInfo, batch_split: int) -> dict:
             lr = optimizer.param_groups[0]["lr"]
             tr = train_one_epoch(net, train_loader, optimizer, precision, epoch, info,
                                  print_freq=args.print_freq, progress=args.progress)
-            D.broadcast_buffers(model, info)  # one set of BN statistics for validation and checkpoint
+            dist.broadcast_buffers(model, info)  # one set of BN statistics for validation and checkpoint
             res = evaluate(net, val_loader, precision, info)
             scheduler.step()
             is_best = res["acc1"] > best_acc1 or epoch == 0
             best_acc1 = max(best_acc1, res["acc1"])
             if info.is_main:
-                C.save(args.output_dir, {
-                    "epoch": epoch + 1, "state_dict": C.unwrap(model).state_dict(),
+                checkpoint.save(args.output_dir, {
+                    "epoch": epoch + 1, "state_dict": checkpoint.unwrap(model).state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "scaler": precision.state_dict(), "best_acc1": best_acc1, "acc1": res["acc1"],
-                    "rng": C.rng_state(dev), "args": vars(args),
+                    "rng": checkpoint.rng_state(dev), "args": vars(args),
                 }, is_best)
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": tr["loss"], "train_acc1": tr["acc1"], **res,
                    "best_acc1": best_acc1, "img_per_s": tr["img_per_s"], "epoch_time_s": tr["time_s"],
@@ -242,11 +242,11 @@ def run(args, info: D.DistInfo, batch_split: int) -> dict:
     finally:
         metrics.close()
 
-    in_sync = D.replicas_in_sync(model, info)
+    in_sync = dist.replicas_in_sync(model, info)
     if info.distributed:
         log(info, f"replicas in sync across {info.world_size} ranks: {'yes' if in_sync else 'NO'}")
     if args.dump_replicas:
-        C.atomic_save(C.unwrap(model).state_dict(), os.path.join(args.output_dir, f"replica_rank{info.rank}.pt"))
+        checkpoint.atomic_save(checkpoint.unwrap(model).state_dict(), os.path.join(args.output_dir, f"replica_rank{info.rank}.pt"))
     summary = {**res, "best_acc1": best_acc1, "epochs": args.epochs, "world_size": info.world_size,
                "replicas_in_sync": in_sync, "output_dir": args.output_dir, "dataset": ds.name, "model": args.model}
     if info.is_main:
@@ -258,4 +258,4 @@ def run(args, info: D.DistInfo, batch_split: int) -> dict:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
-    D.leave_process()  # a torchrun or --rank/--dist-url worker ends here
+    dist.leave_process()  # a torchrun or --rank/--dist-url worker ends here

@@ -18,7 +18,7 @@ Providers (PROVIDERS below; add one for a new device there):
   fused      torch.ops.genet_ops.<op>: the compiled kernel of the device (C++ on CPU)
   triton     torch.ops.genet_ops.<op>_triton (CUDA only)
   reference  genet_ops.reference (pure PyTorch, the test oracle; only when asked for)
-  clone      x.clone(): the copy every GB/s is compared with (DESIGN §5)
+  clone      x.clone(): the copy every GB/s is compared with (docs/DESIGN.md §5)
 
 Prints a table (ms, GB/s, fraction of clone's GB/s, speedup vs eager and vs compile) and
 writes <out>/<device>-<date>.{csv,json,png}; the JSON holds the machine's description.
@@ -386,7 +386,7 @@ def case_fields(case: Case) -> dict:
 
 
 def target_check(rows: list[dict]) -> list[str]:
-    """The CPU target, for gather_excite (the op the seed trains): fused forward +
+    """The README's CPU target, for gather_excite (the op the seed trains): fused forward +
     backward >= 2x eager and >= compile on every WRN-16-8 stage. excite is listed too,
     for information: its eager code is a single broadcast multiply, so 2x is out of reach
     by construction. Needs the eager provider in the run."""
@@ -423,14 +423,14 @@ def poisoned_outputs():
 
 def _reference_outputs(case: Case, tensors: list, dy: torch.Tensor) -> list:
     """[y, dx, (dg)] of genet_ops.reference on these tensors (any dtype)."""
-    from genet_ops import reference as R
+    from genet_ops import reference
 
     x, e = tensors[0], case.extent
     res = tensors[-1] if case.residual else None
     if case.op == "excite":
         g = tensors[1]
-        return [R.excite(x, g, e, res), *R.excite_backward(dy, x, g, e)]
-    return [R.gather_excite(x, e, res), R.gather_excite_backward(dy, x, e)]
+        return [reference.excite(x, g, e, res), *reference.excite_backward(dy, x, g, e)]
+    return [reference.gather_excite(x, e, res), reference.gather_excite_backward(dy, x, e)]
 
 
 def check_case(case: Case, providers: list[Provider]) -> list[dict]:

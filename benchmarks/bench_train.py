@@ -46,8 +46,8 @@ import torch.nn.functional as F  # noqa: E402
 import common  # noqa: E402  (benchmarks/common.py: machine_info, wait_idle, synchronize)
 import genet_ops  # noqa: E402
 import models  # noqa: E402
-from training import data as Dt  # noqa: E402
-from training import dist as D  # noqa: E402
+from training import data  # noqa: E402
+from training import dist  # noqa: E402
 
 SE_MODELS = ("efficientnet_b0", "regnet_y_400mf")  # torchvision SE networks: eager vs fuse_excite
 COLUMNS = ["model", "variant", "extent", "provider", "compile", "batch", "dtype", "channels_last", "device",
@@ -82,7 +82,7 @@ def make_loader(n_images: int, batch: int, device, channels_last: bool, size: in
     rng = np.random.RandomState(0)
     x = rng.randint(0, 256, (n_images, size, size, 3)).astype(np.uint8)
     y = rng.randint(0, 10, n_images).astype(np.int64)
-    return Dt.DeviceLoader(x, y, batch, device, train=True, mean=Dt.CIFAR10_MEAN, std=Dt.CIFAR10_STD,
+    return data.DeviceLoader(x, y, batch, device, train=True, mean=data.CIFAR10_MEAN, std=data.CIFAR10_STD,
                            flip=True, channels_last=channels_last)
 
 
@@ -211,7 +211,7 @@ def bench_loader(device, batch, channels_last, steps, size):
 
 def main(argv=None):
     args = parse_args(argv)
-    device_type = D.resolve_device_type(args.device)
+    device_type = dist.resolve_device_type(args.device)
     device = torch.device(device_type, 0) if device_type != "cpu" else torch.device("cpu")
     if device_type == "cuda":
         torch.cuda.set_device(0)

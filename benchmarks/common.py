@@ -1,5 +1,5 @@
 """Shared by the op benchmarks: timing per device, the machine's description, byte
-accounting (DESIGN §5) and the table / CSV / JSON / PNG writers.
+accounting (docs/DESIGN.md §5) and the table / CSV / JSON / PNG writers.
 
 Timing rules: CPU - median of repeats with time.perf_counter after a warm-up, providers
 interleaved round by round so that load from other processes hits them alike; CUDA -
@@ -136,7 +136,7 @@ def steady_malloc() -> str:
 
 # ------------------------------------------------------------------- bytes moved
 def bytes_moved(op: str, mode: str, x: torch.Tensor, g_numel: int, residual: bool) -> int:
-    """DESIGN §5: forward reads x and writes y (2 passes; a residual adds one), backward
+    """docs/DESIGN.md §5: forward reads x and writes y (2 passes; a residual adds one), backward
     reads x and dy and writes dx (3); excite also reads g (and writes dg in backward)."""
     xb = x.numel() * x.element_size()
     gb = g_numel * x.element_size() if op == "excite" else 0

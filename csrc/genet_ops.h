@@ -1,5 +1,5 @@
 // Shared by every backend: tile geometry, argument checks and the layout rule.
-// The Python fake functions (genet_ops/_layout.py) mirror check_* and the layout
+// The Python fake functions (genet_ops/checks.py) mirror check_* and the layout
 // rule exactly, so that fake tensors and real outputs agree on shape and strides.
 #pragma once
 

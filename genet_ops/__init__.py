@@ -30,8 +30,6 @@ __version__ = "0.1.0"
 
 def backend_info() -> dict:
     """Which kernel serves each op on each device, and why the extension is or is not loaded."""
-    from . import ops
-
     return {
         "extension_loaded": _extension.loaded,
         "extension_error": _extension.error,
@@ -40,7 +38,7 @@ def backend_info() -> dict:
         "backend": get_backend(),
         "triton": backend.triton_available(),
         "triton_error": backend.triton_error(),
-        "kernels": {op: dict(devices) for op, devices in ops.KERNELS.items()},
+        "kernels": {op: dict(devices) for op, devices in backend.KERNELS.items()},
     }
 
 

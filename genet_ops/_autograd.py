@@ -43,7 +43,7 @@ import torch.autograd.forward_ad as fwAD
 from torch._functorch.utils import enable_single_level_autograd_function
 from torch.autograd.function import _SingleLevelFunction
 
-from . import _layout as L, reference as R
+from . import checks, reference
 
 
 # ----------------------------------------------------------------------------- tiles
@@ -51,18 +51,18 @@ class _Tiles:
     """T, M and E for x's tiling, in the accumulation dtype."""
 
     def __init__(self, x: torch.Tensor, extent: int):
-        self.geom = L.tile_geom(x.shape, extent)
-        self.acc = R._acc_dtype(x.dtype)
-        self.count = R.tile_count(self.geom, x.device, self.acc)
+        self.geom = checks.tile_geom(x.shape, extent)
+        self.acc = reference._acc_dtype(x.dtype)
+        self.count = reference.tile_count(self.geom, x.device, self.acc)
 
     def sum(self, v):
-        return R.tile_sum(v, self.geom)
+        return reference.tile_sum(v, self.geom)
 
     def mean(self, v):
-        return R.tile_sum(v, self.geom) / self.count
+        return reference.tile_sum(v, self.geom) / self.count
 
     def expand(self, s):
-        return R.expand_tiles(s, self.geom)
+        return reference.expand_tiles(s, self.geom)
 
     def f(self, t):
         """t in the accumulation dtype (None stays None)."""

@@ -1,4 +1,11 @@
-"""Choice of GPU backend: GENET_OPS_BACKEND=auto|cuda|triton|reference, or set_backend().
+"""Routing: which kernel serves each genet_ops op on each device.
+
+Two parts, both here so that a new backend means its kernels plus this file:
+- register_fallback_kernels() (called by genet_ops.ops once the schemas exist) gives
+  every device key without a compiled kernel the reference kernel (on CUDA: Triton where
+  installed), and records in KERNELS who serves what (genet_ops.backend_info()).
+- select() applies the user's choice, GENET_OPS_BACKEND=auto|cuda|triton|reference or
+  set_backend(), for the public wrappers genet_ops.gather_excite / excite.
 
 auto (default): torch.ops.genet_ops.* as registered (CUDA C++ where compiled, else
 Triton); cuda / triton: that one, or an error saying why it cannot run; reference: the
@@ -11,6 +18,8 @@ import functools
 import os
 
 import torch
+
+from . import reference
 
 BACKENDS = ("auto", "cuda", "triton", "reference")
 
@@ -70,9 +79,7 @@ def disable_triton(reason: str) -> None:
 
 
 def cuda_kernels_compiled() -> bool:
-    from . import ops
-
-    return ops.KERNELS["gather_excite"].get("cuda") == "cuda"
+    return KERNELS["gather_excite"].get("cuda") == "cuda"
 
 
 def select(x: torch.Tensor) -> str:
@@ -93,7 +100,29 @@ def select(x: torch.Tensor) -> str:
     return "triton"
 
 
-def cuda_fallback(op: str, reference_kernel):
+# The pure-PyTorch kernel of each op: served wherever nothing compiled is registered.
+REFERENCE_KERNELS = {
+    "gather_excite": reference.gather_excite,
+    "gather_excite_backward": reference.gather_excite_backward,
+    "excite": reference.excite,
+    "excite_backward": reference.excite_backward,
+}
+# Dispatch keys that get a kernel; the name users know them by.
+DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA", "npu": "PrivateUse1"}
+# What backend_info() calls the compiled kernels of each device.
+_COMPILED_NAMES = {"cpu": "cpp", "cuda": "cuda", "npu": "ascend"}
+
+# Which kernel serves each op on each device, for backend_info(); filled by
+# register_fallback_kernels().
+KERNELS: dict[str, dict[str, str]] = {op: {} for op in REFERENCE_KERNELS}
+_impl_lib: torch.library.Library | None = None  # holds the registrations for the process
+
+
+def _has_kernel(op: str, key: str) -> bool:
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"genet_ops::{op}", key)
+
+
+def _cuda_fallback(op: str, reference_kernel):
     """CUDA kernel for torch.ops.genet_ops.<op> when no CUDA C++ kernel is compiled:
     the Triton twin where Triton is installed, else the reference."""
 
@@ -103,3 +132,23 @@ def cuda_fallback(op: str, reference_kernel):
         return reference_kernel(*args)
 
     return kernel
+
+
+def register_fallback_kernels() -> None:
+    """Registers a kernel for every (op, device key) that the compiled extension left
+    without one, and fills KERNELS. Runs once, after the schemas are defined."""
+    global _impl_lib
+    if _impl_lib is not None:
+        return
+    _impl_lib = torch.library.Library("genet_ops", "IMPL")
+    for op, kernel in REFERENCE_KERNELS.items():
+        for device, key in DEVICE_KEYS.items():
+            if _has_kernel(op, key):
+                KERNELS[op][device] = _COMPILED_NAMES[device]
+            elif device == "cuda":
+                # No CUDA C++ kernel compiled: route to Triton where it can run.
+                _impl_lib.impl(op, _cuda_fallback(op, kernel), key)
+                KERNELS[op][device] = "triton" if triton_available() else "reference"
+            else:
+                _impl_lib.impl(op, kernel, key)
+                KERNELS[op][device] = "reference"

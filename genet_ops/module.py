@@ -26,7 +26,7 @@ sigmoid, or add_maxpool, runs the eager math even when fused=True (no fused path
 ``forward(x, residual=None)`` returns ``x * sigmoid(gather(x)) (+ residual)``: passing the
 residual branch's shortcut here lets the fused op do the add in the same pass.
 
-The learned gather (DESIGN §3):
+The learned gather (docs/DESIGN.md §3):
   * global (extent 0): one depthwise conv with kernel = feat_size, no padding, no bias,
     then BatchNorm -> (N, C, 1, 1). feat_size is the input's spatial size and is required.
   * extent e (a power of two): log2(e) depthwise 3x3 stride-2 pad-1 convs (no bias),

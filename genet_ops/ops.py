@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _extension, _layout as L, backend, reference
+from . import _extension, backend, checks, reference
 from ._autograd import register_excite_autograd, register_gather_excite_autograd
 
 # One schema per op. csrc/genet_ops.cpp declares the same strings (a test checks).
@@ -19,67 +19,39 @@ SCHEMAS = {
     "excite": "excite(Tensor x, Tensor g, int extent, Tensor? residual=None) -> Tensor",
     "excite_backward": "excite_backward(Tensor grad_out, Tensor x, Tensor g, int extent) -> (Tensor, Tensor)",
 }
-REFERENCE_KERNELS = {
-    "gather_excite": reference.gather_excite,
-    "gather_excite_backward": reference.gather_excite_backward,
-    "excite": reference.excite,
-    "excite_backward": reference.excite_backward,
-}
-# Dispatch keys that get a kernel; the name users know them by.
-DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA", "npu": "PrivateUse1"}
-
 if not _extension.loaded:
     _def_lib = torch.library.Library("genet_ops", "DEF")
     for _schema in SCHEMAS.values():
         _def_lib.define(_schema)
 
-
-def _has_kernel(op: str, key: str) -> bool:
-    return torch._C._dispatch_has_kernel_for_dispatch_key(f"genet_ops::{op}", key)
-
-
-# Which kernel serves each op on each device, for backend_info(); filled below.
-KERNELS: dict[str, dict[str, str]] = {op: {} for op in SCHEMAS}
-_COMPILED_NAMES = {"cpu": "cpp", "cuda": "cuda", "npu": "ascend"}
-
-_impl_lib = torch.library.Library("genet_ops", "IMPL")
-for _op, _kernel in REFERENCE_KERNELS.items():
-    for _device, _key in DEVICE_KEYS.items():
-        if _has_kernel(_op, _key):
-            KERNELS[_op][_device] = _COMPILED_NAMES[_device]
-        elif _device == "cuda":
-            # No CUDA C++ kernel compiled: route to Triton where it can run.
-            _impl_lib.impl(_op, backend.cuda_fallback(_op, _kernel), _key)
-            KERNELS[_op][_device] = "triton" if backend.triton_available() else "reference"
-        else:
-            _impl_lib.impl(_op, _kernel, _key)
-            KERNELS[_op][_device] = "reference"
+# Reference (or Triton) kernels wherever no compiled kernel is registered; genet_ops.backend.
+backend.register_fallback_kernels()
 
 
 # ----------------------------------------------------------------------------- fake
 @torch.library.register_fake("genet_ops::gather_excite")
 def _gather_excite_fake(x, extent, residual=None):
-    L.check_gather_excite(x, extent, residual)
-    return torch.empty_like(L.kernel_input(x))
+    checks.check_gather_excite(x, extent, residual)
+    return torch.empty_like(checks.kernel_input(x))
 
 
 @torch.library.register_fake("genet_ops::gather_excite_backward")
 def _gather_excite_backward_fake(grad_out, x, extent):
-    L.check_gather_excite_backward(grad_out, x, extent)
-    return torch.empty_like(L.kernel_input(x))
+    checks.check_gather_excite_backward(grad_out, x, extent)
+    return torch.empty_like(checks.kernel_input(x))
 
 
 @torch.library.register_fake("genet_ops::excite")
 def _excite_fake(x, g, extent, residual=None):
-    L.check_excite(x, g, extent, residual)
-    return torch.empty_like(L.kernel_input(x))
+    checks.check_excite(x, g, extent, residual)
+    return torch.empty_like(checks.kernel_input(x))
 
 
 @torch.library.register_fake("genet_ops::excite_backward")
 def _excite_backward_fake(grad_out, x, g, extent):
-    L.check_excite_backward(grad_out, x, g, extent)
-    xk = L.kernel_input(x)
-    return torch.empty_like(xk), torch.empty_like(L.g_for_layout(g, L.is_nchw(xk)))
+    checks.check_excite_backward(grad_out, x, g, extent)
+    xk = checks.kernel_input(x)
+    return torch.empty_like(xk), torch.empty_like(checks.g_for_layout(g, checks.is_nchw(xk)))
 
 
 # ------------------------------------------------------------------------- autograd
@@ -97,7 +69,7 @@ def gather_excite(x: torch.Tensor, extent: int = 0, residual: torch.Tensor | Non
     (the last ones partial); any extent >= max(H, W) is global. Differentiable in x and
     residual to every order, in forward mode and under torch.func (see the README).
     """
-    extent = L.as_extent(extent)
+    extent = checks.as_extent(extent)
     impl = backend.select(x)
     if impl == "reference":
         return reference.gather_excite(x, extent, residual)
@@ -112,7 +84,7 @@ def excite(x: torch.Tensor, g: torch.Tensor, extent: int = 0, residual: torch.Te
     g has shape (N, C, ceil(H/extent), ceil(W/extent)), or (N, C, 1, 1) for extent 0.
     Differentiable in x, g and residual to every order, in forward mode and under torch.func.
     """
-    extent = L.as_extent(extent)
+    extent = checks.as_extent(extent)
     impl = backend.select(x)
     if impl == "reference":
         return reference.excite(x, g, extent, residual)

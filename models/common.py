@@ -1,5 +1,7 @@
-"""Shared pieces of the GE models: variant names and the GatherExcite builder."""
+"""Shared pieces of the GE models: variant names, the GatherExcite builder, weight init."""
 from __future__ import annotations
+
+import torch.nn as nn
 
 from genet_ops.module import GatherExcite
 
@@ -37,3 +39,19 @@ def make_ge(channels: int, variant: str, extent: int, feat_size: int, fused: boo
 
 def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
+
+
+def init_weights(model: nn.Module) -> None:
+    """He init for the network's convs, BN to identity, linear bias zero (as the seed).
+    The GE gather convs keep PyTorch's default init (a BatchNorm follows each)."""
+    ge_convs = {id(m) for ge in model.modules() if isinstance(ge, GatherExcite) for m in ge.modules()}
+    for m in model.modules():
+        if id(m) in ge_convs:
+            continue
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)

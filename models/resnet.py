@@ -14,8 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import conv_out, make_ge
-from .wideresnet import _init_weights
+from .common import conv_out, init_weights, make_ge
 
 
 class Bottleneck(nn.Module):
@@ -68,7 +67,7 @@ class GEResNet(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.fc = nn.Linear(in_planes, num_classes)
         self.num_features = in_planes
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, x):
         x = self.maxpool(F.relu(self.bn1(self.conv1(x))))

@@ -1,7 +1,7 @@
 """GE-WideResNet for CIFAR (Zagoruyko & Komodakis), pre-activation blocks, with
 gather-excite on every residual branch (the seed's model is WRN-16-8, GE-θ⁻, global).
 
-Block (DESIGN §1):  out = conv2(relu(bn2(conv1(relu(bn1(x))))));  return GE(out, residual=shortcut)
+Block (docs/DESIGN.md §1):  out = conv2(relu(bn2(conv1(relu(bn1(x))))));  return GE(out, residual=shortcut)
 where shortcut is x when the block keeps its width and stride, else a 1x1 conv of
 relu(bn1(x)). The add is done by the GE op itself (fused) or right after it (eager).
 """
@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import conv_out, make_ge
+from .common import conv_out, init_weights, make_ge
 
 
 class PreActBlock(nn.Module):
@@ -67,7 +67,7 @@ class GEWideResNet(nn.Module):
         self.bn = nn.BatchNorm2d(in_planes)
         self.fc = nn.Linear(in_planes, num_classes)
         self.num_features = in_planes
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, x):
         x = self.conv1(x)
@@ -75,19 +75,3 @@ class GEWideResNet(nn.Module):
         x = F.relu(self.bn(x))
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
         return self.fc(x)
-
-
-def _init_weights(model: nn.Module) -> None:
-    """He init for the network's convs, BN to identity, linear bias zero (as the seed).
-    The GE gather convs keep PyTorch's default init (a BatchNorm follows each)."""
-    ge_convs = {id(m) for ge in model.modules() if ge.__class__.__name__ == "GatherExcite" for m in ge.modules()}
-    for m in model.modules():
-        if id(m) in ge_convs:
-            continue
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.zeros_(m.bias)

@@ -13,8 +13,6 @@ if not torch.cuda.is_available():
 
 import genet_ops  # noqa: E402  (after TRITON_INTERPRET)
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
 
 def pytest_report_header(config):
     info = genet_ops.backend_info()

@@ -179,10 +179,10 @@ def build_emu(out: Path, ascend_dir: Path = ASCEND):
 
     def run(op, x, extent, aux=None, g=None, cores=7, ub=UB_A2, seed=1, check=True):
         """Runs one kernel over every core (seed 0: in order, else interleaved)."""
-        from genet_ops import _layout as L
+        from genet_ops import checks
         dtype = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}[x.dtype]
         out_t = torch.empty_like(x).fill_(float("nan"))
-        gshape = L.g_shape(x.shape, extent)
+        gshape = checks.g_shape(x.shape, extent)
         dg = torch.full(gshape, float("nan"), dtype=x.dtype) if op == "ex_bwd" else None
         ptr = lambda t: None if t is None else t.data_ptr()
         msg = ctypes.create_string_buffer(4096)
@@ -217,11 +217,11 @@ EMU_SHAPES = [((2, 3, 8, 8), 0), ((2, 3, 8, 8), 2), ((2, 5, 7, 9), 3), ((1, 2, 3
 
 def _emu_check(emu, shape, extent, dtype, ub, cores=7):
     torch.manual_seed(hash((shape, extent)) % 2**31)
-    from genet_ops import _layout as L
+    from genet_ops import checks
     x = torch.randn(shape).to(dtype)
     res = torch.randn(shape).to(dtype)
     dy = torch.randn(shape).to(dtype)
-    g = torch.randn(L.g_shape(shape, extent)).to(dtype)
+    g = torch.randn(checks.g_shape(shape, extent)).to(dtype)
     tol = EMU_TOL[dtype]
 
     def close(a, b, what, desc):
@@ -579,8 +579,8 @@ def test_npu_parity(shape, extent, dtype, atol, rtol, channels_last):
     x = torch.randn(shape, device=dev, dtype=dtype).to(memory_format=mf)
     res = torch.randn(shape, device=dev, dtype=dtype).to(memory_format=mf)
     dy = torch.randn(shape, device=dev, dtype=dtype).to(memory_format=mf)
-    from genet_ops import _layout as L
-    g = torch.randn(L.g_shape(shape, extent), device=dev, dtype=dtype)
+    from genet_ops import checks
+    g = torch.randn(checks.g_shape(shape, extent), device=dev, dtype=dtype)
     ops = torch.ops.genet_ops
 
     def close(a, b):

@@ -16,7 +16,7 @@ from torch.autograd import gradcheck, gradgradcheck
 from torch.func import grad, hessian, jacfwd, jacrev, jvp, vjp, vmap
 
 import genet_ops
-from genet_ops import _layout as L, reference as R
+from genet_ops import checks, reference
 from oracle import eager_excite, eager_gather_excite
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,7 +41,7 @@ def _inputs(extent, channels_last, shape=SHAPE, seed=0):
         x = x.contiguous(memory_format=torch.channels_last)
     res = torch.randn(shape, dtype=torch.float64, generator=gen)
     dy = torch.randn(shape, dtype=torch.float64, generator=gen)
-    g = torch.randn(L.g_shape(shape, extent), dtype=torch.float64, generator=gen)
+    g = torch.randn(checks.g_shape(shape, extent), dtype=torch.float64, generator=gen)
     return [t.requires_grad_() for t in (x, res, dy, g)]
 
 
@@ -162,10 +162,10 @@ def test_main_vmap_over_every_argument_and_layout():
     want = torch.stack([eager_excite(xb[i], gb[..., i], 2, r) for i in range(4)])
     torch.testing.assert_close(got, want)
     dy, dx = torch.randn_like(xb), vmap(OPS.gather_excite_backward, in_dims=(0, None, None))
-    torch.testing.assert_close(dx(dy, x, 2), torch.stack([R.gather_excite_backward(d, x, 2) for d in dy]))
+    torch.testing.assert_close(dx(dy, x, 2), torch.stack([reference.gather_excite_backward(d, x, 2) for d in dy]))
     got_dx, got_dg = vmap(OPS.excite_backward, in_dims=(0, None, 4, None))(dy, x, gb, 2)
     for i in range(4):
-        rdx, rdg = R.excite_backward(dy[i], x, gb[..., i].contiguous(), 2)
+        rdx, rdg = reference.excite_backward(dy[i], x, gb[..., i].contiguous(), 2)
         torch.testing.assert_close(got_dx[i], rdx)
         torch.testing.assert_close(got_dg[i], rdg)
 
@@ -196,12 +196,12 @@ def test_main_huge_extent_is_global(extent):
     """No overflow, g is (N, C, 1, 1), results equal extent 0 (op and reference)."""
     x, r, dy, _ = (t.detach() for t in _inputs(0, False))
     g = torch.randn(*x.shape[:2], 1, 1, dtype=torch.float64)
-    assert L.g_shape(x.shape, extent) == g.shape
+    assert checks.g_shape(x.shape, extent) == g.shape
     for impl in (OPS, R):
-        torch.testing.assert_close(impl.gather_excite(x, extent, r), R.gather_excite(x, 0, r))
-        torch.testing.assert_close(impl.gather_excite_backward(dy, x, extent), R.gather_excite_backward(dy, x, 0))
-        torch.testing.assert_close(impl.excite(x, g, extent, r), R.excite(x, g, 0, r))
-        for a, b in zip(impl.excite_backward(dy, x, g, extent), R.excite_backward(dy, x, g, 0)):
+        torch.testing.assert_close(impl.gather_excite(x, extent, r), reference.gather_excite(x, 0, r))
+        torch.testing.assert_close(impl.gather_excite_backward(dy, x, extent), reference.gather_excite_backward(dy, x, 0))
+        torch.testing.assert_close(impl.excite(x, g, extent, r), reference.excite(x, g, 0, r))
+        for a, b in zip(impl.excite_backward(dy, x, g, extent), reference.excite_backward(dy, x, g, 0)):
             torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="g must have shape"):
         OPS.excite(x, torch.randn(2, 3, 0, 0, dtype=torch.float64), extent)
@@ -211,35 +211,35 @@ def test_main_tiles_never_exceed_the_plane():
     """The reference pads a plane to whole tiles only: a tile is clamped to the plane, so
     memory stays bounded by the input (extent 999 on a 1 x 1000 row is not 999 x 1000)."""
     for shape, extent in [((2, 3, 1, 1000), 999), ((2, 3, 5, 6), 10**6), ((1, 1, 7, 3), 4)]:
-        t = L.tile_geom(shape, extent)
+        t = checks.tile_geom(shape, extent)
         assert t.eh <= max(shape[2], 1) and t.ew <= max(shape[3], 1)
         assert t.th * t.eh < 2 * max(shape[2], 1) and t.tw * t.ew < 2 * max(shape[3], 1)
     x = torch.randn(1, 2, 1, 1000, dtype=torch.float64)
-    torch.testing.assert_close(R.gather_excite(x, 999), eager_gather_excite(x, 999))
+    torch.testing.assert_close(reference.gather_excite(x, 999), eager_gather_excite(x, 999))
 
 
 @pytest.mark.parametrize("extent", [0, 4, 2**63 - 1])
 def test_triton_huge_extent_is_global(extent):
     _ops("triton")
     x = torch.randn(1, 2, 5, 3)
-    torch.testing.assert_close(OPS.gather_excite_triton(x, extent), R.gather_excite(x, 0 if extent > 5 else extent))
+    torch.testing.assert_close(OPS.gather_excite_triton(x, extent), reference.gather_excite(x, 0 if extent > 5 else extent))
 
 
 # ---------------------------------------------------------------------- argument types
 def test_main_extent_types():
     x = torch.randn(1, 2, 5, 4, dtype=torch.float64)
     g = torch.randn(1, 2, 3, 2, dtype=torch.float64)
-    for f in (genet_ops.gather_excite, R.gather_excite):
+    for f in (genet_ops.gather_excite, reference.gather_excite):
         with pytest.raises(ValueError, match="extent"):
             f(x, True)
         with pytest.raises(TypeError, match="extent"):
             f(x, 2.0)
         for e in (np.int64(2), np.int32(2), np.uint8(2)):
-            torch.testing.assert_close(f(x, e), R.gather_excite(x, 2))
-    for f in (genet_ops.excite, R.excite):
+            torch.testing.assert_close(f(x, e), reference.gather_excite(x, 2))
+    for f in (genet_ops.excite, reference.excite):
         with pytest.raises(ValueError, match="extent"):
             f(x, g, False)
-        torch.testing.assert_close(f(x, g, np.int64(2)), R.excite(x, g, 2))
+        torch.testing.assert_close(f(x, g, np.int64(2)), reference.excite(x, g, 2))
     with pytest.raises(ValueError, match="extent must be at most"):
         genet_ops.gather_excite(x, 2**63)
 
@@ -261,7 +261,7 @@ def test_main_mixed_dtypes_raise(impl):
     if impl == "triton":
         ge, geb, ex, exb = _ops("triton")
     elif impl == "reference":
-        ge, geb, ex, exb = R.gather_excite, R.gather_excite_backward, R.excite, R.excite_backward
+        ge, geb, ex, exb = reference.gather_excite, reference.gather_excite_backward, reference.excite, reference.excite_backward
     else:
         ge, geb, ex, exb = OPS.gather_excite, OPS.gather_excite_backward, OPS.excite, OPS.excite_backward
         if impl == "fake":

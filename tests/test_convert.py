@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 import models
 import train
-from training import checkpoint as C
+from training import checkpoint
 
 TINY = ["--depth", "10", "--width", "1", "--progress", "false", "--device", "cpu"]
 
@@ -198,12 +198,12 @@ def test_train_evaluates_a_seed_checkpoint_like_our_own(tmp_path):
     fit stops with the flags that would fit."""
     run = train.main([*TINY, "--epochs", "1", "--batch-size", "64", "--max-train-samples", "256",
                       "--output-dir", str(tmp_path / "run")])
-    ours = torch.load(tmp_path / "run" / C.LAST, weights_only=False)
+    ours = torch.load(tmp_path / "run" / checkpoint.LAST, weights_only=False)
     seed = {"epoch": 1, "arch": "wrn", "best_acc1": 0.0,
             "state_dict": {"module." + k: v for k, v in to_bayeswatch(ours["state_dict"]).items()}}
     torch.save(seed, tmp_path / "seed.pth.tar")
     ev = {}
-    for name in ("run/" + C.LAST, "seed.pth.tar"):
+    for name in ("run/" + checkpoint.LAST, "seed.pth.tar"):
         ev[name] = train.main([*TINY, "--evaluate", "--resume", str(tmp_path / name),
                                "--output-dir", str(tmp_path / "ev")])
     a, b = ev.values()
@@ -213,5 +213,5 @@ def test_train_evaluates_a_seed_checkpoint_like_our_own(tmp_path):
         train.main([*TINY, "--variant", "theta", "--extent", "2", "--evaluate", "--resume",
                     str(tmp_path / "seed.pth.tar"), "--output-dir", str(tmp_path / "ev2")])
     with pytest.raises(SystemExit, match=r"trained with --variant theta- --extent 0; pass those"):
-        train.main([*TINY, "--extent", "2", "--evaluate", "--resume", str(tmp_path / "run" / C.LAST),
+        train.main([*TINY, "--extent", "2", "--evaluate", "--resume", str(tmp_path / "run" / checkpoint.LAST),
                     "--output-dir", str(tmp_path / "ev3")])

@@ -1,6 +1,6 @@
 """What is specific to the C++ CPU kernels (csrc/cpu): that they are the ones running,
 the edges of their vector loops and work splits, both instruction sets, threading, and
-that the build stays loadable on any x86-64. DESIGN §2 parity in general is test_ops.py.
+that the build stays loadable on any x86-64. docs/DESIGN.md §2 parity in general is test_ops.py.
 """
 import os
 import platform
@@ -13,48 +13,31 @@ import pytest
 import torch
 
 import genet_ops
-from genet_ops import _layout as L, reference as R
+from genet_ops import checks, reference
+from oracle import DTYPES, assert_matches_reference, make
 
 pytestmark = pytest.mark.skipif(not genet_ops.backend_info()["extension_loaded"], reason="genet_ops._C not built")
 
 OPS = ("gather_excite", "gather_excite_backward", "excite", "excite_backward")
-DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
-# One rounding of an fp32 (fp64) value each, as the reference: at most an ulp or so
-# apart after different summation orders; sums over big tiles (running sums per channel
-# in the kernel, pairwise in torch) drift apart like sqrt(pixels).
-RTOL = {torch.float64: 1e-12, torch.float32: 2e-6, torch.bfloat16: 8e-3, torch.float16: 1e-3}
-
-
-def rand(shape, dtype, seed, channels_last=False):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def assert_close(out, ref, what, tile_pixels=1):
-    assert out.stride() == ref.stride(), f"{what}: strides {out.stride()} != {ref.stride()}"
-    assert torch.isfinite(out).all(), f"{what}: non-finite values (an element left unwritten?)"
-    tol = RTOL[out.dtype] * max(1.0, tile_pixels**0.5 / 16)
-    scale = max(ref.abs().max().item(), 1.0) if ref.numel() else 1.0
-    torch.testing.assert_close(out.double(), ref.double(), rtol=tol, atol=tol * scale, msg=what)
 
 
 def run_all(x, extent, seed=0):
     """Every op (forward with and without residual, both backwards) on the C++ kernels
     and on the reference: [(name, out, ref)]."""
     cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    r = rand(x.shape, x.dtype, seed + 1, cl)
-    dy = rand(x.shape, x.dtype, seed + 2, cl)
-    g = rand(L.g_shape(x.shape, extent), x.dtype, seed + 3).mul_(2)
+    layout = "channels_last" if cl else "contiguous"
+    r = make(x.shape, x.dtype, layout, seed + 1)
+    dy = make(x.shape, x.dtype, layout, seed + 2)
+    g = make(checks.g_shape(x.shape, extent), x.dtype, "contiguous", seed + 3).mul_(2)
     ops = torch.ops.genet_ops
     out = [
-        ("gather_excite", ops.gather_excite(x, extent), R.gather_excite(x, extent)),
-        ("gather_excite+res", ops.gather_excite(x, extent, r), R.gather_excite(x, extent, r)),
-        ("gather_excite_backward", ops.gather_excite_backward(dy, x, extent), R.gather_excite_backward(dy, x, extent)),
-        ("excite", ops.excite(x, g, extent), R.excite(x, g, extent)),
-        ("excite+res", ops.excite(x, g, extent, r), R.excite(x, g, extent, r)),
+        ("gather_excite", ops.gather_excite(x, extent), reference.gather_excite(x, extent)),
+        ("gather_excite+res", ops.gather_excite(x, extent, r), reference.gather_excite(x, extent, r)),
+        ("gather_excite_backward", ops.gather_excite_backward(dy, x, extent), reference.gather_excite_backward(dy, x, extent)),
+        ("excite", ops.excite(x, g, extent), reference.excite(x, g, extent)),
+        ("excite+res", ops.excite(x, g, extent, r), reference.excite(x, g, extent, r)),
     ]
-    (dx, dg), (rdx, rdg) = ops.excite_backward(dy, x, g, extent), R.excite_backward(dy, x, g, extent)
+    (dx, dg), (rdx, rdg) = ops.excite_backward(dy, x, g, extent), reference.excite_backward(dy, x, g, extent)
     return out + [("excite_backward dx", dx, rdx), ("excite_backward dg", dg, rdg)]
 
 
@@ -69,14 +52,14 @@ def test_cpu_kernels_are_the_cpp_ones():
 # Widths around the vector step (8 floats / 16 half in AVX2, 4 doubles), channel counts
 # that are no multiple of it: every partial step of the NCHW rows and NHWC channel runs.
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "cl"])
-def test_vector_tails(dtype, channels_last, poison_outputs):
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"], ids=["nchw", "cl"])
+def test_vector_tails(dtype, layout, poison_outputs):
     for W in (7, 8, 9, 15, 16, 17):
         for C, H in ((3, 5), (13, 4), (19, 9)):
             for extent in (0, 2, 3, 4, 8):
-                x = rand((2, C, H, W), dtype, W * 100 + C + extent, channels_last)
+                x = make((2, C, H, W), dtype, layout, W * 100 + C + extent)
                 for what, out, ref in run_all(x, extent):
-                    assert_close(out, ref, f"{what} {tuple(x.shape)} e{extent} cl={channels_last}")
+                    assert_matches_reference(out, ref, f"{what} {tuple(x.shape)} e{extent} {layout}")
 
 
 # Work-split edges: NHWC channel blocks with a partial last block (a tile row of more
@@ -92,15 +75,15 @@ def test_vector_tails(dtype, channels_last, poison_outputs):
     ids=str,
 )
 def test_work_split_edges(shape, extent, channels_last, dtype, poison_outputs):
-    x = rand(shape, dtype, 7, channels_last)
-    t = L.tile_geom(shape, extent)
+    x = make(shape, dtype, "channels_last" if channels_last else "contiguous", 7)
+    t = checks.tile_geom(shape, extent)
     for what, out, ref in run_all(x, extent):
-        assert_close(out, ref, f"{what} {shape} e{extent} cl={channels_last}", t.eh * t.ew)
+        assert_matches_reference(out, ref, f"{what} {shape} e{extent} cl={channels_last}", t.eh * t.ew)
 
 
 def test_results_do_not_depend_on_the_thread_count():
     """Each tile is reduced by one thread in a fixed order: bitwise the same results."""
-    x = rand((8, 64, 20, 20), torch.float32, 3)
+    x = make((8, 64, 20, 20), torch.float32, "contiguous", 3)
     xs = [x, x.contiguous(memory_format=torch.channels_last)]
     before = torch.get_num_threads()
     try:
@@ -139,14 +122,15 @@ def test_default_isa_kernels_under_aten_cpu_capability_default():
     code = (
         "import torch, genet_ops, sys\n"
         "sys.path.insert(0, 'tests')\n"
-        "import test_cpu_kernels as T\n"
+        "from oracle import DTYPES, assert_matches_reference, make\n"
+        "from test_cpu_kernels import run_all\n"
         "assert torch.ops.genet_ops_cpu.isa() == 'default', torch.ops.genet_ops_cpu.isa()\n"
-        "for dtype in T.DTYPES:\n"
-        "    for cl in (False, True):\n"
+        "for dtype in DTYPES:\n"
+        "    for layout in ('contiguous', 'channels_last'):\n"
         "        for e in (0, 3, 4):\n"
-        "            x = T.rand((2, 19, 9, 17), dtype, 1, cl)\n"
-        "            for what, out, ref in T.run_all(x, e):\n"
-        "                T.assert_close(out, ref, what)\n"
+        "            x = make((2, 19, 9, 17), dtype, layout, 1)\n"
+        "            for what, out, ref in run_all(x, e):\n"
+        "                assert_matches_reference(out, ref, what)\n"
         "print('ok')\n"
     )
     env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
@@ -174,13 +158,13 @@ def test_avx_instructions_only_in_the_avx2_kernels():
     assert not offenders, f"AVX code outside the AVX2 kernels: {sorted(offenders)[:5]}"
 
 
-@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "cl"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"], ids=["nchw", "cl"])
 @pytest.mark.parametrize("extent", [0, 3])
-def test_opcheck_cpp_kernels(extent, channels_last):
-    x = rand((2, 5, 7, 6), torch.float32, 0, channels_last)
-    dy = rand(x.shape, torch.float32, 1, channels_last)
-    r = rand(x.shape, torch.float32, 2, channels_last)
-    g = rand(L.g_shape(x.shape, extent), torch.float32, 3)
+def test_opcheck_cpp_kernels(extent, layout):
+    x = make((2, 5, 7, 6), torch.float32, layout, 0)
+    dy = make(x.shape, torch.float32, layout, 1)
+    r = make(x.shape, torch.float32, layout, 2)
+    g = make(checks.g_shape(x.shape, extent), torch.float32, "contiguous", 3)
     ops = torch.ops.genet_ops
     for op, args in (
         (ops.gather_excite.default, (x.requires_grad_(), extent, r)),

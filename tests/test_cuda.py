@@ -16,6 +16,7 @@ torch.library.opcheck; torch.compile(fullgraph=True) against eager; streams and 
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -25,39 +26,15 @@ import pytest
 import torch
 
 import genet_ops
-from genet_ops import _extension, _layout as L, _tuning, backend as B, ops, reference as R
-from oracle import (GEBlock, assert_compiled_matches_eager, assert_layout, assert_within_budget, eager_excite,
-                    eager_gather_excite)
+from genet_ops import _extension, _tuning, backend, checks, ops, reference
+import oracle
+from oracle import (DTYPES, GEBlock, assert_compiled_matches_eager, assert_layout, assert_within_budget, eager_excite,
+                    eager_gather_excite, requires_cuda)
 
 ROOT = Path(__file__).resolve().parents[1]
-DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
 LAYOUTS = ["contiguous", "channels_last", "strided", "misaligned", "misaligned_cl"]
-HAS_GPU = torch.cuda.is_available()
-requires_gpu = pytest.mark.skipif(not HAS_GPU, reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
-
-
-def make(shape, dtype, layout, seed, device="cpu"):
-    """Random x-like tensor whose planes have clearly non-zero means (so that a wrong
-    tile sum moves the sigmoid), in one of the LAYOUTS."""
-    gen = torch.Generator().manual_seed(seed)
-    n, c, h, w = shape
-    v = torch.randn(shape, generator=gen, dtype=torch.float64)
-    v += 1.5 * torch.randn(n, c, 1, 1, generator=gen, dtype=torch.float64)
-    v = v.to(device=device, dtype=dtype)
-    if layout == "contiguous":
-        return v
-    if layout == "channels_last":
-        return v.contiguous(memory_format=torch.channels_last)
-    if layout == "strided":  # every other channel of a wider tensor: no dense layout
-        wide = torch.empty(n, 2 * c, h, w, device=device, dtype=dtype)
-        wide[:, ::2] = v
-        return wide[:, ::2]
-    # misaligned: dense, but starting one element into its storage (no 16-byte vectors)
-    t = v.contiguous(memory_format=torch.channels_last) if layout == "misaligned_cl" else v.contiguous()
-    buf = torch.empty(t.numel() + 1, device=device, dtype=dtype)
-    out = buf[1:].as_strided(t.shape, t.stride())
-    out.copy_(t)
-    return out
+# Planes with clearly non-zero means, so that a wrong tile sum moves the sigmoid.
+make = functools.partial(oracle.make, plane_spread=1.5)
 
 
 def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu"):
@@ -69,7 +46,7 @@ def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu"):
     x = make(shape, dtype, layout, 0, device)
     res = make(shape, dtype, layout, 1, device) if with_res else None
     dy = make(shape, dtype, layout, 2, device)
-    g = make(L.g_shape(shape, extent), dtype, "contiguous", 3, device)
+    g = make(checks.g_shape(shape, extent), dtype, "contiguous", 3, device)
 
     y = ge(x, extent, res)
     dx = ge_bwd(dy, x, extent)
@@ -79,10 +56,10 @@ def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu"):
     x64 = x.detach().double().requires_grad_()
     g64 = g.detach().double().requires_grad_()
     r64 = None if res is None else res.double()
-    y64 = R.gather_excite(x64, extent, r64)
+    y64 = reference.gather_excite(x64, extent, r64)
     (dx64,) = torch.autograd.grad(y64, x64, dy.double())
-    ey64 = R.excite(x64, g64, extent, r64)
-    edx64, edg64 = R.excite_backward(dy.double(), x64.detach(), g64.detach(), extent)
+    ey64 = reference.excite(x64, g64, extent, r64)
+    edx64, edg64 = reference.excite_backward(dy.double(), x64.detach(), g64.detach(), extent)
 
     xe = x.detach().clone().requires_grad_()
     ge_ = g.detach().clone().requires_grad_()
@@ -98,7 +75,7 @@ def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu"):
     assert_within_budget(edg, edg64, edgl, "excite_backward dg " + what)
     for name, out in (("y", y), ("dx", dx), ("excite y", ye_), ("excite dx", edx)):
         assert_layout(out, x, f"{name} {what}")
-    want_dg = torch.empty_like(L.g_for_layout(g, L.is_nchw(L.kernel_input(x))))
+    want_dg = torch.empty_like(checks.g_for_layout(g, checks.is_nchw(checks.kernel_input(x))))
     assert edg.shape == g.shape and edg.stride() == want_dg.stride(), f"dg layout {what}"
     return y, dx, ye_, edx, edg
 
@@ -122,12 +99,12 @@ def test_cuda_kernels_registered():
     for op in ops.SCHEMAS:
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"genet_ops::{op}", "CUDA"), op
         # The compiled kernel, registered from csrc/cuda, not the Python fallback.
-        assert ops.KERNELS[op]["cuda"] == "cuda", (op, ops.KERNELS[op])
+        assert backend.KERNELS[op]["cuda"] == "cuda", (op, backend.KERNELS[op])
         assert info["kernels"][op]["cuda"] == "cuda", (op, info)
         dump = torch._C._dispatch_dump(f"genet_ops::{op}")
         cuda_lines = [ln for ln in dump.splitlines() if ln.startswith("CUDA")]
         assert cuda_lines and "csrc/cuda/" in cuda_lines[0], dump
-    assert B.cuda_kernels_compiled()
+    assert backend.cuda_kernels_compiled()
 
 
 # ============================================================ emulated kernels (no GPU)
@@ -260,11 +237,11 @@ def test_emu_cases_reach_every_plan(emu):
 # =================================================================== GPU (both backends)
 def gpu_fns(backend_name):
     if backend_name == "cuda":
-        if not B.cuda_kernels_compiled():
+        if not backend.cuda_kernels_compiled():
             pytest.skip("CUDA C++ kernels not compiled into genet_ops._C")
         t = torch.ops.genet_ops
         return (t.gather_excite, t.gather_excite_backward, t.excite, t.excite_backward)
-    if not B.triton_available() or not hasattr(torch.ops.genet_ops, "gather_excite_triton"):
+    if not backend.triton_available() or not hasattr(torch.ops.genet_ops, "gather_excite_triton"):
         pytest.skip("Triton ops not available")
     t = torch.ops.genet_ops
     return (t.gather_excite_triton, t.gather_excite_backward_triton, t.excite_triton, t.excite_backward_triton)
@@ -293,7 +270,7 @@ GPU_CASES = [
 ]
 
 
-@requires_gpu
+@requires_cuda
 @pytest.mark.parametrize("backend_name", ["cuda", "triton"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape,extent", GPU_CASES, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else f"e{v}")
@@ -311,7 +288,7 @@ def chosen_backend():
     genet_ops.set_backend(before)
 
 
-@requires_gpu
+@requires_cuda
 @pytest.mark.parametrize("backend_name", ["cuda", "triton"])
 @pytest.mark.parametrize("extent", [0, 2, 3])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
@@ -321,12 +298,12 @@ def test_gpu_gradcheck(backend_name, extent, layout, chosen_backend):
     shape = (2, 3, 7, 5)
     x = make(shape, torch.float64, layout, 0, "cuda").requires_grad_()
     res = make(shape, torch.float64, layout, 1, "cuda").requires_grad_()
-    g = make(L.g_shape(shape, extent), torch.float64, "contiguous", 2, "cuda").requires_grad_()
+    g = make(checks.g_shape(shape, extent), torch.float64, "contiguous", 2, "cuda").requires_grad_()
     assert torch.autograd.gradcheck(lambda a, r: genet_ops.gather_excite(a, extent, r), (x, res))
     assert torch.autograd.gradcheck(lambda a, b, r: genet_ops.excite(a, b, extent, r), (x, g, res))
 
 
-@requires_gpu
+@requires_cuda
 @pytest.mark.parametrize("backend_name", ["cuda", "triton"])
 @pytest.mark.parametrize("extent", [0, 3])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
@@ -337,7 +314,7 @@ def test_gpu_opcheck(backend_name, extent, layout, dtype):
     x = make(shape, dtype, layout, 0, "cuda")
     res = make(shape, dtype, layout, 1, "cuda")
     dy = make(shape, dtype, layout, 2, "cuda")
-    g = make(L.g_shape(shape, extent), dtype, "contiguous", 3, "cuda")
+    g = make(checks.g_shape(shape, extent), dtype, "contiguous", 3, "cuda")
     rg = lambda t: t.clone().requires_grad_()  # noqa: E731
     for op, args in [
         (ge.default, (rg(x), extent)),
@@ -350,7 +327,7 @@ def test_gpu_opcheck(backend_name, extent, layout, dtype):
         torch.library.opcheck(op, args)
 
 
-@requires_gpu
+@requires_cuda
 @pytest.mark.parametrize("backend_name", ["cuda", "triton"])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_gpu_compile_fullgraph_matches_eager(backend_name, layout, chosen_backend):
@@ -364,7 +341,7 @@ def test_gpu_compile_fullgraph_matches_eager(backend_name, layout, chosen_backen
     assert_compiled_matches_eager(model, x)
 
 
-@requires_gpu
+@requires_cuda
 @pytest.mark.parametrize("backend_name", ["cuda", "triton"])
 def test_gpu_side_stream(backend_name):
     """Kernels run on the caller's current stream: work queued on a side stream, with
@@ -381,7 +358,7 @@ def test_gpu_side_stream(backend_name):
     torch.testing.assert_close(y, want, rtol=0, atol=0)
 
 
-@requires_gpu
+@requires_cuda
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
 @pytest.mark.parametrize("backend_name", ["cuda", "triton"])
 def test_gpu_second_device(backend_name):
@@ -390,10 +367,10 @@ def test_gpu_second_device(backend_name):
     with torch.cuda.device(0):
         y = ge(x, 2)
     assert y.device == x.device
-    torch.testing.assert_close(y.double(), R.gather_excite(x.double(), 2), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(y.double(), reference.gather_excite(x.double(), 2), rtol=1e-5, atol=1e-6)
 
 
-@requires_gpu
+@requires_cuda
 def test_gpu_bad_input_names_the_argument():
     x = torch.randn(2, 3, 8, 8, device="cuda")
     with pytest.raises((ValueError, RuntimeError), match="residual must be on x's device"):

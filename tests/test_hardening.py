@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # ------------------------------------------------------------------- Triton plans
 @pytest.fixture(scope="module")
-def P():
+def _launch():
     pytest.importorskip("triton")
     from genet_ops.triton import _launch
 
@@ -28,20 +28,20 @@ def meta(shape, channels_last=False, dtype=torch.bfloat16):
     return x.to(memory_format=torch.channels_last) if channels_last else x
 
 
-def test_triton_plan_refuses_int32_unit_overflow(P):
+def test_triton_plan_refuses_int32_unit_overflow(_launch):
     # NCHW, global: one unit per (n, c) plane, N*C = 2^31 units, each sample small
-    assert P.plan(meta((2**20, 2**11, 2, 2)), 0, P.FWD_BLOCK_BYTES) is None
+    assert _launch.plan(meta((2**20, 2**11, 2, 2)), 0, _launch.FWD_BLOCK_BYTES) is None
     # one unit fewer than the limit still plans
-    assert P.plan(meta((2**20 - 1, 2**11, 2, 2)), 0, P.FWD_BLOCK_BYTES) is not None
+    assert _launch.plan(meta((2**20 - 1, 2**11, 2, 2)), 0, _launch.FWD_BLOCK_BYTES) is not None
     # tile-rows count too: th = 8 tile-rows per plane, N*C*TH = 2^31
-    assert P.plan(meta((2**17, 2**11, 16, 2)), 2, P.BWD_BLOCK_BYTES) is None
+    assert _launch.plan(meta((2**17, 2**11, 16, 2)), 2, _launch.BWD_BLOCK_BYTES) is None
 
 
-def test_triton_plan_refuses_grid_axis1_overflow(P):
+def test_triton_plan_refuses_grid_axis1_overflow(_launch):
     # channels_last: axis 1 of the grid counts channel groups of at most 64 channels
-    ok = P.plan(meta((1, 64 * 65535, 2, 2), True), 0, P.FWD_BLOCK_BYTES)
+    ok = _launch.plan(meta((1, 64 * 65535, 2, 2), True), 0, _launch.FWD_BLOCK_BYTES)
     assert ok is not None and ok.grid[1] <= 65535
-    assert P.plan(meta((1, 64 * 65535 + 64, 2, 2), True), 0, P.FWD_BLOCK_BYTES) is None
+    assert _launch.plan(meta((1, 64 * 65535 + 64, 2, 2), True), 0, _launch.FWD_BLOCK_BYTES) is None
 
 
 # --------------------------------------------------------- CUDA launchers' grid

@@ -1,4 +1,4 @@
-"""The two ops against DESIGN §2, through torch.ops.genet_ops on the CPU.
+"""The two ops against docs/DESIGN.md §2, through torch.ops.genet_ops on the CPU.
 
 Whatever kernel serves the CPU runs here: the C++ one when genet_ops._C is built, the
 reference under GENET_OPS_LOAD_EXTENSION=0 (test_fallback.py reruns this file so).
@@ -8,24 +8,13 @@ import torch
 import torch.nn.functional as F
 
 import genet_ops
-from genet_ops import _layout as L, ops, reference as R
-from oracle import (GEBlock, assert_compiled_matches_eager, assert_layout, assert_within_budget, eager_excite,
-                    eager_gather_excite)
+from genet_ops import checks, ops, reference
+from oracle import (DTYPES, GEBlock, assert_compiled_matches_eager, assert_layout, assert_within_budget, eager_excite,
+                    eager_gather_excite, make)
 
-DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
 SHAPES = [(2, 3, 1, 1), (2, 3, 7, 7), (3, 2, 3, 5), (1, 4, 32, 32), (1, 2, 56, 56), (0, 3, 8, 8), (2, 1, 9, 6), (2, 5, 13, 11)]
 EXTENTS = [0, 1, 2, 3, 4, 8, 64]
 LAYOUTS = ["contiguous", "channels_last", "strided"]
-
-
-def make(shape, dtype, layout, seed):
-    """A random tensor of `shape` in one of three memory layouts."""
-    gen = torch.Generator().manual_seed(seed)
-    if layout == "strided":  # every other channel of a wider tensor: no dense layout
-        n, c, h, w = shape
-        return torch.randn(n, 2 * c, h, w, generator=gen, dtype=torch.float64).to(dtype)[:, ::2]
-    x = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
-    return x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -46,7 +35,7 @@ def test_gather_excite_parity(shape, extent, dtype, poison_outputs):
             assert_layout(dx, x, what + " dx")
 
             x64 = x.detach().double().requires_grad_()
-            y64 = R.gather_excite(x64, extent, None if res is None else res.detach().double())
+            y64 = reference.gather_excite(x64, extent, None if res is None else res.detach().double())
             (dx64,) = torch.autograd.grad(y64, x64, dy.double())
             xe = x.detach().clone().requires_grad_()
             ye = eager_gather_excite(xe, extent, None if res is None else res.detach())
@@ -66,7 +55,7 @@ def test_excite_parity(shape, extent, dtype, poison_outputs):
         for with_res in (False, True):
             what = f"excite {layout} residual={with_res}"
             x = make(shape, dtype, layout, 0).requires_grad_()
-            g = make(L.g_shape(shape, extent), dtype, "contiguous", 3).mul_(2).requires_grad_()
+            g = make(checks.g_shape(shape, extent), dtype, "contiguous", 3).mul_(2).requires_grad_()
             res = make(shape, dtype, layout, 1) if with_res else None
             dy = make(shape, dtype, layout, 2)
 
@@ -78,7 +67,7 @@ def test_excite_parity(shape, extent, dtype, poison_outputs):
 
             x64 = x.detach().double().requires_grad_()
             g64 = g.detach().double().requires_grad_()
-            y64 = R.excite(x64, g64, extent, None if res is None else res.double())
+            y64 = reference.excite(x64, g64, extent, None if res is None else res.double())
             dx64, dg64 = torch.autograd.grad(y64, [x64, g64], dy.double())
             xe, ge = x.detach().clone().requires_grad_(), g.detach().clone().requires_grad_()
             ye = eager_excite(xe, ge, extent, res)
@@ -95,10 +84,10 @@ def test_backward_ops_match_reference_formulas():
     x = torch.randn(2, 3, 7, 5, dtype=torch.float64, requires_grad=True)
     g = torch.randn(2, 3, 3, 2, dtype=torch.float64, requires_grad=True)
     dy = torch.randn(2, 3, 7, 5, dtype=torch.float64)
-    (dx,) = torch.autograd.grad(R.gather_excite(x, 3), x, dy)
-    torch.testing.assert_close(R.gather_excite_backward(dy, x.detach(), 3), dx)
-    dx, dg = torch.autograd.grad(R.excite(x, g, 3), [x, g], dy)
-    ex, eg = R.excite_backward(dy, x.detach(), g.detach(), 3)
+    (dx,) = torch.autograd.grad(reference.gather_excite(x, 3), x, dy)
+    torch.testing.assert_close(reference.gather_excite_backward(dy, x.detach(), 3), dx)
+    dx, dg = torch.autograd.grad(reference.excite(x, g, 3), [x, g], dy)
+    ex, eg = reference.excite_backward(dy, x.detach(), g.detach(), 3)
     torch.testing.assert_close(ex, dx)
     torch.testing.assert_close(eg, dg)
 
@@ -108,7 +97,7 @@ def test_backward_ops_match_reference_formulas():
 def test_gradcheck(extent, layout):
     x = make((2, 3, 7, 5), torch.float64, layout, 0).requires_grad_()
     res = make((2, 3, 7, 5), torch.float64, layout, 1).requires_grad_()
-    g = make(L.g_shape(x.shape, extent), torch.float64, "contiguous", 2).requires_grad_()
+    g = make(checks.g_shape(x.shape, extent), torch.float64, "contiguous", 2).requires_grad_()
     assert torch.autograd.gradcheck(lambda a, r: torch.ops.genet_ops.gather_excite(a, extent, r), (x, res))
     assert torch.autograd.gradcheck(lambda a: torch.ops.genet_ops.gather_excite(a, extent), (x,))
     assert torch.autograd.gradcheck(lambda a, b, r: torch.ops.genet_ops.excite(a, b, extent, r), (x, g, res))
@@ -122,7 +111,7 @@ def test_opcheck(extent, layout, dtype):
     x = make(shape, dtype, layout, 0)
     res = make(shape, dtype, layout, 1)
     dy = make(shape, dtype, layout, 2)
-    g = make(L.g_shape(shape, extent), dtype, "contiguous", 3)
+    g = make(checks.g_shape(shape, extent), dtype, "contiguous", 3)
     rg = lambda t: t.clone().requires_grad_()  # noqa: E731
     cases = [
         (torch.ops.genet_ops.gather_excite.default, (rg(x), extent)),
@@ -139,7 +128,7 @@ def test_opcheck(extent, layout, dtype):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 @pytest.mark.parametrize("extent", [2, 4, 8])
 def test_equals_seed_pool_and_interpolate(extent, dtype):
-    """DESIGN §2: the seed's θ⁻ (adaptive avg pool + interpolate) and the nearest-upsampled excite."""
+    """docs/DESIGN.md §2: the seed's θ⁻ (adaptive avg pool + interpolate) and the nearest-upsampled excite."""
     x = torch.randn(2, 3, 16, 24, dtype=dtype)
     H, W = x.shape[2:]
     seed = x * torch.sigmoid(F.interpolate(F.adaptive_avg_pool2d(x, (H // extent, W // extent)), (H, W)))

@@ -4,13 +4,14 @@ Without a GPU they run under the Triton interpreter (conftest sets TRITON_INTERP
 CPU tensors; with one, on CUDA. Every test name contains "triton" (`pytest -k triton`).
 Shapes stay small: the interpreter runs each program in numpy.
 
-Accuracy (DESIGN §4): for an input of dtype d, the op's max error against the float64
+Accuracy (docs/DESIGN.md §4): for an input of dtype d, the op's max error against the float64
 oracle (the reference on x.double()) may be at most twice the error of the reference
 kernel itself run in d (fp32 accumulation, one rounding), plus a small atol.
 One exception: Triton 3.8's interpreter converts float32 to bfloat16 by truncation
 (GPUs round to nearest even), so under the interpreter the bfloat16 floor is the
 reference's float32 result truncated to bfloat16.
 """
+import functools
 import json
 import os
 import subprocess
@@ -22,21 +23,22 @@ import torch
 triton = pytest.importorskip("triton")
 
 import genet_ops  # noqa: E402
-from genet_ops import _layout as L, reference as R  # noqa: E402
-from genet_ops.triton import _launch as P  # noqa: E402
+from genet_ops import checks, reference  # noqa: E402
+from genet_ops.triton import _launch  # noqa: E402
 
-from conftest import requires_cuda  # noqa: E402
-from oracle import assert_layout  # noqa: E402
+import oracle  # noqa: E402
+from oracle import DTYPES, assert_layout, assert_within_budget, requires_cuda  # noqa: E402
 
 ops = torch.ops.genet_ops
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-INTERPRET = P.INTERPRET
+INTERPRET = _launch.INTERPRET
 # torch 2.11 (the GPU image's) builds a triton_op's schema from its annotations whatever
 # schema= says; our pinned 2.14 honours schema=. Versions between are not checked.
 MAY_INFER_SCHEMA = tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 14)
+# The budget's floor here: an absolute one (the shapes are small and well scaled).
 ATOL = {torch.float32: 1e-6, torch.float16: 1e-4, torch.bfloat16: 1e-3, torch.float64: 1e-12}
-DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-LAYOUTS = ["nchw", "channels_last", "strided"]
+LOW_DTYPES = [d for d in DTYPES if d != torch.float64]  # float64: test_triton_float64_parity
+LAYOUTS = ["contiguous", "channels_last", "strided_w"]
 # (shape, extent, residual): global on tiny odd planes and on planes that allow vector
 # accesses, partial tiles along H, W or both, extent 1 (SiLU), extent between W and H,
 # extent larger than the plane
@@ -51,26 +53,12 @@ CASES = [
     ((1, 2, 5, 7), 9, False),
 ]
 CASE_IDS = [f"{'x'.join(map(str, s))}-e{e}{'-res' if r else ''}" for s, e, r in CASES]
-
-
-def make(shape, dtype, layout, seed=0):
-    """A tensor of `shape` in the given memory layout; 'strided' is a non-dense view."""
-    gen = torch.Generator().manual_seed(seed)
-    if layout == "strided":
-        N, C, H, W = shape
-        t = torch.randn((N, C, H, 2 * W + 1), generator=gen, dtype=torch.float64)
-        t = t.to(device=DEVICE, dtype=dtype)[..., 1::2]
-    else:
-        t = torch.randn(shape, generator=gen, dtype=torch.float64).to(device=DEVICE, dtype=dtype)
-        if layout == "channels_last":
-            t = t.contiguous(memory_format=torch.channels_last)
-    assert layout != "strided" or not (t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last))
-    return t
+make = functools.partial(oracle.make, device=DEVICE)
 
 
 def g_for(x, extent, seed=1):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(L.g_shape(x.shape, extent), generator=gen, dtype=torch.float64).to(x.device, x.dtype)
+    """A gate g for x and extent, in x's dtype and on x's device."""
+    return oracle.make(checks.g_shape(x.shape, extent), x.dtype, "contiguous", seed, x.device)
 
 
 def _truncate_to_bf16(t):
@@ -86,20 +74,10 @@ def eager(fn, *args):
     return fn(*args)
 
 
-def assert_close_to_oracle(out, exact, eager, name=""):
-    """out (low precision) vs exact (float64): at most 2x eager's error, + atol."""
-    assert out.shape == exact.shape and out.dtype == eager.dtype, name
-    assert torch.isfinite(out).all(), f"{name}: non-finite values (an element left unwritten?)"
-    err = (out.double() - exact).abs().max().item()
-    floor = (eager.double() - exact).abs().max().item()
-    bound = 2 * floor + ATOL[out.dtype]
-    assert err <= bound, f"{name}: max error {err:.3g} > 2 x eager error {floor:.3g} + atol"
-
-
 # ------------------------------------------------------------------------- parity
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("dtype", LOW_DTYPES, ids=str)
 def test_triton_gather_excite_parity(dtype, layout, case, poison_outputs):
     shape, e, with_res = case
     x = make(shape, dtype, layout)
@@ -107,17 +85,17 @@ def test_triton_gather_excite_parity(dtype, layout, case, poison_outputs):
     dy = make(shape, dtype, layout, seed=3)
     y = ops.gather_excite_triton(x, e, res)
     assert_layout(y, x)
-    exact = R.gather_excite(x.double(), e, None if res is None else res.double())
-    assert_close_to_oracle(y, exact, eager(R.gather_excite, x, e, res), "y")
+    exact = reference.gather_excite(x.double(), e, None if res is None else res.double())
+    assert_within_budget(y, exact, eager(reference.gather_excite, x, e, res), "y", ATOL[y.dtype])
     dx = ops.gather_excite_backward_triton(dy, x, e)
     assert_layout(dx, x, "dx")
-    exact = R.gather_excite_backward(dy.double(), x.double(), e)
-    assert_close_to_oracle(dx, exact, eager(R.gather_excite_backward, dy, x, e), "dx")
+    exact = reference.gather_excite_backward(dy.double(), x.double(), e)
+    assert_within_budget(dx, exact, eager(reference.gather_excite_backward, dy, x, e), "dx", ATOL[dx.dtype])
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("dtype", LOW_DTYPES, ids=str)
 def test_triton_excite_parity(dtype, layout, case, poison_outputs):
     shape, e, with_res = case
     x = make(shape, dtype, layout)
@@ -126,19 +104,19 @@ def test_triton_excite_parity(dtype, layout, case, poison_outputs):
     dy = make(shape, dtype, layout, seed=3)
     y = ops.excite_triton(x, g, e, res)
     assert_layout(y, x)
-    exact = R.excite(x.double(), g.double(), e, None if res is None else res.double())
-    assert_close_to_oracle(y, exact, eager(R.excite, x, g, e, res), "y")
+    exact = reference.excite(x.double(), g.double(), e, None if res is None else res.double())
+    assert_within_budget(y, exact, eager(reference.excite, x, g, e, res), "y", ATOL[y.dtype])
     dx, dg = ops.excite_backward_triton(dy, x, g, e)
     assert_layout(dx, x, "dx")
-    assert dg.stride() == R.excite_backward(dy, x, g, e)[1].stride()
-    rdx, rdg = eager(R.excite_backward, dy, x, g, e)
-    edx, edg = R.excite_backward(dy.double(), x.double(), g.double(), e)
-    assert_close_to_oracle(dx, edx, rdx, "dx")
-    assert_close_to_oracle(dg, edg, rdg, "dg")
+    assert dg.stride() == reference.excite_backward(dy, x, g, e)[1].stride()
+    rdx, rdg = eager(reference.excite_backward, dy, x, g, e)
+    edx, edg = reference.excite_backward(dy.double(), x.double(), g.double(), e)
+    assert_within_budget(dx, edx, rdx, "dx", ATOL[dx.dtype])
+    assert_within_budget(dg, edg, rdg, "dg", ATOL[dg.dtype])
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_triton_float64_parity(layout, case, poison_outputs):
     """float64 runs natively (float64 accumulation): equal to the reference to rounding."""
     shape, e, with_res = case
@@ -147,10 +125,10 @@ def test_triton_float64_parity(layout, case, poison_outputs):
     res = make(shape, torch.float64, layout, seed=2) if with_res else None
     dy = make(shape, torch.float64, layout, seed=3)
     tol = dict(rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(ops.gather_excite_triton(x, e, res), R.gather_excite(x, e, res), **tol)
-    torch.testing.assert_close(ops.gather_excite_backward_triton(dy, x, e), R.gather_excite_backward(dy, x, e), **tol)
-    torch.testing.assert_close(ops.excite_triton(x, g, e, res), R.excite(x, g, e, res), **tol)
-    torch.testing.assert_close(ops.excite_backward_triton(dy, x, g, e), R.excite_backward(dy, x, g, e), **tol)
+    torch.testing.assert_close(ops.gather_excite_triton(x, e, res), reference.gather_excite(x, e, res), **tol)
+    torch.testing.assert_close(ops.gather_excite_backward_triton(dy, x, e), reference.gather_excite_backward(dy, x, e), **tol)
+    torch.testing.assert_close(ops.excite_triton(x, g, e, res), reference.excite(x, g, e, res), **tol)
+    torch.testing.assert_close(ops.excite_backward_triton(dy, x, g, e), reference.excite_backward(dy, x, g, e), **tol)
 
 
 def test_triton_mixed_layouts(poison_outputs):
@@ -158,44 +136,44 @@ def test_triton_mixed_layouts(poison_outputs):
     other tensors' strides go to the kernels as they are."""
     shape, e = (2, 4, 6, 5), 2
     x = make(shape, torch.float32, "channels_last")
-    res = make(shape, torch.float32, "nchw", seed=2)
-    dy = make(shape, torch.float32, "strided", seed=3)
+    res = make(shape, torch.float32, "contiguous", seed=2)
+    dy = make(shape, torch.float32, "strided_w", seed=3)
     g = g_for(x, e).contiguous(memory_format=torch.channels_last)
     tol = dict(rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(ops.gather_excite_triton(x, e, res), R.gather_excite(x, e, res), **tol)
-    torch.testing.assert_close(ops.gather_excite_backward_triton(dy, x, e), R.gather_excite_backward(dy, x, e), **tol)
-    torch.testing.assert_close(ops.excite_triton(x, g, e, res), R.excite(x, g, e, res), **tol)
+    torch.testing.assert_close(ops.gather_excite_triton(x, e, res), reference.gather_excite(x, e, res), **tol)
+    torch.testing.assert_close(ops.gather_excite_backward_triton(dy, x, e), reference.gather_excite_backward(dy, x, e), **tol)
+    torch.testing.assert_close(ops.excite_triton(x, g, e, res), reference.excite(x, g, e, res), **tol)
     dx, dg = ops.excite_backward_triton(dy, x, g, e)
-    rdx, rdg = R.excite_backward(dy, x, g, e)
+    rdx, rdg = reference.excite_backward(dy, x, g, e)
     torch.testing.assert_close((dx, dg), (rdx, rdg), **tol)
     assert dg.stride() == rdg.stride()
     # an expanded (stride-0) gradient, as sum().backward() produces
     ones = torch.ones(1, 1, 1, 1, device=DEVICE).expand(shape)
-    torch.testing.assert_close(ops.gather_excite_backward_triton(ones, x, e), R.gather_excite_backward(ones, x, e), **tol)
+    torch.testing.assert_close(ops.gather_excite_backward_triton(ones, x, e), reference.gather_excite_backward(ones, x, e), **tol)
 
 
-@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_triton_two_sweep_and_small_blocks(layout, monkeypatch, poison_outputs):
     """Blocks too small for a tile-row: the row-chunk loops (two sweeps in gather_excite),
     and one unit per program (as when a large grid is wanted)."""
-    monkeypatch.setattr(P, "FWD_BLOCK_BYTES", 64)
-    monkeypatch.setattr(P, "BWD_BLOCK_BYTES", 32)
-    monkeypatch.setattr(P, "MIN_PROGRAMS", 1 << 20)
+    monkeypatch.setattr(_launch, "FWD_BLOCK_BYTES", 64)
+    monkeypatch.setattr(_launch, "BWD_BLOCK_BYTES", 32)
+    monkeypatch.setattr(_launch, "MIN_PROGRAMS", 1 << 20)
     tol = dict(rtol=1e-5, atol=1e-5)
     for shape, e in [((1, 3, 9, 10), 0), ((2, 2, 7, 9), 4)]:
         x = make(shape, torch.float32, layout)
         g, res, dy = g_for(x, e), make(shape, torch.float32, layout, 2), make(shape, torch.float32, layout, 3)
-        assert not P.plan(L.kernel_input(x), e, P.FWD_BLOCK_BYTES).SINGLE
-        torch.testing.assert_close(ops.gather_excite_triton(x, e, res), R.gather_excite(x, e, res), **tol)
-        torch.testing.assert_close(ops.gather_excite_backward_triton(dy, x, e), R.gather_excite_backward(dy, x, e), **tol)
-        torch.testing.assert_close(ops.excite_triton(x, g, e, res), R.excite(x, g, e, res), **tol)
-        torch.testing.assert_close(ops.excite_backward_triton(dy, x, g, e), R.excite_backward(dy, x, g, e), **tol)
+        assert not _launch.plan(checks.kernel_input(x), e, _launch.FWD_BLOCK_BYTES).SINGLE
+        torch.testing.assert_close(ops.gather_excite_triton(x, e, res), reference.gather_excite(x, e, res), **tol)
+        torch.testing.assert_close(ops.gather_excite_backward_triton(dy, x, e), reference.gather_excite_backward(dy, x, e), **tol)
+        torch.testing.assert_close(ops.excite_triton(x, g, e, res), reference.excite(x, g, e, res), **tol)
+        torch.testing.assert_close(ops.excite_backward_triton(dy, x, g, e), reference.excite_backward(dy, x, g, e), **tol)
 
 
 def test_triton_seed_equivalences():
-    """DESIGN §2: θ⁻ as pool/interpolate, excite as nearest upsampling, extent 1 = SiLU."""
+    """docs/DESIGN.md §2: θ⁻ as pool/interpolate, excite as nearest upsampling, extent 1 = SiLU."""
     F = torch.nn.functional
-    x = make((2, 3, 8, 8), torch.float32, "nchw")
+    x = make((2, 3, 8, 8), torch.float32, "contiguous")
     tol = dict(rtol=1e-5, atol=1e-6)
     for e in (1, 2, 4):
         pooled = F.adaptive_avg_pool2d(x, (8 // e, 8 // e))
@@ -209,14 +187,14 @@ def test_triton_seed_equivalences():
 
 @pytest.mark.parametrize("shape", [(0, 3, 5, 5), (2, 3, 0, 4)], ids=["N0", "H0"])
 def test_triton_empty(shape):
-    for layout in ("nchw", "channels_last"):
+    for layout in ("contiguous", "channels_last"):
         x = make(shape, torch.float32, layout)
         for e in (0, 2):
             y = ops.gather_excite_triton(x, e, x)
             assert y.shape == x.shape
             assert_layout(y, x)
             assert ops.gather_excite_backward_triton(x, x, e).shape == x.shape
-            g = torch.randn(L.g_shape(shape, e), device=DEVICE)
+            g = torch.randn(checks.g_shape(shape, e), device=DEVICE)
             assert ops.excite_triton(x, g, e).shape == x.shape
             dx, dg = ops.excite_backward_triton(x, x, g, e)
             assert dx.shape == x.shape and dg.shape == g.shape
@@ -224,7 +202,7 @@ def test_triton_empty(shape):
 
 
 def test_triton_bad_arguments():
-    x = make((1, 2, 4, 4), torch.float32, "nchw")
+    x = make((1, 2, 4, 4), torch.float32, "contiguous")
     with pytest.raises(ValueError, match="g must have shape"):
         ops.excite_triton(x, torch.zeros(1, 2, 3, 3, device=DEVICE), 2)
     with pytest.raises(ValueError, match="residual must have x's dtype"):
@@ -239,12 +217,12 @@ def test_triton_bad_arguments():
 
 # ----------------------------------------------------------------------- autograd
 @pytest.mark.parametrize("extent", [0, 2, 3])
-@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_triton_autograd_matches_reference(layout, extent):
     """Gradients through the shared autograd registration (the *_backward_triton ops)
     equal float64 autograd through the reference forward."""
     shape = (2, 3, 7, 6)
-    w = make(shape, torch.float64, "nchw", seed=9)
+    w = make(shape, torch.float64, "contiguous", seed=9)
 
     def grads(fn, *inputs):
         inputs = [t.detach().requires_grad_() for t in inputs]
@@ -255,19 +233,19 @@ def test_triton_autograd_matches_reference(layout, extent):
     g = g_for(x, extent)
     tol = dict(rtol=1e-5, atol=1e-5)
     got = grads(lambda x, r: ops.gather_excite_triton(x, extent, r), x, res)
-    want = grads(lambda x, r: R.gather_excite(x, extent, r), x.double(), res.double())
+    want = grads(lambda x, r: reference.gather_excite(x, extent, r), x.double(), res.double())
     torch.testing.assert_close([t.double() for t in got], list(want), **tol)
     got = grads(lambda x, g, r: ops.excite_triton(x, g, extent, r), x, g, res)
-    want = grads(lambda x, g, r: R.excite(x, g, extent, r), x.double(), g.double(), res.double())
+    want = grads(lambda x, g, r: reference.excite(x, g, extent, r), x.double(), g.double(), res.double())
     torch.testing.assert_close([t.double() for t in got], list(want), **tol)
     # only some inputs needing grad
     xg = x.detach().requires_grad_()
     (gx,) = torch.autograd.grad(ops.gather_excite_triton(xg, extent).sum(), [xg])
-    torch.testing.assert_close(gx, R.gather_excite_backward(torch.ones_like(x), x, extent), **tol)
+    torch.testing.assert_close(gx, reference.gather_excite_backward(torch.ones_like(x), x, extent), **tol)
 
 
 def test_triton_gradcheck():
-    x = make((1, 2, 3, 5), torch.float64, "nchw").requires_grad_()
+    x = make((1, 2, 3, 5), torch.float64, "contiguous").requires_grad_()
     res = make((1, 2, 3, 5), torch.float64, "channels_last", 2).requires_grad_()
     g = g_for(x, 2).requires_grad_()
     assert torch.autograd.gradcheck(lambda x, r: ops.gather_excite_triton(x, 2, r), (x, res), fast_mode=True)
@@ -276,9 +254,9 @@ def test_triton_gradcheck():
 
 # ---------------------------------------------------------------- torch.library
 def _opcheck_cases():
-    x = make((2, 3, 5, 6), torch.float32, "nchw")
+    x = make((2, 3, 5, 6), torch.float32, "contiguous")
     xc = make((2, 4, 5, 6), torch.bfloat16, "channels_last")
-    for t, e, res in [(x, 2, make(x.shape, x.dtype, "nchw", 2)), (xc, 0, None)]:
+    for t, e, res in [(x, 2, make(x.shape, x.dtype, "contiguous", 2)), (xc, 0, None)]:
         g = g_for(t, e)
         dy = torch.randn_like(t)
         xr = t.clone().requires_grad_()
@@ -320,7 +298,7 @@ def test_triton_compile_fullgraph_matches_eager():
         y = ops.gather_excite_triton(x, 2, r) * 2
         return ops.excite_triton(y, g, 2) + 1
 
-    x, r = make((2, 3, 6, 5), torch.float32, "channels_last"), make((2, 3, 6, 5), torch.float32, "nchw", 2)
+    x, r = make((2, 3, 6, 5), torch.float32, "channels_last"), make((2, 3, 6, 5), torch.float32, "contiguous", 2)
     g = g_for(x, 2)
     ins = [t.clone().requires_grad_() for t in (x, g, r)]
     ins_c = [t.clone().requires_grad_() for t in (x, g, r)]
@@ -353,7 +331,7 @@ def test_triton_compile_traces_into_kernels():
 
 @requires_cuda
 def test_triton_backend_routes_public_api():
-    x = make((2, 8, 6, 6), torch.float16, "nchw")
+    x = make((2, 8, 6, 6), torch.float16, "contiguous")
     prev = genet_ops.get_backend()
     try:
         genet_ops.set_backend("triton")

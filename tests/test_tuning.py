@@ -9,8 +9,8 @@ plan, so that a knob that stopped reaching its planner fails here.
 import pytest
 import torch
 
-from genet_ops import _layout as L, _tuning, ops, reference as R
-from genet_ops.triton import _launch as P
+from genet_ops import checks, _tuning, ops, reference
+from genet_ops.triton import _launch
 from test_cuda import check_emu_both_orders, check_four_ops, emu, emu_fns, make  # noqa: F401  (emu: a fixture)
 from test_triton import assert_close_to_oracle, eager
 from test_triton import make as make_triton
@@ -200,20 +200,20 @@ def test_tuning_triton_knob_parity(name, value, shape, extent, dtype, poison_out
             what = f"{name}={value} {shape} e={extent} {dtype} {layout}"
             x64, r64, dy64 = x.double(), res.double(), dy.double()
             y = tg.gather_excite_triton(x, extent, res)
-            assert_close_to_oracle(y, R.gather_excite(x64, extent, r64), eager(R.gather_excite, x, extent, res), what)
+            assert_close_to_oracle(y, reference.gather_excite(x64, extent, r64), eager(reference.gather_excite, x, extent, res), what)
             dx = tg.gather_excite_backward_triton(dy, x, extent)
-            assert_close_to_oracle(dx, R.gather_excite_backward(dy64, x64, extent),
-                                   eager(R.gather_excite_backward, dy, x, extent), "backward " + what)
+            assert_close_to_oracle(dx, reference.gather_excite_backward(dy64, x64, extent),
+                                   eager(reference.gather_excite_backward, dy, x, extent), "backward " + what)
             assert dx.stride() == x.stride() and y.stride() == x.stride(), what
 
 
 def test_tuning_triton_persistent_walks_several_positions():
     x = make_triton((2, 32, 10, 10), torch.float32, "channels_last")
-    p = P.plan(L.kernel_input(x), 0, P.FWD_BLOCK_BYTES)
-    assert not p.SINGLE and not P.plan_persistent(p, x, P.FWD_BLOCK_BYTES).PERSIST
+    p = _launch.plan(checks.kernel_input(x), 0, _launch.FWD_BLOCK_BYTES)
+    assert not p.SINGLE and not _launch.plan_persistent(p, x, _launch.FWD_BLOCK_BYTES).PERSIST
     with _tuning.using("triton_cl_global", "persistent"):
-        q = P.plan_persistent(p, x, P.FWD_BLOCK_BYTES)
-        assert q.PERSIST and q.BLOCK_A == 8 and q.grid == (P.PERSIST_INTERPRET_PROGRAMS,)
+        q = _launch.plan_persistent(p, x, _launch.FWD_BLOCK_BYTES)
+        assert q.PERSIST and q.BLOCK_A == 8 and q.grid == (_launch.PERSIST_INTERPRET_PROGRAMS,)
         # NCHW and planes that fit one block keep their plan
         xn = make_triton((2, 32, 10, 10), torch.float32, "nchw")
-        assert not P.plan_persistent(P.plan(xn, 0, P.FWD_BLOCK_BYTES), xn, P.FWD_BLOCK_BYTES).PERSIST
+        assert not _launch.plan_persistent(_launch.plan(xn, 0, _launch.FWD_BLOCK_BYTES), xn, _launch.FWD_BLOCK_BYTES).PERSIST

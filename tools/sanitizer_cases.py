@@ -66,7 +66,7 @@ def make(shape, layout, dtype, offset, device, gen):
 
 def run_case(name, shape, extent, layout, dtype, offset, device) -> list[str]:
     """Both ops forward and backward; the mismatches against the float64 reference."""
-    from genet_ops import reference as R
+    from genet_ops import reference
 
     gen = torch.Generator().manual_seed(0)
     x, res, dy = (make(shape, layout, dtype, offset, device, gen) for _ in range(3))
@@ -82,10 +82,10 @@ def run_case(name, shape, extent, layout, dtype, offset, device) -> list[str]:
     }
     d = [t.double() for t in (x, res, dy, g)]
     want = {
-        "gather_excite": R.gather_excite(d[0], extent, d[1]),
-        "gather_excite_backward": R.gather_excite_backward(d[2], d[0], extent),
-        "excite": R.excite(d[0], d[3], extent, d[1]),
-        "excite_backward": R.excite_backward(d[2], d[0], d[3], extent),
+        "gather_excite": reference.gather_excite(d[0], extent, d[1]),
+        "gather_excite_backward": reference.gather_excite_backward(d[2], d[0], extent),
+        "excite": reference.excite(d[0], d[3], extent, d[1]),
+        "excite_backward": reference.excite_backward(d[2], d[0], d[3], extent),
     }
     tol = 5e-2 if dtype != torch.float32 else 1e-4
     bad = []

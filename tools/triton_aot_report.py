@@ -110,14 +110,14 @@ CASES = [
 
 def representative_launches(cases=CASES):
     """The launches the four ops make for each case (residual on)."""
-    from genet_ops import _layout as L
+    from genet_ops import checks
 
     ops = torch.ops.genet_ops
     with capture_launches() as launches:
         for shape, e, dtype, cl in cases:
             fmt = torch.channels_last if cl else torch.contiguous_format
             x = torch.empty(shape, dtype=dtype).to(memory_format=fmt)
-            g = torch.empty(L.g_shape(shape, e), dtype=dtype)
+            g = torch.empty(checks.g_shape(shape, e), dtype=dtype)
             ops.gather_excite_triton(x, e, x)
             ops.gather_excite_backward_triton(x, x, e)
             ops.excite_triton(x, g, e)

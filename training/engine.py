@@ -12,7 +12,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from . import dist as D
+from . import dist
 
 
 class TrainingDiverged(RuntimeError):
@@ -34,7 +34,7 @@ def _progress(total, desc, enabled):
     return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0)
 
 
-def train_one_epoch(model, loader, optimizer, precision, epoch: int, info: D.DistInfo, *,
+def train_one_epoch(model, loader, optimizer, precision, epoch: int, info: dist.DistInfo, *,
                     print_freq: int = 20, progress: bool = True, warmup_steps: int = 5,
                     min_loss_scale: float = 2.0**-16) -> dict:
     """Returns loss, acc1 (this rank's), img/s over all ranks, per-step losses, skipped steps."""
@@ -86,7 +86,7 @@ def train_one_epoch(model, loader, optimizer, precision, epoch: int, info: D.Dis
         bar.close()
     losses = torch.stack(step_losses).cpu() if step_losses else torch.zeros(0)
     sums = torch.tensor([losses.sum().item(), float(correct.item()), float(seen)], dtype=torch.float64, device=dev)
-    D.all_reduce_sum(sums, info)
+    dist.all_reduce_sum(sums, info)
     return {
         "loss": sums[0].item() / max(1, n_steps * info.world_size),
         "acc1": 100.0 * sums[1].item() / max(1.0, sums[2].item()),
@@ -112,7 +112,7 @@ def _check_finite(losses: torch.Tensor, first_step: int, epoch: int, precision, 
 
 
 @torch.no_grad()
-def evaluate(model, loader, precision, info: D.DistInfo) -> dict:
+def evaluate(model, loader, precision, info: dist.DistInfo) -> dict:
     """Loss, top-1/top-5 accuracy and error (%) over the whole test set: every rank
     takes its shard, the sums are all-reduced."""
     model.eval()
@@ -131,7 +131,7 @@ def evaluate(model, loader, precision, info: D.DistInfo) -> dict:
             hit.any(1).sum().double(),
             torch.tensor(float(y.shape[0]), dtype=torch.float64, device=dev),
         ])
-    D.all_reduce_sum(sums, info)
+    dist.all_reduce_sum(sums, info)
     loss, c1, c5, n = sums.tolist()
     n = max(n, 1.0)
     acc1, acc5 = 100.0 * c1 / n, 100.0 * c5 / n

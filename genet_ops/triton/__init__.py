@@ -1,7 +1,7 @@
 """Triton kernels for the genet_ops ops, as torch.library.triton_op custom ops.
 
 Ops (same argument lists as the main ops in genet_ops.ops.SCHEMAS, same checks from
-genet_ops._layout, same output layout as genet_ops.reference):
+genet_ops.checks, same output layout as genet_ops.reference):
 
     genet_ops::gather_excite_triton(x, extent, residual=None) -> y
     genet_ops::gather_excite_backward_triton(grad_out, x, extent) -> dx
@@ -16,7 +16,7 @@ GENET_OPS_BACKEND=triton picks them explicitly.
 
 Dtypes: float16, bfloat16, float32 with float32 accumulation; float64 natively with
 float64 accumulation. Layouts: NCHW-contiguous and channels_last natively (x is never
-copied; y, dx and dg take the layout rule of genet_ops._layout); residual, grad_out and
+copied; y, dx and dg take the layout rule of genet_ops.checks); residual, grad_out and
 g go to the kernels with their own strides; any other x is made contiguous first. Empty
 inputs give empty outputs (dg zero). Global extent on planes wider than 16384 pixels,
 samples of 2**31 elements or more, and launches of 2**31 units or more or beyond CUDA's

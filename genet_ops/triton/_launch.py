@@ -10,7 +10,7 @@ import triton
 from torch._subclasses.fake_tensor import is_fake
 from torch._subclasses.functional_tensor import FunctionalTensor, FunctionalTensorMode
 
-from .. import _layout as L, _tuning
+from .. import _tuning, checks
 
 INTERPRET: bool = bool(triton.knobs.runtime.interpret)
 
@@ -99,7 +99,7 @@ def plan(xk: torch.Tensor, extent: int, block_bytes: int, others=()) -> Plan | N
     None (the caller runs the reference) when a row is too wide for one block, a sample
     too large for int32 offsets, the units too many for int32 or the grid too large."""
     N, C, H, W = (int(s) for s in xk.shape)
-    t = L.tile_geom((N, C, H, W), extent)
+    t = checks.tile_geom((N, C, H, W), extent)
     tensors = (xk, *others)
     if any(sum((int(sz) - 1) * abs(int(st)) for sz, st in zip(u.shape[1:], u.stride()[1:])) >= INT32_LIMIT
            for u in tensors):
@@ -107,7 +107,7 @@ def plan(xk: torch.Tensor, extent: int, block_bytes: int, others=()) -> Plan | N
     if N * C * t.th >= INT32_LIMIT:  # NCHW unit indices (channels_last: N*TH and C, smaller)
         return None
     block = block_bytes // xk.element_size()
-    cl = not L.is_nchw(xk)
+    cl = not checks.is_nchw(xk)
     EH, EW = min(t.eh, H), min(t.ew, W)
     flat = False
     if not cl and t.th == t.tw == 1 and H > 1 and _pow2(H * W) <= block and all(_flat_planes(u) for u in tensors):
@@ -224,7 +224,7 @@ def keep_opaque(op) -> None:
 
 
 def empty_in_layout(g: torch.Tensor, nchw: bool) -> torch.Tensor:
-    """torch.empty_like(L.g_for_layout(g, nchw)) without copying g."""
+    """torch.empty_like(checks.g_for_layout(g, nchw)) without copying g."""
     fmt = torch.contiguous_format if nchw else torch.channels_last
     return torch.empty_like(g) if g.is_contiguous(memory_format=fmt) else torch.empty_like(g, memory_format=fmt)
 

@@ -23,7 +23,7 @@ import triton.language as tl
 
 @triton.jit
 def to_acc(v, F64: tl.constexpr):
-    """v in the accumulation type: float64 for float64 inputs, float32 for the rest (DESIGN §2)."""
+    """v in the accumulation type: float64 for float64 inputs, float32 for the rest (docs/DESIGN.md §2)."""
     if F64:
         return v.to(tl.float64)
     else:

@@ -12,13 +12,13 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from .. import _layout as L, ops, reference
-from . import _launch as P
+from .. import checks, ops, reference
+from . import _launch
 from ._tiles import (acc_zeros, chunk_offsets2, excite_sweep, load_acc, per_pixel, plane_base, program_units,
                      tile_offsets, tile_sum)
 
 
-@triton.autotune(**P.AUTOTUNE)
+@triton.autotune(**_launch.AUTOTUNE)
 @triton.jit
 def _excite_kernel(
     x, g, res, y, N, C, H, W, EH, EW, TH, TW,
@@ -37,7 +37,7 @@ def _excite_kernel(
                  HAS_RES, F64, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
 
 
-@triton.autotune(**P.AUTOTUNE)
+@triton.autotune(**_launch.AUTOTUNE)
 @triton.jit
 def _excite_backward_kernel(
     dy, x, g, dx, dg, N, C, H, W, EH, EW, TH, TW,
@@ -66,51 +66,50 @@ def _excite_backward_kernel(
     tl.store(dg + qo, (sig * (1.0 - sig) * sum_dyx).to(dg.dtype.element_ty), mask=qm)
 
 
-@triton_op("genet_ops::excite_triton", mutates_args=(), schema=P.schema("excite"))
+@triton_op("genet_ops::excite_triton", mutates_args=(), schema=_launch.schema("excite"))
 def excite_triton(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch.Tensor | None = None) -> torch.Tensor:
-    L.check_excite(x, g, extent, residual)
-    xk = L.kernel_input(x)
-    P.check_device(xk)
+    checks.check_excite(x, g, extent, residual)
+    xk = checks.kernel_input(x)
+    _launch.check_device(xk)
     y = torch.empty_like(xk)
-    if xk.numel() == 0 or not P.runnable(xk, g, y):
+    if xk.numel() == 0 or not _launch.runnable(xk, g, y):
         return y
-    p = P.plan(xk, extent, P.FWD_BLOCK_BYTES, (y,) + ((residual,) if residual is not None else ()))
+    p = _launch.plan(xk, extent, _launch.FWD_BLOCK_BYTES, (y,) + ((residual,) if residual is not None else ()))
     if p is None:  # rows too wide for one block, or huge samples
         return y.copy_(reference.excite(xk, g, extent, residual))
     has_res = residual is not None
     res = residual if has_res else xk
     wrap_triton(_excite_kernel)[p.grid](
         xk, g, res, y, xk.shape[0], xk.shape[1], p.H, p.W, p.EH, p.EW, p.TH, p.TW,
-        *P.strides(xk), *P.strides(g), *(P.strides(res) if has_res else (0, 0, 0, 0)),
+        *_launch.strides(xk), *_launch.strides(g), *(_launch.strides(res) if has_res else (0, 0, 0, 0)),
         HAS_RES=has_res, F64=xk.dtype == torch.float64, **p.meta(),
     )
     return y
 
 
-@triton_op("genet_ops::excite_backward_triton", mutates_args=(), schema=P.schema("excite_backward"))
-def excite_backward_triton(grad_out: torch.Tensor, x: torch.Tensor, g: torch.Tensor,
-                           extent: int) -> tuple[torch.Tensor, torch.Tensor]:
-    L.check_excite_backward(grad_out, x, g, extent)
-    xk = L.kernel_input(x)
-    P.check_device(xk)
+@triton_op("genet_ops::excite_backward_triton", mutates_args=(), schema=_launch.schema("excite_backward"))
+def excite_backward_triton(grad_out: torch.Tensor, x: torch.Tensor, g: torch.Tensor, extent: int) -> tuple[torch.Tensor, torch.Tensor]:
+    checks.check_excite_backward(grad_out, x, g, extent)
+    xk = checks.kernel_input(x)
+    _launch.check_device(xk)
     dx = torch.empty_like(xk)
-    dg = P.empty_in_layout(g, L.is_nchw(xk))
+    dg = _launch.empty_in_layout(g, checks.is_nchw(xk))
     if xk.numel() == 0:
         return dx, dg.zero_()
-    if not P.runnable(xk, grad_out, g, dx, dg):
+    if not _launch.runnable(xk, grad_out, g, dx, dg):
         return dx, dg
-    p = P.plan(xk, extent, P.BWD_BLOCK_BYTES, (dx, grad_out))
+    p = _launch.plan(xk, extent, _launch.BWD_BLOCK_BYTES, (dx, grad_out))
     if p is None:
         rdx, rdg = reference.excite_backward(grad_out, xk, g, extent)
         return dx.copy_(rdx), dg.copy_(rdg)
     wrap_triton(_excite_backward_kernel)[p.grid](
         grad_out, xk, g, dx, dg, xk.shape[0], xk.shape[1], p.H, p.W, p.EH, p.EW, p.TH, p.TW,
-        *P.strides(xk), *P.strides(grad_out), *P.strides(g), *P.strides(dg),
+        *_launch.strides(xk), *_launch.strides(grad_out), *_launch.strides(g), *_launch.strides(dg),
         F64=xk.dtype == torch.float64, **p.meta(),
     )
     return dx, dg
 
 
-P.keep_opaque(excite_triton)
-P.keep_opaque(excite_backward_triton)
+_launch.keep_opaque(excite_triton)
+_launch.keep_opaque(excite_backward_triton)
 ops.register_excite_autograd(excite_triton, torch.ops.genet_ops.excite_backward_triton)

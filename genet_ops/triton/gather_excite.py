@@ -13,13 +13,13 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from .. import _layout as L, ops, reference
-from . import _launch as P
+from .. import checks, ops, reference
+from . import _launch
 from ._tiles import (acc_zeros, chunk_offsets, chunk_offsets2, excite_sweep, load_acc, per_pixel, plane_base,
                      program_units, store_excited, tile_counts, tile_sum, units_at)
 
 
-@triton.autotune(**P.AUTOTUNE)
+@triton.autotune(**_launch.AUTOTUNE)
 @triton.jit
 def _gather_excite_kernel(
     x, res, y, N, C, H, W, EH, EW, TH,
@@ -71,7 +71,7 @@ def _gather_excite_units(
                      HAS_RES, F64, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
 
 
-@triton.autotune(**P.AUTOTUNE)
+@triton.autotune(**_launch.AUTOTUNE)
 @triton.jit
 def _gather_excite_backward_kernel(
     dy, x, dx, N, C, H, W, EH, EW, TH,
@@ -135,48 +135,48 @@ def _gather_excite_backward_units(
             tl.store(dx + o, (dyv * s + coef).to(dx.dtype.element_ty), mask=m)
 
 
-@triton_op("genet_ops::gather_excite_triton", mutates_args=(), schema=P.schema("gather_excite"))
+@triton_op("genet_ops::gather_excite_triton", mutates_args=(), schema=_launch.schema("gather_excite"))
 def gather_excite_triton(x: torch.Tensor, extent: int, residual: torch.Tensor | None = None) -> torch.Tensor:
-    L.check_gather_excite(x, extent, residual)
-    xk = L.kernel_input(x)
-    P.check_device(xk)
+    checks.check_gather_excite(x, extent, residual)
+    xk = checks.kernel_input(x)
+    _launch.check_device(xk)
     y = torch.empty_like(xk)
-    if xk.numel() == 0 or not P.runnable(xk, y):
+    if xk.numel() == 0 or not _launch.runnable(xk, y):
         return y
-    p = P.plan(xk, extent, P.FWD_BLOCK_BYTES, (y,) + ((residual,) if residual is not None else ()))
-    p = p and P.plan_persistent(p, xk, P.FWD_BLOCK_BYTES)
+    p = _launch.plan(xk, extent, _launch.FWD_BLOCK_BYTES, (y,) + ((residual,) if residual is not None else ()))
+    p = p and _launch.plan_persistent(p, xk, _launch.FWD_BLOCK_BYTES)
     if p is None:  # rows too wide for one block, or huge samples
         return y.copy_(reference.gather_excite(xk, extent, residual))
     has_res = residual is not None
     res = residual if has_res else xk
     wrap_triton(_gather_excite_kernel)[p.grid](
         xk, res, y, xk.shape[0], xk.shape[1], p.H, p.W, p.EH, p.EW, p.TH,
-        *P.strides(xk), *(P.strides(res) if has_res else (0, 0, 0, 0)),
+        *_launch.strides(xk), *(_launch.strides(res) if has_res else (0, 0, 0, 0)),
         HAS_RES=has_res, F64=xk.dtype == torch.float64, SINGLE=p.SINGLE, PERSIST=p.PERSIST, **p.meta(),
     )
     return y
 
 
-@triton_op("genet_ops::gather_excite_backward_triton", mutates_args=(), schema=P.schema("gather_excite_backward"))
+@triton_op("genet_ops::gather_excite_backward_triton", mutates_args=(), schema=_launch.schema("gather_excite_backward"))
 def gather_excite_backward_triton(grad_out: torch.Tensor, x: torch.Tensor, extent: int) -> torch.Tensor:
-    L.check_gather_excite_backward(grad_out, x, extent)
-    xk = L.kernel_input(x)
-    P.check_device(xk)
+    checks.check_gather_excite_backward(grad_out, x, extent)
+    xk = checks.kernel_input(x)
+    _launch.check_device(xk)
     dx = torch.empty_like(xk)
-    if xk.numel() == 0 or not P.runnable(xk, grad_out, dx):
+    if xk.numel() == 0 or not _launch.runnable(xk, grad_out, dx):
         return dx
-    p = P.plan(xk, extent, P.BWD_BLOCK_BYTES, (dx, grad_out))
-    p = p and P.plan_persistent(p, xk, P.BWD_BLOCK_BYTES)
+    p = _launch.plan(xk, extent, _launch.BWD_BLOCK_BYTES, (dx, grad_out))
+    p = p and _launch.plan_persistent(p, xk, _launch.BWD_BLOCK_BYTES)
     if p is None:
         return dx.copy_(reference.gather_excite_backward(grad_out, xk, extent))
     wrap_triton(_gather_excite_backward_kernel)[p.grid](
         grad_out, xk, dx, xk.shape[0], xk.shape[1], p.H, p.W, p.EH, p.EW, p.TH,
-        *P.strides(xk), *P.strides(grad_out),
+        *_launch.strides(xk), *_launch.strides(grad_out),
         F64=xk.dtype == torch.float64, SINGLE=p.SINGLE, PERSIST=p.PERSIST, **p.meta(),
     )
     return dx
 
 
-P.keep_opaque(gather_excite_triton)
-P.keep_opaque(gather_excite_backward_triton)
+_launch.keep_opaque(gather_excite_triton)
+_launch.keep_opaque(gather_excite_backward_triton)
 ops.register_gather_excite_autograd(gather_excite_triton, torch.ops.genet_ops.gather_excite_backward_triton)

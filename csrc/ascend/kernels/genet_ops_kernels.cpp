@@ -1,6 +1,6 @@
 // Ascend C vector kernels for genet_ops: gather_excite, excite and their backward ops,
 // for float16, bfloat16 and float32 inputs with float32 arithmetic, NCHW-contiguous.
-// Semantics: DESIGN.md §2 and genet_ops/reference.py.
+// Semantics: docs/DESIGN.md §2 and genet_ops/reference.py.
 //
 // Built by csrc/ascend/CMakeLists.txt with CANN's ascendc_library() for Atlas A2/A3
 // (Ascend910B*/Ascend910_93*); the host side is csrc/ascend/launcher.cpp. What has been

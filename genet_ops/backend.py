@@ -70,10 +70,8 @@ def triton_error() -> str | None:
 def disable_triton(reason: str) -> None:
     """The *_triton ops could not be registered: route CUDA to the reference instead."""
     global _triton_error
-    from . import ops
-
     _triton_error = reason
-    for devices in ops.KERNELS.values():
+    for devices in KERNELS.values():
         if devices.get("cuda") == "triton":
             devices["cuda"] = "reference"
 

@@ -3,7 +3,7 @@
 Without a GPU:
 - test_cuda_kernels_registered: when genet_ops._C was built with the CUDA sources, the
   dispatcher holds their CUDA kernel for every op (not the Python fallback).
-- test_emu_*: tests/cuda_emu builds the CUDA kernels' own source as plain C++ and runs it
+- test_emu_*: tests/emu/cuda builds the CUDA kernels' own source as plain C++ and runs it
   thread by thread on CPU tensors (fibers for threads; barriers and warp shuffles
   emulated), as torch.ops.genet_ops_emu.*. Parity with the float64 reference on shapes
   that reach every launch plan (see test_emu_cases_reach_every_plan), bitwise equality
@@ -110,7 +110,7 @@ def test_cuda_kernels_registered():
 # ============================================================ emulated kernels (no GPU)
 @pytest.fixture(scope="session")
 def emu():
-    """torch.ops.genet_ops_emu, built once per session from tests/cuda_emu/emu_ext.cpp."""
+    """torch.ops.genet_ops_emu, built once per session from tests/emu/cuda/emu_ext.cpp."""
     from torch.utils import cpp_extension
 
     if shutil.which(os.environ.get("CXX", "c++")) is None:
@@ -121,8 +121,8 @@ def emu():
     build.mkdir(parents=True, exist_ok=True)
     cpp_extension.load(
         name="genet_ops_emu",
-        sources=[str(ROOT / "tests" / "cuda_emu" / "emu_ext.cpp")],
-        extra_include_paths=[str(ROOT / "csrc"), str(ROOT / "csrc" / "cuda"), str(ROOT / "tests" / "cuda_emu")],
+        sources=[str(ROOT / "tests" / "emu" / "cuda" / "emu_ext.cpp")],
+        extra_include_paths=[str(ROOT / "csrc"), str(ROOT / "csrc" / "cuda"), str(ROOT / "tests" / "emu" / "cuda")],
         extra_cflags=["-O1"],
         build_directory=str(build),
         is_python_module=False,

@@ -2,7 +2,7 @@
 
 The interface (unknown knob / value errors, using() restores), and every value of every
 knob against the float64 reference on small shapes where the knob applies: CUDA knobs
-on the CUDA kernel emulator (tests/cuda_emu, through test_cuda's fixtures), Triton knobs
+on the CUDA kernel emulator (tests/emu/cuda, through test_cuda's fixtures), Triton knobs
 under the Triton interpreter. Each alternative is also checked to really change the
 plan, so that a knob that stopped reaching its planner fails here.
 """
@@ -111,7 +111,7 @@ def test_tuning_cuda_knob_emu_parity(emu, name, value, shape, extent, poison_out
 
 
 def _plan(emu, shape, extent, dtype, layout, nvals=1):
-    """emu_plan as a dict (tests/cuda_emu/emu_ext.cpp)."""
+    """emu_plan as a dict (tests/emu/cuda/emu_ext.cpp)."""
     keys = ["layout", "V", "Tc", "R", "T", "items", "cache", "block", "flat", "multi", "K", "pack", "staged"]
     return dict(zip(keys, emu.emu_plan(make(shape, dtype, layout, 0), extent, nvals)))
 

@@ -3,7 +3,7 @@
 // Deliberately free of ATen, so that the .cu files compile quickly (the op glue is in
 // the .cpp files).
 //
-// Everything here also compiles as plain C++ under GENET_EMU (tests/cuda_emu/), where a
+// Everything here also compiles as plain C++ under GENET_EMU (tests/emu/cuda/), where a
 // host emulator runs the same kernels on CPU tensors so that their indexing and
 // reductions are tested on machines without a GPU.
 #pragma once
@@ -17,7 +17,7 @@
 #include <c10/util/Half.h>
 
 #ifdef GENET_EMU
-#include "emu.h"  // tests/cuda_emu, on the emulator build's include path
+#include "emu.h"  // tests/emu/cuda, on the emulator build's include path
 #else
 #include <c10/cuda/CUDAException.h>
 #include <cuda_runtime.h>

@@ -18,7 +18,7 @@ namespace genet_ops {
 namespace cuda {
 
 #ifdef GENET_EMU
-// Under the emulator the same op wrappers serve CPU tensors (tests/cuda_emu).
+// Under the emulator the same op wrappers serve CPU tensors (tests/emu/cuda).
 #define GENET_DISPATCH_KEY CPU
 inline stream_t current_stream() { return 0; }
 struct DeviceScope {

@@ -1,5 +1,5 @@
 // A small CUDA execution emulator for the kernels in csrc/cuda, used only by the
-// GPU-less tests (tests/test_cuda.py builds tests/cuda_emu/emu_ext.cpp with g++).
+// GPU-less tests (tests/test_cuda.py builds tests/emu/cuda/emu_ext.cpp with g++).
 //
 // Each CUDA thread of a block runs as a cooperative fiber (ucontext); blocks run one
 // after another. __syncthreads and warp shuffles are barriers at which fibers yield,

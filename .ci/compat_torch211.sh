@@ -4,7 +4,7 @@
 # build the extension with the CUDA sources against torch 2.11 (in a copy of the tree, so
 # the checkout keeps its extension built against the pinned torch), then the Triton tests
 # under TRITON_INTERPRET=1 (tests/conftest.py sets it), a GPU-check dry run and a quick
-# CPU subset. COMPAT_VENV chooses the venv (default .venv211, made if missing).
+# CPU subset, and the autograd tests (they use torch.func internals). COMPAT_VENV chooses the venv (default .venv211, made if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -42,6 +42,6 @@ assert info["triton"], info["triton_error"]
 PYEOF
 
 start=$(date +%s)
-python -m pytest -q -p no:cacheprovider tests/test_triton.py tests/test_gpu_check.py tests/test_hardening.py \
+python -m pytest -q -p no:cacheprovider tests/test_triton.py tests/test_gpu_check.py tests/test_hardening.py tests/test_autograd.py \
   tests/test_ops.py
 echo "compat: tests took $(($(date +%s) - start)) s"

@@ -328,7 +328,9 @@ _lib = torch.library.Library("genet_ops", "FRAGMENT")
 
 
 def _register(op, function) -> None:
-    _lib.impl(op._opname, _autograd_kernel(op, function), "Autograd", with_keyset=True)
+    # allow_override: a triton_op already holds an Autograd kernel of torch's own, which
+    # torch 2.11 (the GPU image's) refuses to replace unless asked (2.14 allows by default).
+    _lib.impl(op._opname, _autograd_kernel(op, function), "Autograd", with_keyset=True, allow_override=True)
     torch.library.register_vmap(op, _vmap_rule(op), lib=_lib)
 
 

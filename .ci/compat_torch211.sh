@@ -4,7 +4,8 @@
 # build the extension with the CUDA sources against torch 2.11 (in a copy of the tree, so
 # the checkout keeps its extension built against the pinned torch), then the Triton tests
 # under TRITON_INTERPRET=1 (tests/conftest.py sets it), a GPU-check dry run and a quick
-# CPU subset, and the autograd tests (they use torch.func internals). COMPAT_VENV chooses the venv (default .venv211, made if missing).
+# CPU subset, and the autograd tests (they use torch.func internals). COMPAT_VENV chooses
+# the venv (default .venv211, made if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

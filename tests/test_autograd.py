@@ -197,7 +197,7 @@ def test_main_huge_extent_is_global(extent):
     x, r, dy, _ = (t.detach() for t in _inputs(0, False))
     g = torch.randn(*x.shape[:2], 1, 1, dtype=torch.float64)
     assert checks.g_shape(x.shape, extent) == g.shape
-    for impl in (OPS, R):
+    for impl in (OPS, reference):
         torch.testing.assert_close(impl.gather_excite(x, extent, r), reference.gather_excite(x, 0, r))
         torch.testing.assert_close(impl.gather_excite_backward(dy, x, extent), reference.gather_excite_backward(dy, x, 0))
         torch.testing.assert_close(impl.excite(x, g, extent, r), reference.excite(x, g, 0, r))

@@ -38,6 +38,8 @@ their results to the input's dtype once.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.autograd.forward_ad as fwAD
 from torch._functorch.utils import enable_single_level_autograd_function
@@ -330,7 +332,9 @@ _lib = torch.library.Library("genet_ops", "FRAGMENT")
 def _register(op, function) -> None:
     # allow_override: a triton_op already holds an Autograd kernel of torch's own, which
     # torch 2.11 (the GPU image's) refuses to replace unless asked (2.14 allows by default).
-    _lib.impl(op._opname, _autograd_kernel(op, function), "Autograd", with_keyset=True, allow_override=True)
+    with warnings.catch_warnings():  # torch's "Overriding a previously registered kernel" note
+        warnings.simplefilter("ignore", UserWarning)
+        _lib.impl(op._opname, _autograd_kernel(op, function), "Autograd", with_keyset=True, allow_override=True)
     torch.library.register_vmap(op, _vmap_rule(op), lib=_lib)
 
 

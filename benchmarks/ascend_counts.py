@@ -42,7 +42,7 @@ def main():
     args = ap.parse_args()
     run = build_emu(Path(tempfile.mkdtemp()), args.ascend_dir)
     dtype = getattr(torch, args.dtype)
-    print(f"| shape | op | vector / KiB | DMA / KiB | waits / KiB |\n| --- | --- | ---: | ---: | ---: |")
+    print("| shape | op | vector / KiB | DMA / KiB | waits / KiB |\n| --- | --- | ---: | ---: | ---: |")
     for name, shape in SHAPES.items():
         if args.shapes and not any(k in name for k in args.shapes.split(",")):
             continue

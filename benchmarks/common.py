@@ -15,7 +15,6 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable
 
 import torch
 

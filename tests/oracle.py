@@ -7,8 +7,14 @@
   the error of the eager code run in the same precision, plus a small floor.
 - assert_matches_reference(): a kernel against the reference in the same dtype.
 - assert_layout(), GEBlock / assert_compiled_matches_eager(), requires_cuda.
+- extension_build_dir(): where a test-only C++ extension builds (or the test skips).
 """
 from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +31,21 @@ LAYOUTS = ("contiguous", "channels_last", "strided", "strided_w", "misaligned", 
 requires_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is False)"
 )
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def extension_build_dir(name: str) -> Path:
+    """build/<name>-pyXY for a test-only extension built by torch.utils.cpp_extension;
+    skips the calling test where no C++ compiler or ninja can build it."""
+    from torch.utils import cpp_extension
+
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        pytest.skip(f"no C++ compiler to build {name}")
+    if not cpp_extension.is_ninja_available():
+        pytest.skip(f"ninja is missing: torch.utils.cpp_extension cannot build {name}")
+    build = ROOT / "build" / f"{name}-py{sys.version_info.major}{sys.version_info.minor}"
+    build.mkdir(parents=True, exist_ok=True)
+    return build
 
 
 def make(shape, dtype, layout="contiguous", seed=0, device="cpu", plane_spread=0.0):

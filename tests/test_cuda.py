@@ -17,10 +17,6 @@ torch.library.opcheck; torch.compile(fullgraph=True) against eager; streams and 
 from __future__ import annotations
 
 import functools
-import os
-import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -31,7 +27,7 @@ import oracle
 from oracle import (DTYPES, GEBlock, assert_compiled_matches_eager, assert_layout, assert_within_budget, eager_excite,
                     eager_gather_excite, requires_cuda)
 
-ROOT = Path(__file__).resolve().parents[1]
+from oracle import ROOT
 LAYOUTS = ["contiguous", "channels_last", "strided", "misaligned", "misaligned_cl"]
 # Planes with clearly non-zero means, so that a wrong tile sum moves the sigmoid.
 make = functools.partial(oracle.make, plane_spread=1.5)
@@ -113,12 +109,7 @@ def emu():
     """torch.ops.genet_ops_emu, built once per session from tests/emu/cuda/emu_ext.cpp."""
     from torch.utils import cpp_extension
 
-    if shutil.which(os.environ.get("CXX", "c++")) is None:
-        pytest.skip("no C++ compiler to build the CUDA kernel emulator")
-    if not cpp_extension.is_ninja_available():
-        pytest.skip("ninja is missing: torch.utils.cpp_extension cannot build the CUDA kernel emulator")
-    build = ROOT / "build" / f"emu-py{sys.version_info.major}{sys.version_info.minor}"
-    build.mkdir(parents=True, exist_ok=True)
+    build = oracle.extension_build_dir("emu")
     cpp_extension.load(
         name="genet_ops_emu",
         sources=[str(ROOT / "tests" / "emu" / "cuda" / "emu_ext.cpp")],

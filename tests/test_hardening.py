@@ -3,15 +3,11 @@ grid must fail clearly (CUDA C++) or take the reference (Triton), never launch a
 of the work. The sizes involved (2^31 units) cannot be allocated here: the Triton plans
 are made for meta tensors, and the CUDA launchers' check is compiled into a tiny test
 extension and called with the block counts such inputs give."""
-import os
-import shutil
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+import oracle
+from oracle import ROOT
 
 
 # ------------------------------------------------------------------- Triton plans
@@ -60,12 +56,7 @@ TORCH_LIBRARY(genet_grid_check, m) {
 def grid_x():
     from torch.utils import cpp_extension
 
-    if shutil.which(os.environ.get("CXX", "c++")) is None:
-        pytest.skip("no C++ compiler")
-    if not cpp_extension.is_ninja_available():
-        pytest.skip("ninja is missing: torch.utils.cpp_extension cannot build")
-    build = ROOT / "build" / f"grid-check-py{sys.version_info.major}{sys.version_info.minor}"
-    build.mkdir(parents=True, exist_ok=True)
+    build = oracle.extension_build_dir("grid-check")
     cpp_extension.load_inline(
         name="genet_grid_check", cpp_sources=[_GRID_CHECK], extra_include_paths=[str(ROOT / "csrc" / "cuda")],
         extra_cflags=["-O0"], build_directory=str(build), is_python_module=False, verbose=False)

@@ -10,7 +10,6 @@ import csv
 import json
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 

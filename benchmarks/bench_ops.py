@@ -437,7 +437,7 @@ def check_case(case: Case, providers: list[Provider]) -> list[dict]:
     """Forward and backward of each provider at the case's full size with NaN-poisoned
     outputs; the first CHECK_IMAGES images against the float64 reference. Passes when no
     output holds a NaN and each error is at most twice the reference's own error in the
-    case's dtype plus a small atol (DESIGN §4)."""
+    case's dtype plus a small atol (docs/DESIGN.md §4)."""
     torch.manual_seed(0)
     inp = make_inputs(case)
     k = min(CHECK_IMAGES, case.shape[0])

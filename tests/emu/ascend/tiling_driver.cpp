@@ -166,7 +166,7 @@ static void check(const TilingRequest& rq, const GenetTiling& t) {
     for (int64_t ty = 0; ty < TH; ++ty)
       for (int64_t tx = 0; tx < TW; ++tx) {
         const int64_t g = (n * TH + ty) * TW + tx;
-        const int64_t want = std::min(EH, H - ty * EH) * std::min(EW, W - tx * EW);  // |t| of DESIGN §2
+        const int64_t want = std::min(EH, H - ty * EH) * std::min(EW, W - tx * EW);  // |t| of docs/DESIGN.md §2
         CHECK(tile_seen[g] == 1, "tile " << g << " seen " << int(tile_seen[g]));
         CHECK(tile_count[g] == want, "tile " << g << " has " << tile_count[g] << " pixels, |t| = " << want);
       }

@@ -91,6 +91,19 @@ void check_g(const at::Tensor& g, const at::Tensor& x, int64_t extent) {
                     ", got ", g.device());
 }
 
+void check_means(const at::Tensor& g, const at::Tensor& out, int64_t extent) {
+  const TileGeom t = tile_geom(out, extent);
+  const std::vector<int64_t> want{t.N, t.C, t.th, t.tw};
+  TORCH_CHECK_VALUE(g.sizes() == at::IntArrayRef(want), "genet_ops: g must have shape ",
+                    shape_str(want), " (N, C, ceil(H/extent), ceil(W/extent)) for out of shape ",
+                    shape_str(out.sizes()), " and extent ", extent, ", got ", shape_str(g.sizes()));
+  const auto acc = out.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  TORCH_CHECK_VALUE(g.scalar_type() == acc, "genet_ops: g must be ", acc,
+                    " (the accumulation dtype of out's ", out.scalar_type(), "), got ", g.scalar_type());
+  TORCH_CHECK_VALUE(g.device() == out.device(), "genet_ops: g must be on out's device ", out.device(),
+                    ", got ", g.device());
+}
+
 // The checks in the order every op makes them, then the layout rule. `other` is the
 // residual or grad_out (null if absent), `g` excite's gate (null for gather_excite).
 static OpCall prepare(const at::Tensor& x, int64_t extent, const at::Tensor* other, const char* other_name,
@@ -113,8 +126,21 @@ static OpCall prepare(const at::Tensor& x, int64_t extent, const at::Tensor* oth
   return c;
 }
 
-OpCall prepare_gather_excite(const at::Tensor& x, int64_t extent, const std::optional<at::Tensor>& residual) {
-  return prepare(x, extent, residual ? &*residual : nullptr, "residual", nullptr, false);
+OpCall prepare_gather_excite(const at::Tensor& x, int64_t extent, const std::optional<at::Tensor>& residual,
+                             bool relu) {
+  OpCall c = prepare(x, extent, residual ? &*residual : nullptr, "residual", nullptr, false);
+  c.relu = relu;
+  return c;
+}
+
+OpCall prepare_gather_excite_lean(const at::Tensor& x, int64_t extent,
+                                  const std::optional<at::Tensor>& residual, bool relu) {
+  OpCall c = prepare_gather_excite(x, extent, residual, relu);
+  const auto acc = c.x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::Tensor means = at::empty({c.t.N, c.t.C, c.t.th, c.t.tw}, c.x.options().dtype(acc));
+  c.dg = g_for_layout(means, c.layout);
+  if (c.empty()) c.dg.zero_();  // tiles without pixels
+  return c;
 }
 
 OpCall prepare_gather_excite_backward(const at::Tensor& grad_out, const at::Tensor& x, int64_t extent) {
@@ -122,13 +148,41 @@ OpCall prepare_gather_excite_backward(const at::Tensor& grad_out, const at::Tens
 }
 
 OpCall prepare_excite(const at::Tensor& x, const at::Tensor& g, int64_t extent,
-                      const std::optional<at::Tensor>& residual) {
-  return prepare(x, extent, residual ? &*residual : nullptr, "residual", &g, false);
+                      const std::optional<at::Tensor>& residual, bool relu) {
+  OpCall c = prepare(x, extent, residual ? &*residual : nullptr, "residual", &g, false);
+  c.relu = relu;
+  return c;
 }
 
 OpCall prepare_excite_backward(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& g,
                                int64_t extent) {
   return prepare(x, extent, &grad_out, "grad_out", &g, true);
+}
+
+OpCall prepare_excite_lean_backward(const at::Tensor& grad_out, const at::Tensor& out,
+                                    const std::optional<at::Tensor>& residual, const at::Tensor& g,
+                                    int64_t extent, bool relu, bool gather) {
+  check_x(out, "out");
+  check_extent(extent);
+  check_means(g, out, extent);
+  check_same(grad_out, out, "grad_out");
+  if (residual) check_same(*residual, out, "residual");
+  OpCall c;
+  c.x = kernel_input(out);
+  c.layout = layout_of(c.x);
+  c.t = tile_geom(c.x, extent);
+  c.out = at::empty_like(c.x);
+  c.g = g_for_layout(g, c.layout);
+  c.dg = at::empty_like(c.g);
+  c.relu = relu;
+  c.gather = gather;
+  if (c.empty()) {
+    c.dg.zero_();  // no tile, no gradient
+    return c;
+  }
+  c.other = like_layout(grad_out, c.x);
+  if (residual) c.residual = like_layout(*residual, c.x);
+  return c;
 }
 
 }  // namespace genet_ops
@@ -137,10 +191,16 @@ OpCall prepare_excite_backward(const at::Tensor& grad_out, const at::Tensor& x, 
 // the schemas and the module entry belong to genet_ops._C.
 #ifndef GENET_OPS_CHECKS_ONLY
 TORCH_LIBRARY(genet_ops, m) {
-  m.def("gather_excite(Tensor x, int extent, Tensor? residual=None) -> Tensor");
+  m.def("gather_excite(Tensor x, int extent, Tensor? residual=None, bool relu=False) -> Tensor");
   m.def("gather_excite_backward(Tensor grad_out, Tensor x, int extent) -> Tensor");
-  m.def("excite(Tensor x, Tensor g, int extent, Tensor? residual=None) -> Tensor");
+  m.def("excite(Tensor x, Tensor g, int extent, Tensor? residual=None, bool relu=False) -> Tensor");
   m.def("excite_backward(Tensor grad_out, Tensor x, Tensor g, int extent) -> (Tensor, Tensor)");
+  // The output-keeping ops (docs/DESIGN.md §2): the same forward kernels, whose autograd
+  // keeps (out, residual, g) instead of x; gather_excite_lean also returns the tile means.
+  m.def("gather_excite_lean(Tensor x, int extent, Tensor? residual=None, bool relu=False) -> (Tensor, Tensor)");
+  m.def("excite_lean(Tensor x, Tensor g, int extent, Tensor? residual=None, bool relu=False) -> Tensor");
+  m.def("excite_lean_backward(Tensor grad_out, Tensor out, Tensor? residual, Tensor g, int extent, bool relu, "
+        "bool gather) -> (Tensor, Tensor)");
 }
 
 // `import genet_ops._C` loads the library; the ops live in torch.ops.genet_ops.

@@ -184,21 +184,36 @@ def _below_autograd(op):
     return staticmethod(forward)
 
 
+def _arg(inputs, i: int, default):
+    # The dispatcher drops trailing arguments left at their default (residual=None, relu=False).
+    return inputs[i] if i < len(inputs) else default
+
+
+def _relu_mask(grad, out):
+    """grad where ReLU let the value through (out > 0; NaN passes, as torch.relu's backward)."""
+    return None if grad is None else torch.where(out <= 0, 0, grad)
+
+
 def _gather_excite_function(op, backward_op):
+    # With relu the output is kept too, for the mask (as an eager ReLU keeps it).
     def setup_context(ctx, inputs, output):
         x, extent = inputs[:2]
-        ctx.extent, ctx.n_inputs = extent, len(inputs)
-        ctx.save_for_backward(x)
-        ctx.save_for_forward(x)
+        ctx.extent, ctx.n_inputs, ctx.relu = extent, len(inputs), _arg(inputs, 3, False)
+        saved = (x, output) if ctx.relu else (x,)
+        ctx.save_for_backward(*saved)
+        ctx.save_for_forward(*saved)
 
     def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
+        x, *out = ctx.saved_tensors
+        if ctx.relu:
+            grad = _relu_mask(grad, out[0])
         dx = backward_op(grad, x, ctx.extent) if _needs(ctx, 0) else None
-        return (dx, None, grad if _needs(ctx, 2) else None)[: ctx.n_inputs]
+        return (dx, None, grad if _needs(ctx, 2) else None, None)[: ctx.n_inputs]
 
-    def jvp(ctx, saved, dx, _extent, dres=None):
-        (x,) = saved
-        return _gather_excite_jvp(x, ctx.extent, dx, dres)
+    def jvp(ctx, saved, dx, _extent, dres=None, _relu=None):
+        x, *out = saved
+        t = _gather_excite_jvp(x, ctx.extent, dx, dres)
+        return _relu_mask(t, out[0]) if ctx.relu else t
 
     return _function(op, setup_context, backward, jvp)
 
@@ -225,20 +240,24 @@ def _gather_excite_backward_function(op):
 def _excite_function(op, backward_op):
     def setup_context(ctx, inputs, output):
         x, g, extent = inputs[:3]
-        ctx.extent, ctx.n_inputs = extent, len(inputs)
-        ctx.save_for_backward(x, g)
-        ctx.save_for_forward(x, g)
+        ctx.extent, ctx.n_inputs, ctx.relu = extent, len(inputs), _arg(inputs, 4, False)
+        saved = (x, g, output) if ctx.relu else (x, g)
+        ctx.save_for_backward(*saved)
+        ctx.save_for_forward(*saved)
 
     def backward(ctx, grad):
-        x, g = ctx.saved_tensors
+        x, g, *out = ctx.saved_tensors
+        if ctx.relu:
+            grad = _relu_mask(grad, out[0])
         dx = dg = None
         if _needs(ctx, 0) or _needs(ctx, 1):
             dx, dg = backward_op(grad, x, g, ctx.extent)
-        return (dx, dg, None, grad if _needs(ctx, 3) else None)[: ctx.n_inputs]
+        return (dx, dg, None, grad if _needs(ctx, 3) else None, None)[: ctx.n_inputs]
 
-    def jvp(ctx, saved, dx, dg, _extent, dres=None):
-        x, g = saved
-        return _excite_jvp(x, g, ctx.extent, dx, dg, dres)
+    def jvp(ctx, saved, dx, dg, _extent, dres=None, _relu=None):
+        x, g, *out = saved
+        t = _excite_jvp(x, g, ctx.extent, dx, dg, dres)
+        return _relu_mask(t, out[0]) if ctx.relu else t
 
     return _function(op, setup_context, backward, jvp)
 
@@ -258,6 +277,160 @@ def _excite_backward_function(op):
     def jvp(ctx, saved, ddy, dx, dg, _extent):
         dy, x, g = saved
         return _excite_backward_jvp(dy, x, g, ctx.extent, ddy, dx, dg)
+
+    return _function(op, setup_context, backward, jvp)
+
+
+# ------------------------------------------------- output-keeping (save="output")
+# gather_excite_lean / excite_lean keep (out, g, residual) instead of x: with
+# z = out - r = x S where the gradient flows and dp = dy (masked where out <= 0 by relu),
+# the backward is EL(dy, out, r, g) = excite_lean_backward:
+#     dg = (1 - s) T(dp z);  dx = dp S (+ E(dg / |t|) for gather_excite)
+# gather_excite_lean's second output g (the tile means) is differentiable, dx += E(dg / |t|),
+# so that derivatives of EL through g (higher orders) reach x.
+#   EL  vjp  (u, v the cotangents of dx, dg; a = v (+ T(u) / |t|); red = T(dp z))
+#            d dp = u S + E(a (1 - s)) z;  d out = E(a (1 - s)) dp = -d r;  d g = s1 (T(u dp) - a red)
+#       jvp  dp. = mask(dy.);  z. = out. - r.;  red. = T(dp. z + dp z.)
+#            dg. = (1 - s) red. - s1 g. red;  dx. = dp. S + dp E(s1 g.) (+ E(dg. / |t|))
+_INPLACE_HINT = (
+    "genet_ops: {name} kept its output and residual for backward instead of its input "
+    "(save='output'), and one of them was changed in place after the call. Keep the input "
+    "instead: genet_ops.{name}(..., save='input'), GatherExcite(..., save='input') or "
+    "fuse_excite(model, save='input')."
+)
+
+
+def _saved_outputs(ctx, name: str):
+    try:
+        return ctx.saved_tensors
+    except RuntimeError as exc:
+        if "modified by an inplace operation" in str(exc):
+            raise RuntimeError(f"{_INPLACE_HINT.format(name=name)} (autograd: {exc})") from exc
+        raise
+
+
+def _tangents_possible() -> bool:
+    # x is kept for jvp only when a tangent can come: a forward-AD level or torch.func.
+    return fwAD._current_level >= 0 or torch._C._are_functorch_transforms_active()
+
+
+def _lean_backward_vjp(dy, out, r, g, extent, relu, gather, u, v, need):
+    k = _Tiles(out, extent)
+    s, s1, _ = _sigmoids(g)
+    dp = k.f(_relu_mask(dy, out) if relu else dy)
+    z = k.f(out) if r is None else k.f(out) - k.f(r)
+    a = None if v is None else v
+    if gather and u is not None:
+        a = _add(a, k.sum(k.f(u)) / k.count)
+    ea = None if a is None else k.expand(a * (1 - s))
+    d_dp = _add(None if u is None else k.f(u) * k.expand(s), None if ea is None else ea * z)
+    d_dy = d_out = d_r = d_g = None
+    if need[0] and d_dp is not None:
+        d_dy = _like(_relu_mask(d_dp, out) if relu else d_dp, out)
+    d_z = None if ea is None else ea * dp
+    if need[1] and d_z is not None:
+        d_out = _like(d_z, out)
+    if need[2] and d_z is not None:
+        d_r = _like(-d_z, out)
+    if need[3]:
+        terms = [None if u is None else k.sum(k.f(u) * dp), None if a is None else -a * k.sum(dp * z)]
+        d_g = None if _add(*terms) is None else s1 * _add(*terms)
+    return d_dy, d_out, d_r, d_g
+
+
+def _lean_backward_jvp(dy, out, r, g, extent, relu, gather, ddy, dout, dr, dgt):
+    k = _Tiles(out, extent)
+    s, s1, _ = _sigmoids(g)
+    dp = k.f(_relu_mask(dy, out) if relu else dy)
+    z = k.f(out) if r is None else k.f(out) - k.f(r)
+    dp_t = None if ddy is None else k.f(_relu_mask(ddy, out) if relu else ddy)
+    z_t = _add(k.f(dout), None if dr is None else -k.f(dr))
+    red_t = _add(None if dp_t is None else k.sum(dp_t * z), None if z_t is None else k.sum(dp * z_t))
+    dg_t = _add(None if red_t is None else (1 - s) * red_t, None if dgt is None else -s1 * dgt * k.sum(dp * z))
+    dx_t = _add(None if dp_t is None else dp_t * k.expand(s), None if dgt is None else dp * k.expand(s1 * dgt),
+                k.expand(dg_t / k.count) if gather and dg_t is not None else None)
+    return _like(dx_t, out), _like(dg_t, g)
+
+
+def _gather_excite_lean_function(op, lean_backward_op):
+    def setup_context(ctx, inputs, output):
+        x, extent = inputs[:2]
+        residual, ctx.relu = _arg(inputs, 2, None), _arg(inputs, 3, False)
+        ctx.extent, ctx.n_inputs = extent, len(inputs)
+        ctx.set_materialize_grads(False)
+        out, g = output
+        ctx.save_for_backward(out, g, *([] if residual is None else [residual]))
+        if _tangents_possible():
+            ctx.save_for_forward(x, out, g)
+
+    def backward(ctx, d_out, d_g):
+        out, g, *res = _saved_outputs(ctx, "gather_excite")
+        r = res[0] if res else None
+        dx = dr = None
+        if _needs(ctx, 0):
+            if d_out is not None:
+                dx = lean_backward_op(d_out, out, r, g, ctx.extent, ctx.relu, True)[0]
+            if d_g is not None:  # only when a higher derivative differentiates through g
+                k = _Tiles(out, ctx.extent)
+                dx = _like(_add(k.f(dx), k.expand(k.f(d_g) / k.count)), out)
+        if _needs(ctx, 2) and d_out is not None:
+            dr = _relu_mask(d_out, out) if ctx.relu else d_out
+        return (dx, None, dr, None)[: ctx.n_inputs]
+
+    def jvp(ctx, saved, dx, _extent, dres=None, _relu=None):
+        x, out, g = saved
+        t = _gather_excite_jvp(x, ctx.extent, dx, dres)
+        k = _Tiles(x, ctx.extent)
+        # A tangent for each output (torch asserts on a None beside a tensor).
+        return (_relu_mask(t, out) if ctx.relu else t), (torch.zeros_like(g) if dx is None else k.mean(k.f(dx)))
+
+    return _function(op, setup_context, backward, jvp)
+
+
+def _excite_lean_function(op, lean_backward_op):
+    def setup_context(ctx, inputs, output):
+        x, g, extent = inputs[:3]
+        residual, ctx.relu = _arg(inputs, 3, None), _arg(inputs, 4, False)
+        ctx.extent, ctx.n_inputs = extent, len(inputs)
+        ctx.save_for_backward(output, g, *([] if residual is None else [residual]))
+        if _tangents_possible():
+            ctx.save_for_forward(x, g, output)
+
+    def backward(ctx, grad):
+        out, g, *res = _saved_outputs(ctx, "excite")
+        r = res[0] if res else None
+        dx = dg = dr = None
+        if _needs(ctx, 0) or _needs(ctx, 1):
+            dx, dg = lean_backward_op(grad, out, r, g.to(checks.acc_dtype(g.dtype)), ctx.extent, ctx.relu, False)
+            dg = dg.to(g.dtype)
+        if _needs(ctx, 3):
+            dr = _relu_mask(grad, out) if ctx.relu else grad
+        return (dx, dg, None, dr, None)[: ctx.n_inputs]
+
+    def jvp(ctx, saved, dx, dg, _extent, dres=None, _relu=None):
+        x, g, out = saved
+        t = _excite_jvp(x, g, ctx.extent, dx, dg, dres)
+        return _relu_mask(t, out) if ctx.relu else t
+
+    return _function(op, setup_context, backward, jvp)
+
+
+def _excite_lean_backward_function(op):
+    def setup_context(ctx, inputs, output):
+        dy, out, r, g, extent, relu, gather = inputs
+        ctx.args = (extent, relu, gather)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(dy, out, r, g)
+        ctx.save_for_forward(dy, out, r, g)
+
+    def backward(ctx, u, v):
+        dy, out, r, g = ctx.saved_tensors
+        need = (_needs(ctx, 0), _needs(ctx, 1), _needs(ctx, 2), _needs(ctx, 3))
+        return (*_lean_backward_vjp(dy, out, r, g, *ctx.args, u, v, need), None, None, None)
+
+    def jvp(ctx, saved, ddy, dout, dr, dg, *_flags):
+        dy, out, r, g = saved
+        return _lean_backward_jvp(dy, out, r, g, *ctx.args, ddy, dout, dr, dg)
 
     return _function(op, setup_context, backward, jvp)
 
@@ -354,6 +527,15 @@ def register_gather_excite_autograd(op, backward_op) -> None:
     op, backward_op = _overload(op), _overload(backward_op)
     _register(op, _gather_excite_function(op, backward_op))
     _register(backward_op, _gather_excite_backward_function(backward_op))
+
+
+def register_lean_autograd(gather_excite_op, excite_op, backward_op) -> None:
+    """Autograd (every order, jvp, torch.func) for the output-keeping ops and their shared
+    backward op. Shared by the main ops and the Triton twins."""
+    gather_excite_op, excite_op, backward_op = _overload(gather_excite_op), _overload(excite_op), _overload(backward_op)
+    _register(gather_excite_op, _gather_excite_lean_function(gather_excite_op, backward_op))
+    _register(excite_op, _excite_lean_function(excite_op, backward_op))
+    _register(backward_op, _excite_lean_backward_function(backward_op))
 
 
 def register_excite_autograd(op, backward_op) -> None:

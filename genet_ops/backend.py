@@ -104,7 +104,12 @@ REFERENCE_KERNELS = {
     "gather_excite_backward": reference.gather_excite_backward,
     "excite": reference.excite,
     "excite_backward": reference.excite_backward,
+    "gather_excite_lean": reference.gather_excite_lean,
+    "excite_lean": reference.excite,  # excite's kernel: only the autograd differs
+    "excite_lean_backward": reference.excite_lean_backward,
 }
+# The ops that have a Triton twin genet_ops::<op>_triton (genet_ops/triton/).
+TRITON_TWINS = {"gather_excite", "gather_excite_backward", "excite", "excite_backward"}
 # Dispatch keys that get a kernel; the name users know them by.
 DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA", "npu": "PrivateUse1"}
 # What backend_info() calls the compiled kernels of each device.
@@ -125,7 +130,7 @@ def _cuda_fallback(op: str, reference_kernel):
     the Triton twin where Triton is installed, else the reference."""
 
     def kernel(*args):
-        if triton_available():
+        if triton_available() and op in TRITON_TWINS:
             return getattr(torch.ops.genet_ops, f"{op}_triton")(*args)
         return reference_kernel(*args)
 
@@ -146,7 +151,7 @@ def register_fallback_kernels() -> None:
             elif device == "cuda":
                 # No CUDA C++ kernel compiled: route to Triton where it can run.
                 _impl_lib.impl(op, _cuda_fallback(op, kernel), key)
-                KERNELS[op][device] = "triton" if triton_available() else "reference"
+                KERNELS[op][device] = "triton" if triton_available() and op in TRITON_TWINS else "reference"
             else:
                 _impl_lib.impl(op, kernel, key)
                 KERNELS[op][device] = "reference"

@@ -140,6 +140,39 @@ def check_excite_backward(grad_out: torch.Tensor, x: torch.Tensor, g: torch.Tens
     check_same(grad_out, x, "grad_out")
 
 
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Where reductions accumulate: float64 for float64, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def check_means(g: torch.Tensor, out: torch.Tensor, extent: int) -> None:
+    """The saved tile logits of the output-keeping backward: g's shape, in the
+    accumulation dtype of out (float32, float64 for float64), on out's device."""
+    if not isinstance(g, torch.Tensor):
+        raise TypeError(f"genet_ops: g must be a torch.Tensor, got {type(g).__name__}")
+    want = g_shape(out.shape, extent)
+    if tuple(g.shape) != want:
+        raise ValueError(
+            f"genet_ops: g must have shape {list(want)} (N, C, ceil(H/extent), ceil(W/extent)) "
+            f"for out of shape {list(out.shape)} and extent {extent}, got {list(g.shape)}"
+        )
+    if g.dtype != acc_dtype(out.dtype):
+        raise ValueError(f"genet_ops: g must be {acc_dtype(out.dtype)} (the accumulation dtype of out's "
+                         f"{out.dtype}), got {g.dtype}")
+    if g.device != out.device:
+        raise ValueError(f"genet_ops: g must be on out's device {out.device}, got {g.device}")
+
+
+def check_excite_lean_backward(grad_out: torch.Tensor, out: torch.Tensor, residual: torch.Tensor | None,
+                               g: torch.Tensor, extent: int) -> None:
+    check_x(out, "out")
+    check_extent(extent)
+    check_means(g, out, extent)
+    check_same(grad_out, out, "grad_out")
+    if residual is not None:
+        check_same(residual, out, "residual")
+
+
 def kernel_input(x: torch.Tensor) -> torch.Tensor:
     """x when dense NCHW or dense channels_last, else a contiguous copy."""
     if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):

@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from . import checks
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+_acc_dtype = checks.acc_dtype
 
 
 def tile_sum(v: torch.Tensor, t: checks.TileGeom) -> torch.Tensor:
@@ -52,14 +51,33 @@ def gather(x: torch.Tensor, extent: int) -> torch.Tensor:
     return tile_sum(xf, t) / tile_count(t, x.device, xf.dtype)
 
 
-def gather_excite(x: torch.Tensor, extent: int, residual: torch.Tensor | None = None) -> torch.Tensor:
+def _finish(y: torch.Tensor, residual: torch.Tensor | None, relu: bool) -> torch.Tensor:
+    """y (+ residual), then ReLU when asked: the forward's epilogue, in the accumulation dtype.
+    ReLU keeps NaN (as torch.relu), since the backward masks with out <= 0."""
+    if residual is not None:
+        y = y + residual.to(y.dtype)
+    return torch.where(y < 0, 0, y) if relu else y
+
+
+def gather_excite(x: torch.Tensor, extent: int, residual: torch.Tensor | None = None,
+                  relu: bool = False) -> torch.Tensor:
     checks.check_gather_excite(x, extent, residual)
     t = checks.tile_geom(x.shape, extent)
     xf = x.to(_acc_dtype(x.dtype))
     y = xf * expand_tiles(torch.sigmoid(gather(x, extent)), t)
-    if residual is not None:
-        y = y + residual.to(xf.dtype)
-    return _as_output(y, x)
+    return _as_output(_finish(y, residual, relu), x)
+
+
+def gather_excite_lean(x: torch.Tensor, extent: int, residual: torch.Tensor | None = None,
+                       relu: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """gather_excite's output and the tile means g it excited with (accumulation dtype,
+    laid out as g_for_layout; 0 for tiles without pixels): what the output-keeping
+    backward needs instead of x."""
+    checks.check_gather_excite(x, extent, residual)
+    xk = checks.kernel_input(x)
+    g = torch.nan_to_num(gather(x, extent), nan=0.0) if x.numel() == 0 else gather(x, extent)
+    g_out = torch.empty_like(checks.g_for_layout(g, checks.is_nchw(xk))).copy_(g)
+    return gather_excite(x, extent, residual, relu), g_out
 
 
 def gather_excite_backward(grad_out: torch.Tensor, x: torch.Tensor, extent: int) -> torch.Tensor:
@@ -74,14 +92,13 @@ def gather_excite_backward(grad_out: torch.Tensor, x: torch.Tensor, extent: int)
     return _as_output(dx, x)
 
 
-def excite(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch.Tensor | None = None) -> torch.Tensor:
+def excite(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch.Tensor | None = None,
+           relu: bool = False) -> torch.Tensor:
     checks.check_excite(x, g, extent, residual)
     t = checks.tile_geom(x.shape, extent)
     acc = _acc_dtype(x.dtype)
     y = x.to(acc) * expand_tiles(torch.sigmoid(g.to(acc)), t)
-    if residual is not None:
-        y = y + residual.to(acc)
-    return _as_output(y, x)
+    return _as_output(_finish(y, residual, relu), x)
 
 
 def excite_backward(grad_out: torch.Tensor, x: torch.Tensor, g: torch.Tensor, extent: int):
@@ -95,3 +112,30 @@ def excite_backward(grad_out: torch.Tensor, x: torch.Tensor, g: torch.Tensor, ex
     dg = s * (1 - s) * tile_sum(dy * x.to(acc), t)
     dg_out = torch.empty_like(checks.g_for_layout(g, checks.is_nchw(checks.kernel_input(x))))
     return _as_output(dx, x), dg_out.copy_(dg)
+
+
+def excite_lean_backward(grad_out: torch.Tensor, out: torch.Tensor, residual: torch.Tensor | None,
+                         g: torch.Tensor, extent: int, relu: bool, gather: bool):
+    """The output-keeping backward of excite (gather=False) and gather_excite (gather=True),
+    from out = act(x S + r) instead of x, since x S = out - r where the gradient flows:
+
+        dp = grad_out, masked to 0 where out <= 0 when relu;  z = out - r
+        dg_t = (1 - s_t) sum_{p in t} dp_p z_p;   dx_p = dp_p s_t (+ dg_t / |t| when gather)
+
+    g holds the tile logits in the accumulation dtype (gather_excite_lean's means, or
+    excite's g converted); dg comes back in that dtype and g's layout, dx in out's.
+    """
+    checks.check_excite_lean_backward(grad_out, out, residual, g, extent)
+    t = checks.tile_geom(out.shape, extent)
+    acc = _acc_dtype(out.dtype)
+    dp = grad_out.to(acc)
+    if relu:
+        dp = torch.where(out <= 0, 0, dp)
+    z = out.to(acc) if residual is None else out.to(acc) - residual.to(acc)
+    s = torch.sigmoid(g)
+    dg = (1 - s) * tile_sum(dp * z, t)
+    dx = dp * expand_tiles(s, t)
+    if gather:
+        dx = dx + expand_tiles(dg / tile_count(t, out.device, acc), t)
+    dg_out = torch.empty_like(checks.g_for_layout(g, checks.is_nchw(checks.kernel_input(out))))
+    return _as_output(dx, out), dg_out.copy_(dg)

@@ -172,10 +172,11 @@ void enqueue(const char* name, std::vector<at::Tensor> keep, std::function<uint3
 // its call on the NCHW-contiguous x, so that prepare_* brings residual / grad_out / g to
 // NCHW too (copying only what is not already), and copies its outputs back into the
 // layout rule's strides of the caller's x (xk) at the end.
-at::Tensor gather_excite_npu(const at::Tensor& x, int64_t extent, const c10::optional<at::Tensor>& residual) {
+at::Tensor gather_excite_npu(const at::Tensor& x, int64_t extent, const c10::optional<at::Tensor>& residual,
+                             bool relu) {
   const c10::OptionalDeviceGuard guard(at::device_of(x));
   const at::Tensor xk = kernel_input(readable(x));
-  const OpCall c = prepared(prepare_gather_excite(xk.contiguous(), extent, readable(residual)));
+  const OpCall c = prepared(prepare_gather_excite(xk.contiguous(), extent, readable(residual), relu));
   check_dtype(c.x);
   if (!c.empty()) {
     const GenetTiling t = plan(c.x, extent, GENET_OP_GE_FWD, c.other.defined());
@@ -185,6 +186,7 @@ at::Tensor gather_excite_npu(const at::Tensor& x, int64_t extent, const c10::opt
       GENET_SELECT(ge_fwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(c.x), ptr(c.other), ptr(c.out), &tl)
     });
   }
+  relu_after(c);
   return like_layout(c.out, xk);
 }
 
@@ -205,10 +207,10 @@ at::Tensor gather_excite_backward_npu(const at::Tensor& grad_out, const at::Tens
 }
 
 at::Tensor excite_npu(const at::Tensor& x, const at::Tensor& g, int64_t extent,
-                      const c10::optional<at::Tensor>& residual) {
+                      const c10::optional<at::Tensor>& residual, bool relu) {
   const c10::OptionalDeviceGuard guard(at::device_of(x));
   const at::Tensor xk = kernel_input(readable(x));
-  const OpCall c = prepared(prepare_excite(xk.contiguous(), readable(g), extent, readable(residual)));
+  const OpCall c = prepared(prepare_excite(xk.contiguous(), readable(g), extent, readable(residual), relu));
   check_dtype(c.x);
   if (!c.empty()) {
     const GenetTiling t = plan(c.x, extent, GENET_OP_EX_FWD, c.other.defined());
@@ -219,6 +221,7 @@ at::Tensor excite_npu(const at::Tensor& x, const at::Tensor& g, int64_t extent,
                    ptr(c.out), &tl)
     });
   }
+  relu_after(c);
   return like_layout(c.out, xk);
 }
 
@@ -253,4 +256,5 @@ TORCH_LIBRARY_IMPL(genet_ops, PrivateUse1, m) {
   m.impl("gather_excite_backward", &genet_ops::ascend::gather_excite_backward_npu);
   m.impl("excite", &genet_ops::ascend::excite_npu);
   m.impl("excite_backward", &genet_ops::ascend::excite_backward_npu);
+  m.impl("excite_lean", &genet_ops::ascend::excite_npu);  // excite's kernel; only its autograd differs
 }

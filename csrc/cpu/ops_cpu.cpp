@@ -7,9 +7,11 @@
 namespace genet_ops::cpu {
 namespace {
 
-at::Tensor gather_excite_cpu(const at::Tensor& x, int64_t extent, const std::optional<at::Tensor>& residual) {
-  const OpCall c = prepare_gather_excite(x, extent, residual);
+at::Tensor gather_excite_cpu(const at::Tensor& x, int64_t extent, const std::optional<at::Tensor>& residual,
+                             bool relu) {
+  const OpCall c = prepare_gather_excite(x, extent, residual, relu);
   if (!c.empty()) kernels().gather_excite(make_args(c));
+  relu_after(c);
   return c.out;
 }
 
@@ -21,9 +23,10 @@ at::Tensor gather_excite_backward_cpu(const at::Tensor& grad_out, const at::Tens
 
 // excite reads each tile once per sweep: no need to block channels (cblock = C).
 at::Tensor excite_cpu(const at::Tensor& x, const at::Tensor& g, int64_t extent,
-                      const std::optional<at::Tensor>& residual) {
-  const OpCall c = prepare_excite(x, g, extent, residual);
+                      const std::optional<at::Tensor>& residual, bool relu) {
+  const OpCall c = prepare_excite(x, g, extent, residual, relu);
   if (!c.empty()) kernels().excite(make_args(c, /*block_channels=*/false));
+  relu_after(c);
   return c.out;
 }
 
@@ -42,4 +45,5 @@ TORCH_LIBRARY_IMPL(genet_ops, CPU, m) {
   m.impl("gather_excite_backward", &genet_ops::cpu::gather_excite_backward_cpu);
   m.impl("excite", &genet_ops::cpu::excite_cpu);
   m.impl("excite_backward", &genet_ops::cpu::excite_backward_cpu);
+  m.impl("excite_lean", &genet_ops::cpu::excite_cpu);  // excite's kernel; only its autograd differs
 }

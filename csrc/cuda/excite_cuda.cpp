@@ -53,13 +53,14 @@ static void run_excite_backward(const at::Tensor& dyk, const at::Tensor& xk, con
 }
 
 at::Tensor excite_cuda(const at::Tensor& x, const at::Tensor& g, int64_t extent,
-                       const std::optional<at::Tensor>& residual) {
+                       const std::optional<at::Tensor>& residual, bool relu) {
   check_on_device(x, "x");
   const DeviceScope scope(x);
-  OpCall c = prepare_excite(x, g, extent, residual);
+  OpCall c = prepare_excite(x, g, extent, residual, relu);
   if (c.empty()) return c.out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.x.scalar_type(), "excite_cuda",
                                   [&] { run_excite<scalar_t>(c.x, c.g, c.other, c.out, c.t, c.layout); });
+  relu_after(c);
   return c.out;
 }
 
@@ -81,4 +82,5 @@ std::tuple<at::Tensor, at::Tensor> excite_backward_cuda(const at::Tensor& grad_o
 TORCH_LIBRARY_IMPL(genet_ops, GENET_DISPATCH_KEY, m) {
   m.impl("excite", &genet_ops::cuda::excite_cuda);
   m.impl("excite_backward", &genet_ops::cuda::excite_backward_cuda);
+  m.impl("excite_lean", &genet_ops::cuda::excite_cuda);  // excite's kernel; only its autograd differs
 }

@@ -47,13 +47,15 @@ static void run_gather_excite_backward(const at::Tensor& dyk, const at::Tensor& 
   }
 }
 
-at::Tensor gather_excite_cuda(const at::Tensor& x, int64_t extent, const std::optional<at::Tensor>& residual) {
+at::Tensor gather_excite_cuda(const at::Tensor& x, int64_t extent, const std::optional<at::Tensor>& residual,
+                              bool relu) {
   check_on_device(x, "x");
   const DeviceScope scope(x);
-  OpCall c = prepare_gather_excite(x, extent, residual);
+  OpCall c = prepare_gather_excite(x, extent, residual, relu);
   if (c.empty()) return c.out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.x.scalar_type(), "gather_excite_cuda",
                                   [&] { run_gather_excite<scalar_t>(c.x, c.other, c.out, c.t, c.layout); });
+  relu_after(c);
   return c.out;
 }
 

@@ -67,7 +67,8 @@ def _excite_backward_kernel(
 
 
 @triton_op("genet_ops::excite_triton", mutates_args=(), schema=_launch.schema("excite"))
-def excite_triton(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch.Tensor | None = None) -> torch.Tensor:
+def excite_triton(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch.Tensor | None = None,
+                  relu: bool = False) -> torch.Tensor:
     checks.check_excite(x, g, extent, residual)
     xk = checks.kernel_input(x)
     _launch.check_device(xk)
@@ -76,7 +77,7 @@ def excite_triton(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch
         return y
     p = _launch.plan(xk, extent, _launch.FWD_BLOCK_BYTES, (y,) + ((residual,) if residual is not None else ()))
     if p is None:  # rows too wide for one block, or huge samples
-        return y.copy_(reference.excite(xk, g, extent, residual))
+        return y.copy_(reference.excite(xk, g, extent, residual, relu))
     has_res = residual is not None
     res = residual if has_res else xk
     wrap_triton(_excite_kernel)[p.grid](
@@ -84,7 +85,7 @@ def excite_triton(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch
         *_launch.strides(xk), *_launch.strides(g), *(_launch.strides(res) if has_res else (0, 0, 0, 0)),
         HAS_RES=has_res, F64=xk.dtype == torch.float64, **p.meta(),
     )
-    return y
+    return y.clamp_min_(0) if relu else y
 
 
 @triton_op("genet_ops::excite_backward_triton", mutates_args=(), schema=_launch.schema("excite_backward"))

@@ -136,7 +136,8 @@ def _gather_excite_backward_units(
 
 
 @triton_op("genet_ops::gather_excite_triton", mutates_args=(), schema=_launch.schema("gather_excite"))
-def gather_excite_triton(x: torch.Tensor, extent: int, residual: torch.Tensor | None = None) -> torch.Tensor:
+def gather_excite_triton(x: torch.Tensor, extent: int, residual: torch.Tensor | None = None,
+                         relu: bool = False) -> torch.Tensor:
     checks.check_gather_excite(x, extent, residual)
     xk = checks.kernel_input(x)
     _launch.check_device(xk)
@@ -146,7 +147,7 @@ def gather_excite_triton(x: torch.Tensor, extent: int, residual: torch.Tensor | 
     p = _launch.plan(xk, extent, _launch.FWD_BLOCK_BYTES, (y,) + ((residual,) if residual is not None else ()))
     p = p and _launch.plan_persistent(p, xk, _launch.FWD_BLOCK_BYTES)
     if p is None:  # rows too wide for one block, or huge samples
-        return y.copy_(reference.gather_excite(xk, extent, residual))
+        return y.copy_(reference.gather_excite(xk, extent, residual, relu))
     has_res = residual is not None
     res = residual if has_res else xk
     wrap_triton(_gather_excite_kernel)[p.grid](
@@ -154,7 +155,7 @@ def gather_excite_triton(x: torch.Tensor, extent: int, residual: torch.Tensor | 
         *_launch.strides(xk), *(_launch.strides(res) if has_res else (0, 0, 0, 0)),
         HAS_RES=has_res, F64=xk.dtype == torch.float64, SINGLE=p.SINGLE, PERSIST=p.PERSIST, **p.meta(),
     )
-    return y
+    return y.clamp_min_(0) if relu else y
 
 
 @triton_op("genet_ops::gather_excite_backward_triton", mutates_args=(), schema=_launch.schema("gather_excite_backward"))

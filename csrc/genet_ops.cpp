@@ -70,12 +70,12 @@ void check_extent(int64_t extent) {
   TORCH_CHECK_VALUE(extent >= 0, "genet_ops: extent must be >= 0 (0 means global), got ", extent);
 }
 
-void check_same(const at::Tensor& t, const at::Tensor& x, const char* name) {
-  TORCH_CHECK_VALUE(t.sizes() == x.sizes(), "genet_ops: ", name, " must have x's shape ",
+void check_same(const at::Tensor& t, const at::Tensor& x, const char* name, const char* x_name) {
+  TORCH_CHECK_VALUE(t.sizes() == x.sizes(), "genet_ops: ", name, " must have ", x_name, "'s shape ",
                     shape_str(x.sizes()), ", got ", shape_str(t.sizes()));
-  TORCH_CHECK_VALUE(t.scalar_type() == x.scalar_type(), "genet_ops: ", name,
-                    " must have x's dtype ", x.scalar_type(), ", got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.device() == x.device(), "genet_ops: ", name, " must be on x's device ",
+  TORCH_CHECK_VALUE(t.scalar_type() == x.scalar_type(), "genet_ops: ", name, " must have ", x_name,
+                    "'s dtype ", x.scalar_type(), ", got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.device() == x.device(), "genet_ops: ", name, " must be on ", x_name, "'s device ",
                     x.device(), ", got ", t.device());
 }
 
@@ -165,8 +165,8 @@ OpCall prepare_excite_lean_backward(const at::Tensor& grad_out, const at::Tensor
   check_x(out, "out");
   check_extent(extent);
   check_means(g, out, extent);
-  check_same(grad_out, out, "grad_out");
-  if (residual) check_same(*residual, out, "residual");
+  check_same(grad_out, out, "grad_out", "out");
+  if (residual) check_same(*residual, out, "residual", "out");
   OpCall c;
   c.x = kernel_input(out);
   c.layout = layout_of(c.x);

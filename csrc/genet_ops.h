@@ -41,7 +41,7 @@ at::Tensor g_for_layout(const at::Tensor& g, Layout layout);
 void check_x(const at::Tensor& x, const char* name);
 void check_extent(int64_t extent);
 // residual / grad_out: same shape, dtype and device as x.
-void check_same(const at::Tensor& t, const at::Tensor& x, const char* name);
+void check_same(const at::Tensor& t, const at::Tensor& x, const char* name, const char* x_name = "x");
 // g: (N, C, ceil(H/e), ceil(W/e)) or (N, C, 1, 1) for e = 0, x's dtype and device.
 void check_g(const at::Tensor& g, const at::Tensor& x, int64_t extent);
 

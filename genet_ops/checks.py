@@ -84,15 +84,15 @@ def as_extent(extent) -> int:
     return operator.index(extent)
 
 
-def check_same(t: torch.Tensor, x: torch.Tensor, name: str) -> None:
+def check_same(t: torch.Tensor, x: torch.Tensor, name: str, x_name: str = "x") -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"genet_ops: {name} must be a torch.Tensor, got {type(t).__name__}")
     if t.shape != x.shape:
-        raise ValueError(f"genet_ops: {name} must have x's shape {list(x.shape)}, got {list(t.shape)}")
+        raise ValueError(f"genet_ops: {name} must have {x_name}'s shape {list(x.shape)}, got {list(t.shape)}")
     if t.dtype != x.dtype:
-        raise ValueError(f"genet_ops: {name} must have x's dtype {x.dtype}, got {t.dtype}")
+        raise ValueError(f"genet_ops: {name} must have {x_name}'s dtype {x.dtype}, got {t.dtype}")
     if t.device != x.device:
-        raise ValueError(f"genet_ops: {name} must be on x's device {x.device}, got {t.device}")
+        raise ValueError(f"genet_ops: {name} must be on {x_name}'s device {x.device}, got {t.device}")
 
 
 def check_g(g: torch.Tensor, x: torch.Tensor, extent: int) -> None:
@@ -168,9 +168,9 @@ def check_excite_lean_backward(grad_out: torch.Tensor, out: torch.Tensor, residu
     check_x(out, "out")
     check_extent(extent)
     check_means(g, out, extent)
-    check_same(grad_out, out, "grad_out")
+    check_same(grad_out, out, "grad_out", "out")
     if residual is not None:
-        check_same(residual, out, "residual")
+        check_same(residual, out, "residual", "out")
 
 
 def kernel_input(x: torch.Tensor) -> torch.Tensor:

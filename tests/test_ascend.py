@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ASCEND = ROOT / "csrc" / "ascend"
 EMU = ROOT / "tests" / "emu" / "ascend"  # the CPU model, stub headers and the C++ drivers
 
-OPS = {"ge_fwd": 0, "ge_bwd": 1, "ex_fwd": 2, "ex_bwd": 3}
+OPS = {"ge_fwd": 0, "ge_bwd": 1, "ex_fwd": 2, "ex_bwd": 3, "ex_lean_bwd": 4}
 KB = 1024
 UB_A2 = 192 * KB  # Atlas A2 (Ascend910B*) Unified Buffer per vector core
 
@@ -61,8 +61,8 @@ def tiling_driver(tmp_path_factory):
     return run
 
 
-def _case(N, C, H, W, extent, op="ge_fwd", dtype_bytes=2, residual=0, cores=48, ub=UB_A2):
-    return (N, C, H, W, extent, OPS[op], dtype_bytes, residual, cores, ub)
+def _case(N, C, H, W, extent, op="ge_fwd", dtype_bytes=2, residual=0, cores=48, ub=UB_A2, relu=0, gather=0, means=0):
+    return (N, C, H, W, extent, OPS[op], dtype_bytes, residual, cores, ub, relu, gather, means)
 
 
 def _assert_ok(cases, lines):
@@ -88,8 +88,10 @@ def test_tiling_grid(tiling_driver):
         for extent in EXTENTS:
             for op in OPS:
                 for dtype_bytes in (2, 4):
-                    residual = int(op in ("ge_fwd", "ex_fwd") and (H + W + extent) % 2 == 0)
-                    cases.append(_case(2, 3, H, W, extent, op, dtype_bytes, residual, cores=7))
+                    k = H + W + extent
+                    residual = int(op in ("ge_fwd", "ex_fwd", "ex_lean_bwd") and k % 2 == 0)
+                    cases.append(_case(2, 3, H, W, extent, op, dtype_bytes, residual, cores=7,
+                                       relu=int(k % 3 == 0), gather=int(k % 4 < 2), means=int(k % 5 < 3)))
     _assert_ok(cases, tiling_driver(cases))
 
 
@@ -104,7 +106,10 @@ def test_tiling_random(tiling_driver):
         op = rng.choice(list(OPS))
         ub = rng.choice([UB_A2, 256 * KB, 24 * KB, 12 * KB, 10 * KB])
         cores = rng.choice([1, 2, 7, 20, 40, 48])
-        cases.append(_case(N, C, H, W, extent, op, rng.choice([2, 4]), rng.randint(0, 1), cores, ub))
+        dtype_bytes, residual, relu, gather, means = rng.choice([2, 4]), *(rng.randint(0, 1) for _ in range(4))
+        if relu or op == "ex_lean_bwd":  # 64-lane mask buffers, up to 4 streams: 2 KB past the reserve is too small
+            ub = max(ub, 12 * KB)
+        cases.append(_case(N, C, H, W, extent, op, dtype_bytes, residual, cores, ub, relu, gather, means))
     _assert_ok(cases, tiling_driver(cases))
 
 
@@ -172,26 +177,31 @@ def build_emu(out: Path, ascend_dir: Path = ASCEND):
         pytest.skip(f"{cxx} lacks _Float16, which the model uses for half")
     assert proc.returncode == 0, f"compiling the kernels against the model failed:\n{proc.stderr[-6000:]}"
     f = ctypes.CDLL(str(lib)).genet_emu_run
-    i64, vp = ctypes.c_int64, ctypes.c_void_p
-    f.argtypes = [ctypes.c_int, ctypes.c_int, i64, i64, i64, i64, i64, ctypes.c_int, vp, vp, vp, vp, vp, i64, i64, i64,
-                  ctypes.c_uint64, ctypes.POINTER(i64), ctypes.c_char_p, ctypes.c_int]
+    i64, vp, ci = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    f.argtypes = [ci, ci, i64, i64, i64, i64, i64, ci, ci, ci, ci, vp, vp, vp, vp, vp, vp, i64, i64, i64, i64,
+                  ctypes.c_uint64, ctypes.POINTER(i64), ctypes.c_char_p, ci]
     f.restype = ctypes.c_int
 
-    def run(op, x, extent, aux=None, g=None, cores=7, ub=UB_A2, seed=1, check=True):
-        """Runs one kernel over every core (seed 0: in order, else interleaved)."""
+    def run(op, x, extent, aux=None, g=None, cores=7, ub=UB_A2, seed=1, check=True, res=None, relu=False,
+            gather=False, means=False):
+        """Runs one kernel over every core (seed 0: in order, else interleaved). x is the op's
+        input (ex_lean_bwd: its output), aux the residual (forward) or grad_out (backward),
+        res ex_lean_bwd's residual; dg comes back for ex_bwd / ex_lean_bwd (d g) and for
+        ge_fwd with means=True (the tile means, float32)."""
         from genet_ops import checks
         dtype = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}[x.dtype]
         out_t = torch.empty_like(x).fill_(float("nan"))
         gshape = checks.g_shape(x.shape, extent)
-        dg = torch.full(gshape, float("nan"), dtype=x.dtype) if op == "ex_bwd" else None
+        dg_dtype = x.dtype if op == "ex_bwd" else torch.float32
+        want_dg = op in ("ex_bwd", "ex_lean_bwd") or (op == "ge_fwd" and means)
+        dg = torch.full(gshape, float("nan"), dtype=dg_dtype) if want_dg else None
         ptr = lambda t: None if t is None else t.data_ptr()
         msg = ctypes.create_string_buffer(4096)
         counts = (i64 * 4)()
-        gel = 1
-        for s in gshape:
-            gel *= s
-        rc = f(OPS[op], dtype, *x.shape, extent, int(aux is not None and op in ("ge_fwd", "ex_fwd")), ptr(x), ptr(aux),
-               ptr(g), ptr(out_t), ptr(dg), gel, cores, ub, seed, counts, msg, len(msg))
+        nbytes = lambda t: 0 if t is None else t.numel() * t.element_size()
+        has_res = (aux is not None and op in ("ge_fwd", "ex_fwd")) or (res is not None and op == "ex_lean_bwd")
+        rc = f(OPS[op], dtype, *x.shape, extent, int(has_res), int(relu), int(gather), int(means), ptr(x), ptr(aux),
+               ptr(res), ptr(g), ptr(out_t), ptr(dg), nbytes(g), nbytes(dg), cores, ub, seed, counts, msg, len(msg))
         text = msg.value.decode()
         if check:
             assert rc == 0, text
@@ -410,13 +420,18 @@ def test_launcher_applies_the_format_rule_to_every_operand_and_output():
 
     src = (ASCEND / "launcher.cpp").read_text()
     for op, operands in {"gather_excite_npu": ("x", "residual"), "gather_excite_backward_npu": ("x", "grad_out"),
-                         "excite_npu": ("x", "g", "residual"), "excite_backward_npu": ("x", "grad_out", "g")}.items():
+                         "excite_npu": ("x", "g", "residual"), "excite_backward_npu": ("x", "grad_out", "g"),
+                         "gather_excite_lean_npu": ("x", "residual"),
+                         "excite_lean_backward_npu": ("out", "grad_out", "residual", "g")}.items():
         body = src[src.index(f" {op}("):]
         body = body[:body.index("\n}\n")]
         for name in operands:
             assert re.search(rf"readable\({name}\)", body), f"{op}: {name} does not go through readable()"
         assert "prepared(prepare_" in body, f"{op}: outputs not made ND"
     assert "make_nd(c.out);" in src and "make_nd(c.dg);" in src
+    assert "relu_after" not in src, "the Ascend forward kernels apply ReLU themselves (GenetTiling::relu)"
+    for op in ("gather_excite_lean", "excite_lean_backward", "excite_lean"):
+        assert f'm.impl("{op}", ' in src, f"{op} is not registered for PrivateUse1"
 
 
 # ------------------------------------------------------------- the Ascend module

@@ -283,6 +283,118 @@ def test_kernels_on_cpu_model_modes_covered(emu):
     assert "mode=resident" in d and _field(d, "seg_tiles") not in ("1", str(-(-200 // 3))), d
 
 
+# ------------------------- issue 17 on the CPU model: ReLU epilogue, tile means, lean backward
+# Each output is held to the float64 reference within the project's budget (tests/oracle.py:
+# at most 2 x the error of the reference run in the input's dtype, plus a few ulps); the
+# harness hands the kernels NaN-filled outputs, so an element left unwritten fails too.
+LEAN_SHAPES = [((2, 3, 8, 8), 0), ((2, 5, 7, 9), 3), ((1, 2, 33, 17), 4), ((1, 2, 5, 5), 1), ((2, 2, 9, 9), 100),
+               ((2, 1, 3, 70), 5), ((1, 1, 1, 1), 0),
+               # plane batches with one and several 64-lane strips
+               ((4, 16, 8, 8), 0), ((5, 8, 9, 13), 0)]
+LEAN_SMALL_UB = [((1, 2, 40, 40), 0, 24 * KB),   # STREAM, multi-row chunks (two sweeps when gathered)
+                 ((1, 2, 70, 70), 0, 14 * KB),   # STREAM, chunks narrower than a row
+                 ((2, 2, 50, 44), 30, 14 * KB),  # tiled STREAM with edge tiles
+                 ((1, 3, 12, 200), 3, 14 * KB),  # RESIDENT, bands split into segments
+                 ((2, 2, 33, 65), 8, 14 * KB)]   # segments with a partial last tile
+
+
+def _lean_check(emu, shape, extent, dtype, ub, cores):
+    """Every new kernel path on one shape: gather_excite with ReLU (with and without residual)
+    and the tile means, excite with ReLU, and excite_lean_backward over relu x gather x
+    residual. Returns the tiling descriptions seen."""
+    import oracle
+    from genet_ops import checks
+    torch.manual_seed(hash((shape, extent, "lean")) % 2**31)
+    x = torch.randn(shape).to(dtype)
+    res = torch.randn(shape).to(dtype)
+    dy = torch.randn(shape).to(dtype)
+    g = torch.randn(checks.g_shape(shape, extent)).to(dtype)
+    d64 = lambda t: None if t is None else t.double()
+    kw = dict(cores=cores, ub=ub)
+    seen = []
+
+    def within(out, want64, eager, what, desc):
+        oracle.assert_within_budget(out, want64, eager, f"{what} [{desc}]")
+
+    for r, relu in ((None, True), (res, True), (res, False)):
+        y, means, d, _ = emu("ge_fwd", x, extent, aux=r, relu=relu, means=True, **kw)
+        ey, eg = reference.gather_excite_lean(x, extent, r, relu)
+        oy, og = reference.gather_excite_lean(x.double(), extent, d64(r), relu)
+        tag = f"gather_excite_lean residual={r is not None} relu={relu}"
+        within(y, oy, ey, tag + " out", d)
+        within(means, og, eg, tag + " means", d)
+        seen.append(d)
+    for r in (None, res):
+        y, _, d, _ = emu("ex_fwd", x, extent, aux=r, g=g, relu=True, **kw)
+        within(y, reference.excite(x.double(), g.double(), extent, d64(r), True),
+               reference.excite(x, g, extent, r, True), f"excite relu residual={r is not None}", d)
+    # the lean backward reads what the forward kept: out, the residual and fp32 logits
+    gl = reference.gather(x, extent).float()
+    for relu, gather, r in itertools.product((False, True), (False, True), (None, res)):
+        out = reference.gather_excite(x, extent, r, relu)
+        dx, dg, d, _ = emu("ex_lean_bwd", out, extent, aux=dy, g=gl, res=r, relu=relu, gather=gather, **kw)
+        edx, edg = reference.excite_lean_backward(dy, out, r, gl, extent, relu, gather)
+        odx, odg = reference.excite_lean_backward(dy.double(), out.double(), d64(r), gl.double(), extent, relu, gather)
+        tag = f"excite_lean_backward relu={relu} gather={gather} residual={r is not None}"
+        within(dx, odx, edx, tag + " dx", d)
+        within(dg, odg, edg, tag + " dg", d)
+        seen.append(d)
+    return seen
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape,extent", LEAN_SHAPES)
+def test_lean_kernels_on_cpu_model_resident(emu, shape, extent, dtype):
+    """Atlas A2 UB: the ReLU epilogue, the tile means and the lean backward, every flag."""
+    _lean_check(emu, shape, extent, dtype, UB_A2, cores=7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape,extent,ub", LEAN_SMALL_UB)
+def test_lean_kernels_on_cpu_model_small_ub(emu, shape, extent, ub, dtype):
+    """A small UB budget: segments and STREAM chunks, incl. the gathered lean backward's two sweeps."""
+    _lean_check(emu, shape, extent, dtype, ub, cores=3)
+
+
+def test_lean_kernels_on_cpu_model_modes_covered(emu):
+    """The lean cases above reach STREAM, multi-tile segments and plane batches with every flag."""
+    d = _lean_check(emu, (1, 2, 40, 40), 0, torch.float16, 24 * KB, cores=3)
+    assert all("mode=stream" in l for l in d), d
+    d = _lean_check(emu, (1, 3, 12, 200), 3, torch.float32, 14 * KB, cores=3)
+    assert all("mode=resident" in l and _field(l, "seg_tiles") not in ("1", str(-(-200 // 3))) for l in d), d
+    d = _lean_check(emu, (4, 16, 8, 8), 0, torch.bfloat16, UB_A2, cores=7)
+    assert all(int(_field(l, "plane_batch")) > 1 for l in d), d
+    assert any("relu=1 gather=1" in l for l in d) and any("means=1" in l for l in d), d
+
+
+@pytest.mark.parametrize("shape,extent,ub", [((2, 3, 8, 8), 2, UB_A2), ((4, 16, 8, 8), 0, UB_A2),
+                                             ((1, 2, 40, 40), 0, 24 * KB)])
+def test_relu_keeps_nan_and_zeroes_minus_inf_on_cpu_model(emu, shape, extent, ub):
+    """ReLU is `v < 0 ? 0 : v` (torch.relu): NaN stays NaN, -inf becomes 0, in the forward
+    epilogue; the lean backward's mask lets grad_out through where out is NaN (torch's
+    threshold backward). Resident tiles, plane batches and STREAM chunks."""
+    from genet_ops import checks
+    torch.manual_seed(3)
+    x = torch.randn(shape)
+    flat = x.view(-1)
+    flat[3], flat[-2], flat[len(flat) // 2] = float("nan"), float("-inf"), float("inf")
+    g = torch.randn(checks.g_shape(shape, extent))
+    y, _, d, _ = emu("ex_fwd", x, extent, g=g, relu=True, ub=ub)
+    want = reference.excite(x, g, extent, None, True)
+    assert torch.isnan(y.view(-1)[3]) and y.view(-1)[-2] == 0 and y.view(-1)[len(flat) // 2] == float("inf"), d
+    torch.testing.assert_close(y, want, equal_nan=True, msg=lambda m: f"excite relu [{d}]\n{m}")
+    dy = torch.randn(shape)
+    gl = torch.randn(checks.g_shape(shape, extent))
+    out = torch.randn(shape)
+    out.view(-1)[5] = float("nan")
+    for gather in (False, True):
+        dx, dg, d, _ = emu("ex_lean_bwd", out, extent, aux=dy, g=gl, relu=True, gather=gather, ub=ub)
+        rdx, rdg = reference.excite_lean_backward(dy, out, None, gl, extent, True, gather)
+        assert not (dx.view(-1)[5] == 0), d  # the mask let grad_out through where out is NaN
+        torch.testing.assert_close(dx, rdx, equal_nan=True, msg=lambda m: f"lean dx gather={gather} [{d}]\n{m}")
+        torch.testing.assert_close(dg, rdg, equal_nan=True, msg=lambda m: f"lean dg gather={gather} [{d}]\n{m}")
+
+
 def test_kernels_on_cpu_model_refuses_tiny_ub(emu):
     """A UB that cannot hold one 32-byte row per buffer is refused with a message."""
     with pytest.raises(AssertionError, match="Unified Buffer"):

@@ -402,7 +402,8 @@ def test_kernels_on_cpu_model_refuses_tiny_ub(emu):
 
 
 # Planted bugs the model must catch: (file under csrc/ascend, text, replacement, dtype,
-# what the failure says, or None for "wrong result"). Each is a real class of kernel bug.
+# what the failure says, or None for "wrong result"[, gather_excite flags]). Each is a real
+# class of kernel bug.
 PLANTED = {
     # padded lanes leak into the tile sums
     "no_zero_padding": ("kernels/genet_ops_kernels.cpp", "pad.rightPadding = static_cast<uint8_t>(pitch - cols);",
@@ -421,6 +422,14 @@ PLANTED = {
     # cores one after another showed nothing)
     "cores_overlap": ("tiling_data.h", "end = begin + q + (core < big ? 1 : 0);",
                       "end = genet_min(begin + q + 1, t.items);", torch.float32, "written by core"),
+    # ReLU's compare over a count that is not whole 256-byte repeats (the A2 count form's rule)
+    "relu_partial_repeat": ("kernels/genet_ops_kernels.cpp",
+                            "CompareScalar(mask_, u, 0.0f, zeroWhen, static_cast<uint32_t>(n64));",
+                            "CompareScalar(mask_, u, 0.0f, zeroWhen, static_cast<uint32_t>(n));", torch.float32,
+                            "whole 256-byte repeats", {"relu": True}),
+    # the mask left un-inverted: ReLU keeps the negatives and zeroes the rest
+    "relu_mask_not_inverted": ("kernels/genet_ops_kernels.cpp", "Not(bits, bits, n64 / 16);", "", torch.float16,
+                               None, {"relu": True}),
 }
 
 
@@ -429,7 +438,8 @@ def test_cpu_model_catches_planted_bug(tmp_path, plant):
     """Meta-test: the same harness, on a copy of the kernels with one planted bug, must
     fail (with the model's message) or give a wrong result. The shape has several items
     per core, edge tiles and padded rows (10 fp16 = 20 bytes, padded to 32)."""
-    rel, needle, repl, dtype, expect = PLANTED[plant]
+    rel, needle, repl, dtype, expect, *flags = PLANTED[plant]
+    flags = flags[0] if flags else {}
     bad = tmp_path / "ascend"
     shutil.copytree(ASCEND, bad)
     src = (bad / rel).read_text()
@@ -439,12 +449,12 @@ def test_cpu_model_catches_planted_bug(tmp_path, plant):
     x = torch.randn(2, 3, 12, 10).to(dtype)
     for extent in (0, 11):
         try:
-            y = run("ge_fwd", x, extent, cores=4, check=False)[0]
+            y = run("ge_fwd", x, extent, cores=4, check=False, **flags)[0]
         except RuntimeError as exc:
             assert expect is not None and expect in str(exc), str(exc)
             return
-        if expect is None and not torch.allclose(y.float(), reference.gather_excite(x, extent).float(),
-                                                 atol=1e-3, rtol=1e-3):
+        want = reference.gather_excite(x, extent, None, flags.get("relu", False))
+        if expect is None and not torch.allclose(y.float(), want.float(), atol=1e-3, rtol=1e-3):
             return
     pytest.fail(f"the CPU model did not catch the planted bug {plant}")
 
@@ -726,13 +736,55 @@ def test_npu_parity(shape, extent, dtype, atol, rtol, channels_last):
 
 
 @requires_npu
+@pytest.mark.parametrize("dtype,atol,rtol", NPU_DTYPES)
+@pytest.mark.parametrize("shape,extent", NPU_SHAPES)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_npu_lean_parity(shape, extent, dtype, atol, rtol, channels_last):
+    """Issue 17's kernels on the NPU: ReLU epilogues, gather_excite_lean's means (fp32, g's
+    layout) and excite_lean_backward over relu x gather x residual, against the reference."""
+    dev = "npu"
+    torch.manual_seed(0)
+    mf = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(shape, device=dev, dtype=dtype).to(memory_format=mf)
+    res = torch.randn(shape, device=dev, dtype=dtype).to(memory_format=mf)
+    dy = torch.randn(shape, device=dev, dtype=dtype).to(memory_format=mf)
+    from genet_ops import checks
+    g = torch.randn(checks.g_shape(shape, extent), device=dev, dtype=dtype)
+    ops = torch.ops.genet_ops
+
+    def close(a, b):
+        assert a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype, (a.stride(), b.stride())
+        torch.testing.assert_close(a.float().cpu(), b.float().cpu(), atol=atol, rtol=rtol)
+
+    for r in (None, res):
+        close(ops.gather_excite(x, extent, r, True), reference.gather_excite(x, extent, r, True))
+        close(ops.excite(x, g, extent, r, True), reference.excite(x, g, extent, r, True))
+        for relu in (False, True):
+            for got, want in zip(ops.gather_excite_lean(x, extent, r, relu),
+                                 reference.gather_excite_lean(x, extent, r, relu)):
+                close(got, want)
+    gl = reference.gather(x, extent).float()
+    for relu, gather, r in itertools.product((False, True), (False, True), (None, res)):
+        out = reference.gather_excite(x, extent, r, relu)
+        for got, want in zip(ops.excite_lean_backward(dy, out, r, gl, extent, relu, gather),
+                             reference.excite_lean_backward(dy, out, r, gl, extent, relu, gather)):
+            close(got, want)
+
+
+@requires_npu
 def test_npu_opcheck_and_empty():
     x = torch.randn(2, 3, 9, 7, device="npu")
     g = torch.randn(2, 3, 3, 3, device="npu")
     torch.library.opcheck(torch.ops.genet_ops.gather_excite.default, (x, 3))
     torch.library.opcheck(torch.ops.genet_ops.excite.default, (x, g, 3))
+    torch.library.opcheck(torch.ops.genet_ops.gather_excite.default, (x, 3, x, True))
+    torch.library.opcheck(torch.ops.genet_ops.gather_excite_lean.default, (x, 3, x, True))
+    out, gl = torch.ops.genet_ops.gather_excite_lean(x, 3, x, True)
+    torch.library.opcheck(torch.ops.genet_ops.excite_lean_backward.default, (torch.randn_like(x), out, x, gl, 3, True, True))
     e = torch.randn(0, 3, 8, 8, device="npu")
     assert torch.ops.genet_ops.gather_excite(e, 0).shape == e.shape
+    y, means = torch.ops.genet_ops.gather_excite_lean(torch.randn(2, 3, 0, 8, device="npu"), 0)
+    assert means.dtype == torch.float32 and means.shape == (2, 3, 1, 1) and (means.cpu() == 0).all()
 
 
 @requires_npu
@@ -746,7 +798,10 @@ def test_npu_private_formats(acl_format):
     g = torch.randn(2, 32, 4, 4, device="npu", dtype=torch.float16)
     xp, gp = torch_npu.npu_format_cast(x.clone(), acl_format), torch_npu.npu_format_cast(g.clone(), acl_format)
     for got, want in ((torch.ops.genet_ops.gather_excite(xp, 0, xp), reference.gather_excite(x, 0, x)),
-                      (torch.ops.genet_ops.excite(xp, gp, 2), reference.excite(x, g, 2))):
+                      (torch.ops.genet_ops.excite(xp, gp, 2), reference.excite(x, g, 2)),
+                      (torch.ops.genet_ops.gather_excite_lean(xp, 2, xp, True)[0], reference.gather_excite(x, 2, x, True)),
+                      (torch.ops.genet_ops.excite_lean_backward(xp, xp, None, gp.float(), 2, True, True)[0],
+                       reference.excite_lean_backward(x, x, None, g.float(), 2, True, True)[0])):
         assert torch_npu.get_npu_format(got) in (0, 2)  # NCHW / ND
         torch.testing.assert_close(got.float().cpu(), want.float().cpu(), atol=2e-3, rtol=2e-3)
 

@@ -427,9 +427,6 @@ PLANTED = {
                             "CompareScalar(mask_, u, 0.0f, zeroWhen, static_cast<uint32_t>(n64));",
                             "CompareScalar(mask_, u, 0.0f, zeroWhen, static_cast<uint32_t>(n));", torch.float32,
                             "whole 256-byte repeats", {"relu": True}),
-    # the mask left un-inverted: ReLU keeps the negatives and zeroes the rest
-    "relu_mask_not_inverted": ("kernels/genet_ops_kernels.cpp", "Not(bits, bits, n64 / 16);", "", torch.float16,
-                               None, {"relu": True}),
 }
 
 

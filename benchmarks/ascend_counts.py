@@ -50,8 +50,9 @@ def main():
         kib = x.numel() * x.element_size() / 1024
         for op in args.ops.split(","):
             from genet_ops import checks
-            aux = torch.randn_like(x) if op in ("ge_bwd", "ex_bwd") else None
-            g = torch.randn(checks.g_shape(shape, args.extent), dtype=x.dtype) if op.startswith("ex") else None
+            aux = torch.randn_like(x) if op in ("ge_bwd", "ex_bwd", "ex_lean_bwd") else None
+            gdt = torch.float32 if op == "ex_lean_bwd" else x.dtype  # the lean backward reads fp32 logits
+            g = torch.randn(checks.g_shape(shape, args.extent), dtype=gdt) if op.startswith("ex") else None
             _, _, _, (vec, dma, waits, _) = run(op, x, args.extent, aux=aux, g=g, cores=48, seed=0)
             print(f"| {name} {'x'.join(map(str, shape))} | {op} | {vec / kib:.2f} | {dma / kib:.2f} | {waits / kib:.2f} |",
                   flush=True)

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ASCEND = ROOT / "csrc" / "ascend"
 EMU = ROOT / "tests" / "emu" / "ascend"  # the CPU model, stub headers and the C++ drivers
 
-OPS = {"ge_fwd": 0, "ge_bwd": 1, "ex_fwd": 2, "ex_bwd": 3}
+OPS = {"ge_fwd": 0, "ge_bwd": 1, "ex_fwd": 2, "ex_bwd": 3, "ex_lean_bwd": 4}
 KB = 1024
 UB_A2 = 192 * KB  # Atlas A2 (Ascend910B*) Unified Buffer per vector core
 
@@ -61,8 +61,8 @@ def tiling_driver(tmp_path_factory):
     return run
 
 
-def _case(N, C, H, W, extent, op="ge_fwd", dtype_bytes=2, residual=0, cores=48, ub=UB_A2):
-    return (N, C, H, W, extent, OPS[op], dtype_bytes, residual, cores, ub)
+def _case(N, C, H, W, extent, op="ge_fwd", dtype_bytes=2, residual=0, cores=48, ub=UB_A2, relu=0, gather=0, means=0):
+    return (N, C, H, W, extent, OPS[op], dtype_bytes, residual, cores, ub, relu, gather, means)
 
 
 def _assert_ok(cases, lines):
@@ -88,8 +88,10 @@ def test_tiling_grid(tiling_driver):
         for extent in EXTENTS:
             for op in OPS:
                 for dtype_bytes in (2, 4):
-                    residual = int(op in ("ge_fwd", "ex_fwd") and (H + W + extent) % 2 == 0)
-                    cases.append(_case(2, 3, H, W, extent, op, dtype_bytes, residual, cores=7))
+                    k = H + W + extent
+                    residual = int(op in ("ge_fwd", "ex_fwd", "ex_lean_bwd") and k % 2 == 0)
+                    cases.append(_case(2, 3, H, W, extent, op, dtype_bytes, residual, cores=7,
+                                       relu=int(k % 3 == 0), gather=int(k % 4 < 2), means=int(k % 5 < 3)))
     _assert_ok(cases, tiling_driver(cases))
 
 
@@ -104,7 +106,10 @@ def test_tiling_random(tiling_driver):
         op = rng.choice(list(OPS))
         ub = rng.choice([UB_A2, 256 * KB, 24 * KB, 12 * KB, 10 * KB])
         cores = rng.choice([1, 2, 7, 20, 40, 48])
-        cases.append(_case(N, C, H, W, extent, op, rng.choice([2, 4]), rng.randint(0, 1), cores, ub))
+        dtype_bytes, residual, relu, gather, means = rng.choice([2, 4]), *(rng.randint(0, 1) for _ in range(4))
+        if relu or op == "ex_lean_bwd":  # 64-lane mask buffers, up to 4 streams: 2 KB past the reserve is too small
+            ub = max(ub, 12 * KB)
+        cases.append(_case(N, C, H, W, extent, op, dtype_bytes, residual, cores, ub, relu, gather, means))
     _assert_ok(cases, tiling_driver(cases))
 
 
@@ -172,26 +177,31 @@ def build_emu(out: Path, ascend_dir: Path = ASCEND):
         pytest.skip(f"{cxx} lacks _Float16, which the model uses for half")
     assert proc.returncode == 0, f"compiling the kernels against the model failed:\n{proc.stderr[-6000:]}"
     f = ctypes.CDLL(str(lib)).genet_emu_run
-    i64, vp = ctypes.c_int64, ctypes.c_void_p
-    f.argtypes = [ctypes.c_int, ctypes.c_int, i64, i64, i64, i64, i64, ctypes.c_int, vp, vp, vp, vp, vp, i64, i64, i64,
-                  ctypes.c_uint64, ctypes.POINTER(i64), ctypes.c_char_p, ctypes.c_int]
+    i64, vp, ci = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    f.argtypes = [ci, ci, i64, i64, i64, i64, i64, ci, ci, ci, ci, vp, vp, vp, vp, vp, vp, i64, i64, i64, i64,
+                  ctypes.c_uint64, ctypes.POINTER(i64), ctypes.c_char_p, ci]
     f.restype = ctypes.c_int
 
-    def run(op, x, extent, aux=None, g=None, cores=7, ub=UB_A2, seed=1, check=True):
-        """Runs one kernel over every core (seed 0: in order, else interleaved)."""
+    def run(op, x, extent, aux=None, g=None, cores=7, ub=UB_A2, seed=1, check=True, res=None, relu=False,
+            gather=False, means=False):
+        """Runs one kernel over every core (seed 0: in order, else interleaved). x is the op's
+        input (ex_lean_bwd: its output), aux the residual (forward) or grad_out (backward),
+        res ex_lean_bwd's residual; dg comes back for ex_bwd / ex_lean_bwd (d g) and for
+        ge_fwd with means=True (the tile means, float32)."""
         from genet_ops import checks
         dtype = {torch.float16: 0, torch.bfloat16: 1, torch.float32: 2}[x.dtype]
         out_t = torch.empty_like(x).fill_(float("nan"))
         gshape = checks.g_shape(x.shape, extent)
-        dg = torch.full(gshape, float("nan"), dtype=x.dtype) if op == "ex_bwd" else None
+        dg_dtype = x.dtype if op == "ex_bwd" else torch.float32
+        want_dg = op in ("ex_bwd", "ex_lean_bwd") or (op == "ge_fwd" and means)
+        dg = torch.full(gshape, float("nan"), dtype=dg_dtype) if want_dg else None
         ptr = lambda t: None if t is None else t.data_ptr()
         msg = ctypes.create_string_buffer(4096)
         counts = (i64 * 4)()
-        gel = 1
-        for s in gshape:
-            gel *= s
-        rc = f(OPS[op], dtype, *x.shape, extent, int(aux is not None and op in ("ge_fwd", "ex_fwd")), ptr(x), ptr(aux),
-               ptr(g), ptr(out_t), ptr(dg), gel, cores, ub, seed, counts, msg, len(msg))
+        nbytes = lambda t: 0 if t is None else t.numel() * t.element_size()
+        has_res = (aux is not None and op in ("ge_fwd", "ex_fwd")) or (res is not None and op == "ex_lean_bwd")
+        rc = f(OPS[op], dtype, *x.shape, extent, int(has_res), int(relu), int(gather), int(means), ptr(x), ptr(aux),
+               ptr(res), ptr(g), ptr(out_t), ptr(dg), nbytes(g), nbytes(dg), cores, ub, seed, counts, msg, len(msg))
         text = msg.value.decode()
         if check:
             assert rc == 0, text
@@ -273,6 +283,118 @@ def test_kernels_on_cpu_model_modes_covered(emu):
     assert "mode=resident" in d and _field(d, "seg_tiles") not in ("1", str(-(-200 // 3))), d
 
 
+# ------------------------- issue 17 on the CPU model: ReLU epilogue, tile means, lean backward
+# Each output is held to the float64 reference within the project's budget (tests/oracle.py:
+# at most 2 x the error of the reference run in the input's dtype, plus a few ulps); the
+# harness hands the kernels NaN-filled outputs, so an element left unwritten fails too.
+LEAN_SHAPES = [((2, 3, 8, 8), 0), ((2, 5, 7, 9), 3), ((1, 2, 33, 17), 4), ((1, 2, 5, 5), 1), ((2, 2, 9, 9), 100),
+               ((2, 1, 3, 70), 5), ((1, 1, 1, 1), 0),
+               # plane batches with one and several 64-lane strips
+               ((4, 16, 8, 8), 0), ((5, 8, 9, 13), 0)]
+LEAN_SMALL_UB = [((1, 2, 40, 40), 0, 24 * KB),   # STREAM, multi-row chunks (two sweeps when gathered)
+                 ((1, 2, 70, 70), 0, 14 * KB),   # STREAM, chunks narrower than a row
+                 ((2, 2, 50, 44), 30, 14 * KB),  # tiled STREAM with edge tiles
+                 ((1, 3, 12, 200), 3, 14 * KB),  # RESIDENT, bands split into segments
+                 ((2, 2, 33, 65), 8, 14 * KB)]   # segments with a partial last tile
+
+
+def _lean_check(emu, shape, extent, dtype, ub, cores):
+    """Every new kernel path on one shape: gather_excite with ReLU (with and without residual)
+    and the tile means, excite with ReLU, and excite_lean_backward over relu x gather x
+    residual. Returns the tiling descriptions seen."""
+    import oracle
+    from genet_ops import checks
+    torch.manual_seed(hash((shape, extent, "lean")) % 2**31)
+    x = torch.randn(shape).to(dtype)
+    res = torch.randn(shape).to(dtype)
+    dy = torch.randn(shape).to(dtype)
+    g = torch.randn(checks.g_shape(shape, extent)).to(dtype)
+    d64 = lambda t: None if t is None else t.double()
+    kw = dict(cores=cores, ub=ub)
+    seen = []
+
+    def within(out, want64, eager, what, desc):
+        oracle.assert_within_budget(out, want64, eager, f"{what} [{desc}]")
+
+    for r, relu in ((None, True), (res, True), (res, False)):
+        y, means, d, _ = emu("ge_fwd", x, extent, aux=r, relu=relu, means=True, **kw)
+        ey, eg = reference.gather_excite_lean(x, extent, r, relu)
+        oy, og = reference.gather_excite_lean(x.double(), extent, d64(r), relu)
+        tag = f"gather_excite_lean residual={r is not None} relu={relu}"
+        within(y, oy, ey, tag + " out", d)
+        within(means, og, eg, tag + " means", d)
+        seen.append(d)
+    for r in (None, res):
+        y, _, d, _ = emu("ex_fwd", x, extent, aux=r, g=g, relu=True, **kw)
+        within(y, reference.excite(x.double(), g.double(), extent, d64(r), True),
+               reference.excite(x, g, extent, r, True), f"excite relu residual={r is not None}", d)
+    # the lean backward reads what the forward kept: out, the residual and fp32 logits
+    gl = reference.gather(x, extent).float()
+    for relu, gather, r in itertools.product((False, True), (False, True), (None, res)):
+        out = reference.gather_excite(x, extent, r, relu)
+        dx, dg, d, _ = emu("ex_lean_bwd", out, extent, aux=dy, g=gl, res=r, relu=relu, gather=gather, **kw)
+        edx, edg = reference.excite_lean_backward(dy, out, r, gl, extent, relu, gather)
+        odx, odg = reference.excite_lean_backward(dy.double(), out.double(), d64(r), gl.double(), extent, relu, gather)
+        tag = f"excite_lean_backward relu={relu} gather={gather} residual={r is not None}"
+        within(dx, odx, edx, tag + " dx", d)
+        within(dg, odg, edg, tag + " dg", d)
+        seen.append(d)
+    return seen
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape,extent", LEAN_SHAPES)
+def test_lean_kernels_on_cpu_model_resident(emu, shape, extent, dtype):
+    """Atlas A2 UB: the ReLU epilogue, the tile means and the lean backward, every flag."""
+    _lean_check(emu, shape, extent, dtype, UB_A2, cores=7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape,extent,ub", LEAN_SMALL_UB)
+def test_lean_kernels_on_cpu_model_small_ub(emu, shape, extent, ub, dtype):
+    """A small UB budget: segments and STREAM chunks, incl. the gathered lean backward's two sweeps."""
+    _lean_check(emu, shape, extent, dtype, ub, cores=3)
+
+
+def test_lean_kernels_on_cpu_model_modes_covered(emu):
+    """The lean cases above reach STREAM, multi-tile segments and plane batches with every flag."""
+    d = _lean_check(emu, (1, 2, 40, 40), 0, torch.float16, 24 * KB, cores=3)
+    assert all("mode=stream" in l for l in d), d
+    d = _lean_check(emu, (1, 3, 12, 200), 3, torch.float32, 14 * KB, cores=3)
+    assert all("mode=resident" in l and _field(l, "seg_tiles") not in ("1", str(-(-200 // 3))) for l in d), d
+    d = _lean_check(emu, (4, 16, 8, 8), 0, torch.bfloat16, UB_A2, cores=7)
+    assert all(int(_field(l, "plane_batch")) > 1 for l in d), d
+    assert any("relu=1 gather=1" in l for l in d) and any("means=1" in l for l in d), d
+
+
+@pytest.mark.parametrize("shape,extent,ub", [((2, 3, 8, 8), 2, UB_A2), ((4, 16, 8, 8), 0, UB_A2),
+                                             ((1, 2, 40, 40), 0, 24 * KB)])
+def test_relu_keeps_nan_and_zeroes_minus_inf_on_cpu_model(emu, shape, extent, ub):
+    """ReLU is `v < 0 ? 0 : v` (torch.relu): NaN stays NaN, -inf becomes 0, in the forward
+    epilogue; the lean backward's mask lets grad_out through where out is NaN (torch's
+    threshold backward). Resident tiles, plane batches and STREAM chunks."""
+    from genet_ops import checks
+    torch.manual_seed(3)
+    x = torch.randn(shape)
+    flat = x.view(-1)
+    flat[3], flat[-2], flat[len(flat) // 2] = float("nan"), float("-inf"), float("inf")
+    g = torch.randn(checks.g_shape(shape, extent))
+    y, _, d, _ = emu("ex_fwd", x, extent, g=g, relu=True, ub=ub)
+    want = reference.excite(x, g, extent, None, True)
+    assert torch.isnan(y.view(-1)[3]) and y.view(-1)[-2] == 0 and y.view(-1)[len(flat) // 2] == float("inf"), d
+    torch.testing.assert_close(y, want, equal_nan=True, msg=lambda m: f"excite relu [{d}]\n{m}")
+    dy = torch.randn(shape)
+    gl = torch.randn(checks.g_shape(shape, extent))
+    out = torch.randn(shape)
+    out.view(-1)[5] = float("nan")
+    for gather in (False, True):
+        dx, dg, d, _ = emu("ex_lean_bwd", out, extent, aux=dy, g=gl, relu=True, gather=gather, ub=ub)
+        rdx, rdg = reference.excite_lean_backward(dy, out, None, gl, extent, True, gather)
+        assert not (dx.view(-1)[5] == 0), d  # the mask let grad_out through where out is NaN
+        torch.testing.assert_close(dx, rdx, equal_nan=True, msg=lambda m: f"lean dx gather={gather} [{d}]\n{m}")
+        torch.testing.assert_close(dg, rdg, equal_nan=True, msg=lambda m: f"lean dg gather={gather} [{d}]\n{m}")
+
+
 def test_kernels_on_cpu_model_refuses_tiny_ub(emu):
     """A UB that cannot hold one 32-byte row per buffer is refused with a message."""
     with pytest.raises(AssertionError, match="Unified Buffer"):
@@ -280,7 +402,8 @@ def test_kernels_on_cpu_model_refuses_tiny_ub(emu):
 
 
 # Planted bugs the model must catch: (file under csrc/ascend, text, replacement, dtype,
-# what the failure says, or None for "wrong result"). Each is a real class of kernel bug.
+# what the failure says, or None for "wrong result"[, gather_excite flags]). Each is a real
+# class of kernel bug.
 PLANTED = {
     # padded lanes leak into the tile sums
     "no_zero_padding": ("kernels/genet_ops_kernels.cpp", "pad.rightPadding = static_cast<uint8_t>(pitch - cols);",
@@ -299,6 +422,11 @@ PLANTED = {
     # cores one after another showed nothing)
     "cores_overlap": ("tiling_data.h", "end = begin + q + (core < big ? 1 : 0);",
                       "end = genet_min(begin + q + 1, t.items);", torch.float32, "written by core"),
+    # ReLU's compare over a count that is not whole 256-byte repeats (the A2 count form's rule)
+    "relu_partial_repeat": ("kernels/genet_ops_kernels.cpp",
+                            "CompareScalar(mask_, u, 0.0f, zeroWhen, static_cast<uint32_t>(n64));",
+                            "CompareScalar(mask_, u, 0.0f, zeroWhen, static_cast<uint32_t>(n));", torch.float32,
+                            "whole 256-byte repeats", {"relu": True}),
 }
 
 
@@ -307,7 +435,8 @@ def test_cpu_model_catches_planted_bug(tmp_path, plant):
     """Meta-test: the same harness, on a copy of the kernels with one planted bug, must
     fail (with the model's message) or give a wrong result. The shape has several items
     per core, edge tiles and padded rows (10 fp16 = 20 bytes, padded to 32)."""
-    rel, needle, repl, dtype, expect = PLANTED[plant]
+    rel, needle, repl, dtype, expect, *flags = PLANTED[plant]
+    flags = flags[0] if flags else {}
     bad = tmp_path / "ascend"
     shutil.copytree(ASCEND, bad)
     src = (bad / rel).read_text()
@@ -317,12 +446,12 @@ def test_cpu_model_catches_planted_bug(tmp_path, plant):
     x = torch.randn(2, 3, 12, 10).to(dtype)
     for extent in (0, 11):
         try:
-            y = run("ge_fwd", x, extent, cores=4, check=False)[0]
+            y = run("ge_fwd", x, extent, cores=4, check=False, **flags)[0]
         except RuntimeError as exc:
             assert expect is not None and expect in str(exc), str(exc)
             return
-        if expect is None and not torch.allclose(y.float(), reference.gather_excite(x, extent).float(),
-                                                 atol=1e-3, rtol=1e-3):
+        want = reference.gather_excite(x, extent, None, flags.get("relu", False))
+        if expect is None and not torch.allclose(y.float(), want.float(), atol=1e-3, rtol=1e-3):
             return
     pytest.fail(f"the CPU model did not catch the planted bug {plant}")
 
@@ -410,13 +539,18 @@ def test_launcher_applies_the_format_rule_to_every_operand_and_output():
 
     src = (ASCEND / "launcher.cpp").read_text()
     for op, operands in {"gather_excite_npu": ("x", "residual"), "gather_excite_backward_npu": ("x", "grad_out"),
-                         "excite_npu": ("x", "g", "residual"), "excite_backward_npu": ("x", "grad_out", "g")}.items():
+                         "excite_npu": ("x", "g", "residual"), "excite_backward_npu": ("x", "grad_out", "g"),
+                         "gather_excite_lean_npu": ("x", "residual"),
+                         "excite_lean_backward_npu": ("out", "grad_out", "residual", "g")}.items():
         body = src[src.index(f" {op}("):]
         body = body[:body.index("\n}\n")]
         for name in operands:
             assert re.search(rf"readable\({name}\)", body), f"{op}: {name} does not go through readable()"
         assert "prepared(prepare_" in body, f"{op}: outputs not made ND"
     assert "make_nd(c.out);" in src and "make_nd(c.dg);" in src
+    assert "relu_after" not in src, "the Ascend forward kernels apply ReLU themselves (GenetTiling::relu)"
+    for op in ("gather_excite_lean", "excite_lean_backward", "excite_lean"):
+        assert f'm.impl("{op}", ' in src, f"{op} is not registered for PrivateUse1"
 
 
 # ------------------------------------------------------------- the Ascend module
@@ -599,13 +733,55 @@ def test_npu_parity(shape, extent, dtype, atol, rtol, channels_last):
 
 
 @requires_npu
+@pytest.mark.parametrize("dtype,atol,rtol", NPU_DTYPES)
+@pytest.mark.parametrize("shape,extent", NPU_SHAPES)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_npu_lean_parity(shape, extent, dtype, atol, rtol, channels_last):
+    """Issue 17's kernels on the NPU: ReLU epilogues, gather_excite_lean's means (fp32, g's
+    layout) and excite_lean_backward over relu x gather x residual, against the reference."""
+    dev = "npu"
+    torch.manual_seed(0)
+    mf = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(shape, device=dev, dtype=dtype).to(memory_format=mf)
+    res = torch.randn(shape, device=dev, dtype=dtype).to(memory_format=mf)
+    dy = torch.randn(shape, device=dev, dtype=dtype).to(memory_format=mf)
+    from genet_ops import checks
+    g = torch.randn(checks.g_shape(shape, extent), device=dev, dtype=dtype)
+    ops = torch.ops.genet_ops
+
+    def close(a, b):
+        assert a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype, (a.stride(), b.stride())
+        torch.testing.assert_close(a.float().cpu(), b.float().cpu(), atol=atol, rtol=rtol)
+
+    for r in (None, res):
+        close(ops.gather_excite(x, extent, r, True), reference.gather_excite(x, extent, r, True))
+        close(ops.excite(x, g, extent, r, True), reference.excite(x, g, extent, r, True))
+        for relu in (False, True):
+            for got, want in zip(ops.gather_excite_lean(x, extent, r, relu),
+                                 reference.gather_excite_lean(x, extent, r, relu)):
+                close(got, want)
+    gl = reference.gather(x, extent).float()
+    for relu, gather, r in itertools.product((False, True), (False, True), (None, res)):
+        out = reference.gather_excite(x, extent, r, relu)
+        for got, want in zip(ops.excite_lean_backward(dy, out, r, gl, extent, relu, gather),
+                             reference.excite_lean_backward(dy, out, r, gl, extent, relu, gather)):
+            close(got, want)
+
+
+@requires_npu
 def test_npu_opcheck_and_empty():
     x = torch.randn(2, 3, 9, 7, device="npu")
     g = torch.randn(2, 3, 3, 3, device="npu")
     torch.library.opcheck(torch.ops.genet_ops.gather_excite.default, (x, 3))
     torch.library.opcheck(torch.ops.genet_ops.excite.default, (x, g, 3))
+    torch.library.opcheck(torch.ops.genet_ops.gather_excite.default, (x, 3, x, True))
+    torch.library.opcheck(torch.ops.genet_ops.gather_excite_lean.default, (x, 3, x, True))
+    out, gl = torch.ops.genet_ops.gather_excite_lean(x, 3, x, True)
+    torch.library.opcheck(torch.ops.genet_ops.excite_lean_backward.default, (torch.randn_like(x), out, x, gl, 3, True, True))
     e = torch.randn(0, 3, 8, 8, device="npu")
     assert torch.ops.genet_ops.gather_excite(e, 0).shape == e.shape
+    y, means = torch.ops.genet_ops.gather_excite_lean(torch.randn(2, 3, 0, 8, device="npu"), 0)
+    assert means.dtype == torch.float32 and means.shape == (2, 3, 1, 1) and (means.cpu() == 0).all()
 
 
 @requires_npu
@@ -619,7 +795,10 @@ def test_npu_private_formats(acl_format):
     g = torch.randn(2, 32, 4, 4, device="npu", dtype=torch.float16)
     xp, gp = torch_npu.npu_format_cast(x.clone(), acl_format), torch_npu.npu_format_cast(g.clone(), acl_format)
     for got, want in ((torch.ops.genet_ops.gather_excite(xp, 0, xp), reference.gather_excite(x, 0, x)),
-                      (torch.ops.genet_ops.excite(xp, gp, 2), reference.excite(x, g, 2))):
+                      (torch.ops.genet_ops.excite(xp, gp, 2), reference.excite(x, g, 2)),
+                      (torch.ops.genet_ops.gather_excite_lean(xp, 2, xp, True)[0], reference.gather_excite(x, 2, x, True)),
+                      (torch.ops.genet_ops.excite_lean_backward(xp, xp, None, gp.float(), 2, True, True)[0],
+                       reference.excite_lean_backward(x, x, None, g.float(), 2, True, True)[0])):
         assert torch_npu.get_npu_format(got) in (0, 2)  # NCHW / ND
         torch.testing.assert_close(got.float().cpu(), want.float().cpu(), atol=2e-3, rtol=2e-3)
 

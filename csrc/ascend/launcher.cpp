@@ -11,6 +11,9 @@
 // the fake functions in genet_ops/ops.py promise.
 // Dtypes: float16, bfloat16, float32. float64 is refused with a message naming the
 // workaround (GENET_OPS_BACKEND=reference).
+// ReLU is the kernels' epilogue (GenetTiling::relu), gather_excite_lean is the gather_excite
+// kernel also writing the tile means, excite_lean_backward has its own kernel. None of this
+// has been compiled by CANN or run on an NPU (csrc/ascend/README.md says what was checked).
 #include <ATen/ATen.h>
 #include <c10/core/DeviceGuard.h>
 #include <torch/library.h>
@@ -37,6 +40,9 @@
 #include "aclrtlaunch_genet_ex_fwd_bf16.h"
 #include "aclrtlaunch_genet_ex_fwd_fp16.h"
 #include "aclrtlaunch_genet_ex_fwd_fp32.h"
+#include "aclrtlaunch_genet_ex_lean_bwd_bf16.h"
+#include "aclrtlaunch_genet_ex_lean_bwd_fp16.h"
+#include "aclrtlaunch_genet_ex_lean_bwd_fp32.h"
 #include "aclrtlaunch_genet_ge_bwd_bf16.h"
 #include "aclrtlaunch_genet_ge_bwd_fp16.h"
 #include "aclrtlaunch_genet_ge_bwd_fp32.h"
@@ -78,7 +84,12 @@ int64_t env_cap(const char* name, int64_t hw) {
   return cap > 0 && cap < hw ? cap : hw;
 }
 
-GenetTiling plan(const at::Tensor& x, int64_t extent, int op, bool residual) {
+// The flags of one launch (GenetTiling::relu / gather / means).
+struct Flags {
+  bool relu = false, gather = false, means = false;
+};
+
+GenetTiling plan(const at::Tensor& x, int64_t extent, int op, bool residual, Flags f = {}) {
   TilingRequest rq;
   rq.N = x.size(0);
   rq.C = x.size(1);
@@ -88,6 +99,9 @@ GenetTiling plan(const at::Tensor& x, int64_t extent, int op, bool residual) {
   rq.op = op;
   rq.dtype_bytes = x.element_size();
   rq.has_residual = residual;
+  rq.relu = f.relu;
+  rq.gather = f.gather;
+  rq.means = f.means;
   rq.core_num = env_cap("GENET_OPS_ASCEND_CORES", platform().cores);
   rq.ub_bytes = env_cap("GENET_OPS_ASCEND_UB_BYTES", platform().ub);
   try {
@@ -172,22 +186,40 @@ void enqueue(const char* name, std::vector<at::Tensor> keep, std::function<uint3
 // its call on the NCHW-contiguous x, so that prepare_* brings residual / grad_out / g to
 // NCHW too (copying only what is not already), and copies its outputs back into the
 // layout rule's strides of the caller's x (xk) at the end.
+// gather_excite, and gather_excite_lean (means: the same kernel also writes the tile means
+// into c.dg, fp32, NCHW order).
+void launch_gather_excite(const OpCall& c, int64_t extent, bool means) {
+  if (c.empty()) return;
+  const GenetTiling t = plan(c.x, extent, GENET_OP_GE_FWD, c.other.defined(), Flags{c.relu, false, means});
+  const auto dt = c.x.scalar_type();
+  const at::Tensor m = means ? c.dg : at::Tensor();
+  enqueue(means ? "genet_gather_excite_lean" : "genet_gather_excite", {c.x, c.other, c.out, m},
+          [=](aclrtStream s) -> uint32_t {
+            GenetTiling tl = t;
+            GENET_SELECT(ge_fwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(c.x), ptr(c.other), ptr(c.out),
+                         ptr(m), &tl)
+          });
+}
+
 at::Tensor gather_excite_npu(const at::Tensor& x, int64_t extent, const c10::optional<at::Tensor>& residual,
                              bool relu) {
   const c10::OptionalDeviceGuard guard(at::device_of(x));
   const at::Tensor xk = kernel_input(readable(x));
   const OpCall c = prepared(prepare_gather_excite(xk.contiguous(), extent, readable(residual), relu));
   check_dtype(c.x);
-  if (!c.empty()) {
-    const GenetTiling t = plan(c.x, extent, GENET_OP_GE_FWD, c.other.defined());
-    const auto dt = x.scalar_type();
-    enqueue("genet_gather_excite", {c.x, c.other, c.out}, [=](aclrtStream s) -> uint32_t {
-      GenetTiling tl = t;
-      GENET_SELECT(ge_fwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(c.x), ptr(c.other), ptr(c.out), &tl)
-    });
-  }
-  relu_after(c);
+  launch_gather_excite(c, extent, false);
   return like_layout(c.out, xk);
+}
+
+std::tuple<at::Tensor, at::Tensor> gather_excite_lean_npu(const at::Tensor& x, int64_t extent,
+                                                          const c10::optional<at::Tensor>& residual, bool relu) {
+  const c10::OptionalDeviceGuard guard(at::device_of(x));
+  const at::Tensor xk = kernel_input(readable(x));
+  const OpCall c = prepared(prepare_gather_excite_lean(xk.contiguous(), extent, readable(residual), relu));
+  check_dtype(c.x);
+  launch_gather_excite(c, extent, true);
+  // the means in the layout rule's strides: those of g_for_layout for the caller's layout
+  return {like_layout(c.out, xk), like_layout(c.dg, g_for_layout(c.dg, layout_of(xk)))};
 }
 
 at::Tensor gather_excite_backward_npu(const at::Tensor& grad_out, const at::Tensor& x, int64_t extent) {
@@ -213,7 +245,7 @@ at::Tensor excite_npu(const at::Tensor& x, const at::Tensor& g, int64_t extent,
   const OpCall c = prepared(prepare_excite(xk.contiguous(), readable(g), extent, readable(residual), relu));
   check_dtype(c.x);
   if (!c.empty()) {
-    const GenetTiling t = plan(c.x, extent, GENET_OP_EX_FWD, c.other.defined());
+    const GenetTiling t = plan(c.x, extent, GENET_OP_EX_FWD, c.other.defined(), Flags{c.relu, false, false});
     const auto dt = x.scalar_type();
     enqueue("genet_excite", {c.x, c.g, c.other, c.out}, [=](aclrtStream s) -> uint32_t {
       GenetTiling tl = t;
@@ -221,7 +253,6 @@ at::Tensor excite_npu(const at::Tensor& x, const at::Tensor& g, int64_t extent,
                    ptr(c.out), &tl)
     });
   }
-  relu_after(c);
   return like_layout(c.out, xk);
 }
 
@@ -245,6 +276,31 @@ std::tuple<at::Tensor, at::Tensor> excite_backward_npu(const at::Tensor& grad_ou
   return {like_layout(c.out, xk), like_layout(c.dg, g_for_layout(gb, layout_of(xk)))};
 }
 
+// The output-keeping backward of excite_lean (gather false) and gather_excite_lean (gather
+// true): reads grad_out, out, the residual (optional) and g (fp32); writes dx and dg (fp32).
+std::tuple<at::Tensor, at::Tensor> excite_lean_backward_npu(const at::Tensor& grad_out, const at::Tensor& out,
+                                                            const c10::optional<at::Tensor>& residual,
+                                                            const at::Tensor& g, int64_t extent, bool relu,
+                                                            bool gather) {
+  const c10::OptionalDeviceGuard guard(at::device_of(out));
+  const at::Tensor ok = kernel_input(readable(out));
+  const at::Tensor gb = readable(g);
+  const OpCall c = prepared(prepare_excite_lean_backward(readable(grad_out), ok.contiguous(), readable(residual), gb,
+                                                         extent, relu, gather));
+  check_dtype(c.x);
+  if (!c.empty()) {
+    const GenetTiling t =
+        plan(c.x, extent, GENET_OP_EX_LEAN_BWD, c.residual.defined(), Flags{c.relu, c.gather, false});
+    const auto dt = c.x.scalar_type();
+    enqueue("genet_excite_lean_backward", {c.other, c.x, c.residual, c.g, c.out, c.dg}, [=](aclrtStream s) -> uint32_t {
+      GenetTiling tl = t;
+      GENET_SELECT(ex_lean_bwd, dt, static_cast<uint32_t>(tl.used_cores), s, ptr(c.other), ptr(c.x),
+                   ptr(c.residual), ptr(c.g), ptr(c.out), ptr(c.dg), &tl)
+    });
+  }
+  return {like_layout(c.out, ok), like_layout(c.dg, g_for_layout(gb, layout_of(ok)))};
+}
+
 #undef GENET_SELECT
 
 }  // namespace
@@ -257,4 +313,6 @@ TORCH_LIBRARY_IMPL(genet_ops, PrivateUse1, m) {
   m.impl("excite", &genet_ops::ascend::excite_npu);
   m.impl("excite_backward", &genet_ops::ascend::excite_backward_npu);
   m.impl("excite_lean", &genet_ops::ascend::excite_npu);  // excite's kernel; only its autograd differs
+  m.impl("gather_excite_lean", &genet_ops::ascend::gather_excite_lean_npu);
+  m.impl("excite_lean_backward", &genet_ops::ascend::excite_lean_backward_npu);
 }

@@ -4,7 +4,10 @@
 #
 #   SOC_VERSION=Ascend910B3 bash csrc/ascend/npu_check.sh [out_dir]
 #
-# Builds, imports and reads backend_info, runs the NPU tests (their shapes include widths
+# Builds, imports and reads backend_info (every op, issue 17's gather_excite_lean /
+# excite_lean / excite_lean_backward included, must say "ascend"), runs the NPU tests
+# (test_npu_parity and test_npu_lean_parity: the ReLU epilogue, the tile means and the lean
+# backward over relu x gather x residual; their shapes include widths
 # that are not multiples of 8 or 16: 9, 17, 5; also with a small UB budget), runs them under mssanitizer (memcheck,
 # racecheck) with blocking launches, probes the storage formats of real conv/BN outputs,
 # times the WRN-16-8 shapes against the reference and a same-size copy, and leaves
@@ -26,7 +29,7 @@ NPU_TESTS="tests/test_ascend.py -k npu -v -p no:cacheprovider"
 
 step env bash -c 'npu-smi info; echo SOC_VERSION=$SOC_VERSION; echo ASCEND_HOME_PATH=${ASCEND_HOME_PATH:-}; python -c "import torch, torch_npu; print(torch.__version__, torch_npu.__version__, torch.npu.is_available())"'
 step build env GENET_OPS_ASCEND=1 python setup.py build_ext --inplace
-step backend_info python -c 'import json, genet_ops; i = genet_ops.backend_info(); print(json.dumps(i, indent=1)); assert i["ascend_loaded"], i["ascend_error"]'
+step backend_info python -c 'import json, genet_ops; i = genet_ops.backend_info(); print(json.dumps(i, indent=1)); assert i["ascend_loaded"], i["ascend_error"]; bad = [op for op, k in i["kernels"].items() if k.get("npu") != "ascend"]; assert not bad, f"served by the reference on the NPU: {bad}"'
 step npu_tests python -m pytest $NPU_TESTS
 step npu_tests_small_ub env GENET_OPS_ASCEND_UB_BYTES=20000 python -m pytest $NPU_TESTS
 step formats python - <<'PY'
@@ -62,11 +65,17 @@ def t(fn, n=20):
     for _ in range(n): fn()
     e.record(); torch.npu.synchronize()
     return s.elapsed_time(e) / n
+ops = torch.ops.genet_ops
 for C, S in ((128, 32), (256, 16), (512, 8)):
     x = torch.randn(128, C, S, S, device="npu", dtype=torch.float16)
+    r, dy = torch.randn_like(x), torch.randn_like(x)
     y = torch.empty_like(x)
-    print(f"128x{C}x{S}x{S}: ascend {t(lambda: torch.ops.genet_ops.gather_excite(x, 0)):.3f} ms, "
-          f"reference {t(lambda: reference.gather_excite(x, 0)):.3f} ms, copy {t(lambda: y.copy_(x)):.3f} ms")
+    out, g = ops.gather_excite_lean(x, 0, r, True)
+    print(f"128x{C}x{S}x{S}: ascend {t(lambda: ops.gather_excite(x, 0)):.3f} ms, "
+          f"reference {t(lambda: reference.gather_excite(x, 0)):.3f} ms, copy {t(lambda: y.copy_(x)):.3f} ms; "
+          f"lean fwd (residual, relu) {t(lambda: ops.gather_excite_lean(x, 0, r, True)):.3f} ms, "
+          f"input-keeping bwd {t(lambda: ops.gather_excite_backward(dy, x, 0)):.3f} ms, "
+          f"lean bwd {t(lambda: ops.excite_lean_backward(dy, out, r, g, 0, True, True)):.3f} ms")
 PY
 # Last: the sanitizer needs instrumented kernels (GENET_OPS_ASCEND_SANITIZE=1), then the plain build again.
 step sanitizer_build env GENET_OPS_ASCEND=1 GENET_OPS_ASCEND_SANITIZE=1 python setup.py build_ext --inplace

@@ -16,11 +16,12 @@ int64_t ub_for(GenetTiling t, int op, int64_t crows, int64_t ccols, int64_t seg_
   t.crows = crows;
   t.ccols = ccols;
   t.seg_tiles = seg_tiles;
-  t.buf_elems = crows * pitch;
+  t.buf_elems = genet_buf_elems(crows, pitch, t.relu);
   t.row_elems = (t.mode == GENET_MODE_RESIDENT && seg_tiles > 1) ? pitch : 0;
   t.tile_elems = genet_round_up(genet_max(seg_tiles, t.plane_batch), GENET_TILE_ALIGN);
   t.red_elems = genet_red_elems(t.buf_elems);
   t.batch_elems = genet_batch_elems(t.plane_batch, pitch);
+  t.mask_bytes = genet_mask_bytes(t.buf_elems, t.relu);
   return genet_ub_bytes(t, op);
 }
 
@@ -37,7 +38,8 @@ int64_t largest(int64_t lo, int64_t hi, F ok) {
 
 void finish(GenetTiling& t, const TilingRequest& req, int op) {
   const int64_t pitch = genet_pitch(t.ccols, t.align);
-  t.buf_elems = t.crows * pitch;
+  t.buf_elems = genet_buf_elems(t.crows, pitch, t.relu);
+  t.mask_bytes = genet_mask_bytes(t.buf_elems, t.relu);
   t.row_elems = (t.mode == GENET_MODE_RESIDENT && t.seg_tiles > 1) ? pitch : 0;
   t.tile_elems = genet_round_up(genet_max(t.seg_tiles, t.plane_batch), GENET_TILE_ALIGN);
   t.red_elems = genet_red_elems(t.buf_elems);
@@ -58,7 +60,7 @@ GenetTiling compute_tiling(const TilingRequest& req) {
     throw std::invalid_argument("genet_ops ascend tiling: negative size or extent");
   if (req.dtype_bytes != 2 && req.dtype_bytes != 4)
     throw std::invalid_argument("genet_ops ascend tiling: dtype must be 2 or 4 bytes");
-  if (req.op < GENET_OP_GE_FWD || req.op > GENET_OP_EX_BWD)
+  if (req.op < GENET_OP_GE_FWD || req.op > GENET_OP_EX_LEAN_BWD)
     throw std::invalid_argument("genet_ops ascend tiling: unknown op");
   if (req.core_num < 1)
     throw std::invalid_argument("genet_ops ascend tiling: core_num must be >= 1");
@@ -67,7 +69,11 @@ GenetTiling compute_tiling(const TilingRequest& req) {
   GenetTiling t{};
   t.dtype_bytes = req.dtype_bytes;
   t.align = GENET_BLOCK_BYTES / req.dtype_bytes;
-  t.has_residual = (req.has_residual && (op == GENET_OP_GE_FWD || op == GENET_OP_EX_FWD)) ? 1 : 0;
+  const bool fwd = op == GENET_OP_GE_FWD || op == GENET_OP_EX_FWD, lean = op == GENET_OP_EX_LEAN_BWD;
+  t.has_residual = (req.has_residual && (fwd || lean)) ? 1 : 0;
+  t.relu = (req.relu && (fwd || lean)) ? 1 : 0;
+  t.gather = (req.gather && lean) ? 1 : 0;
+  t.means = (req.means && op == GENET_OP_GE_FWD) ? 1 : 0;
   t.planes = req.N * req.C;
 
   const bool global = req.extent == 0 || req.extent >= (req.H > req.W ? req.H : req.W);
@@ -164,7 +170,7 @@ std::string describe(const GenetTiling& t) {
      << " q=" << t.items_per_core << " big=" << t.big_cores << " chunk=" << t.crows << "x" << t.ccols
      << " buf_elems=" << t.buf_elems << " row_elems=" << t.row_elems << " tile_elems=" << t.tile_elems
      << " red_elems=" << t.red_elems << " dtype_bytes=" << t.dtype_bytes << " residual=" << t.has_residual
-     << " plane_batch=" << t.plane_batch;
+     << " plane_batch=" << t.plane_batch << " relu=" << t.relu << " gather=" << t.gather << " means=" << t.means;
   return os.str();
 }
 

@@ -15,7 +15,10 @@ struct TilingRequest {
   int64_t extent = 0;          // 0 = global (also any extent >= max(H, W))
   int op = GENET_OP_GE_FWD;    // GENET_OP_*
   int64_t dtype_bytes = 2;     // 2 (fp16 / bf16) or 4 (fp32)
-  bool has_residual = false;   // forward ops only
+  bool has_residual = false;   // forward ops and excite_lean_backward
+  bool relu = false;           // forward ops and excite_lean_backward
+  bool gather = false;         // excite_lean_backward only
+  bool means = false;          // gather_excite only: also write the tile means
   int64_t core_num = 1;        // vector cores (AIV) the launch may use
   int64_t ub_bytes = 0;        // Unified Buffer bytes per core
 };

@@ -31,11 +31,12 @@
 #define GENET_FN inline
 #endif
 
-// The four kernels. (Plain ints: they are template arguments on the device side.)
-#define GENET_OP_GE_FWD 0  // gather_excite
-#define GENET_OP_GE_BWD 1  // gather_excite_backward
-#define GENET_OP_EX_FWD 2  // excite
-#define GENET_OP_EX_BWD 3  // excite_backward
+// The five kernels. (Plain ints: they are template arguments on the device side.)
+#define GENET_OP_GE_FWD 0       // gather_excite (and gather_excite_lean: also writes the tile means)
+#define GENET_OP_GE_BWD 1       // gather_excite_backward
+#define GENET_OP_EX_FWD 2       // excite (and excite_lean)
+#define GENET_OP_EX_BWD 3       // excite_backward
+#define GENET_OP_EX_LEAN_BWD 4  // excite_lean_backward: reads grad_out, out, residual, g (fp32)
 
 #define GENET_MODE_RESIDENT 0
 #define GENET_MODE_STREAM 1
@@ -50,6 +51,7 @@
 #define GENET_MAX_REPEAT 255        // repeatTimes of one vector instruction
 #define GENET_MAX_REP_STRIDE 255    // repeat stride in 32-byte blocks (uint8)
 #define GENET_LANES 64              // fp32 elements one repeat covers (256 bytes)
+#define GENET_MASK_LANES 64         // count-form CompareScalar takes whole 256-byte repeats of fp32
 
 // Passed to each kernel by value (the generated aclrtlaunch_* host function takes a
 // pointer to it). All int64 so host and device agree on the layout without padding.
@@ -71,9 +73,13 @@ struct GenetTiling {
   int64_t row_elems;       // fp32 elements per row buffer (0 unless RESIDENT with seg_tiles > 1)
   int64_t tile_elems;      // elements per tile array (a multiple of GENET_TILE_ALIGN)
   int64_t red_elems;       // fp32 ReduceSum work elements for a count of buf_elems
-  int64_t has_residual;    // 0 / 1 (forward ops)
+  int64_t has_residual;    // 0 / 1 (forward ops, excite_lean_backward)
   int64_t plane_batch;     // planes per item (global extent, RESIDENT); 1 = one plane or band per item
   int64_t batch_elems;     // fp32 elements of the plane-batch buffer (row broadcasts + row sums), 0 if none
+  int64_t relu;            // forward ops: ReLU after the residual add; excite_lean_backward: grad 0 where out <= 0
+  int64_t gather;          // excite_lean_backward: dx also gets dg_t / |t| (gather_excite's lean backward)
+  int64_t means;           // gather_excite: also write the tile means (fp32) to the fifth pointer
+  int64_t mask_bytes;      // bytes of the select-mask buffer (relu only, else 0)
 };
 
 // One item's rectangle in the view.
@@ -100,7 +106,9 @@ GENET_FN int64_t genet_red_elems(int64_t count) {
 
 // Input streams of one op (x, residual, grad_out) read through VECIN queues.
 GENET_FN int64_t genet_inputs(int op, int64_t has_residual) {
-  return (op == GENET_OP_GE_FWD || op == GENET_OP_EX_FWD) ? 1 + has_residual : 2;
+  return (op == GENET_OP_GE_FWD || op == GENET_OP_EX_FWD) ? 1 + has_residual
+       : op == GENET_OP_EX_LEAN_BWD ? 2 + has_residual  // grad_out, out [, residual]
+       : 2;
 }
 
 // fp32 row buffers an op needs when a block holds several tiles across its columns.
@@ -108,8 +116,25 @@ GENET_FN int64_t genet_row_buffers(int op) {
   return op == GENET_OP_GE_FWD ? 2   // column sums of x, s broadcast
        : op == GENET_OP_GE_BWD ? 4   // column sums of x and dy*x, s and coef broadcast
        : op == GENET_OP_EX_FWD ? 1   // s broadcast
-       : 2;                          // column sums of dy*x, s broadcast
+       : op == GENET_OP_EX_BWD ? 2   // column sums of dy*x, s broadcast
+       : 3;                          // lean: column sums of dp*z, s and dg/|t| broadcast
 }
+
+// Elements per queue / work buffer for blocks of `rows` rows of `pitch` elements. With a
+// ReLU the mask instructions run over whole 64-lane (256-byte fp32) repeats, so the buffers
+// round up to 64 elements (the lanes past the block are computed on and never stored).
+GENET_FN int64_t genet_buf_elems(int64_t rows, int64_t pitch, int64_t relu) {
+  return relu ? genet_round_up(rows * pitch, GENET_MASK_LANES) : rows * pitch;
+}
+
+// The select mask (one bit per fp32 lane of a buffer), 32-byte aligned; 0 without ReLU.
+GENET_FN int64_t genet_mask_bytes(int64_t buf_elems, int64_t relu) {
+  return relu ? genet_round_up(buf_elems / 8, GENET_BLOCK_BYTES) : 0;
+}
+
+// Bytes of one element of g as the kernel reads it / of dg (or the means) as it writes them.
+GENET_FN int64_t genet_g_bytes(int op, int64_t dtype_bytes) { return op == GENET_OP_EX_LEAN_BWD ? 4 : dtype_bytes; }
+GENET_FN int64_t genet_dg_bytes(int op, int64_t dtype_bytes) { return op == GENET_OP_EX_BWD ? dtype_bytes : 4; }
 
 // Bytes of Unified Buffer the kernel allocates with TPipe::InitBuffer for this tiling.
 // The kernel's Init follows this sum term by term.
@@ -120,12 +145,13 @@ GENET_FN int64_t genet_ub_bytes(const GenetTiling& t, int op) {
   if (T != 4) bytes += 2 * t.buf_elems * 4;                       // two fp32 work buffers (fp32 uses its inputs')
   bytes += genet_row_buffers(op) * t.row_elems * 4;               // fp32 row buffers
   bytes += GENET_TILE_ARRAYS * t.tile_elems * 4;                  // fp32 tile arrays
-  if (op == GENET_OP_EX_FWD || op == GENET_OP_EX_BWD)
-    bytes += GENET_BUFFER_NUM * t.tile_elems * T;                 // g queue
-  if (op == GENET_OP_EX_BWD)
-    bytes += GENET_BUFFER_NUM * t.tile_elems * T;                 // dg queue
+  if (op == GENET_OP_EX_FWD || op == GENET_OP_EX_BWD || op == GENET_OP_EX_LEAN_BWD)
+    bytes += GENET_BUFFER_NUM * t.tile_elems * genet_g_bytes(op, T);   // g queue
+  if (op == GENET_OP_EX_BWD || op == GENET_OP_EX_LEAN_BWD || (op == GENET_OP_GE_FWD && t.means))
+    bytes += GENET_BUFFER_NUM * t.tile_elems * genet_dg_bytes(op, T);  // dg / means queue
   bytes += (t.red_elems + GENET_RED_SLOTS) * 4;                   // ReduceSum work + slots
   bytes += t.batch_elems * 4;                                     // plane-batch rows
+  bytes += t.mask_bytes;                                          // ReLU select mask
   return bytes;
 }
 

@@ -1,6 +1,8 @@
-// Ascend C vector kernels for genet_ops: gather_excite, excite and their backward ops,
-// for float16, bfloat16 and float32 inputs with float32 arithmetic, NCHW-contiguous.
-// Semantics: docs/DESIGN.md §2 and genet_ops/reference.py.
+// Ascend C vector kernels for genet_ops: gather_excite, excite and their backward ops, and
+// the output-keeping backward excite_lean_backward, for float16, bfloat16 and float32 inputs
+// with float32 arithmetic, NCHW-contiguous. Semantics: docs/DESIGN.md §2 and
+// genet_ops/reference.py. Never compiled by CANN nor run on an NPU: only against the CPU
+// model in tests/emu/ascend (see csrc/ascend/README.md).
 //
 // Built by csrc/ascend/CMakeLists.txt with CANN's ascendc_library() for Atlas A2/A3
 // (Ascend910B*/Ascend910_93*); the host side is csrc/ascend/launcher.cpp. What has been
@@ -20,6 +22,8 @@
 //    scale); excite never needs two sweeps (dx is elementwise, dg accumulates).
 //  * Sums accumulate in fp32 (ReduceSum on fp32 buffers, fp32 accumulators); each
 //    output element is rounded once (RoundMode::CAST_RINT) to the input dtype.
+//  * ReLU (forward epilogue, and the lean backward's mask) is a compare and a select, not a
+//    max: `v < 0 ? 0 : v` keeps NaN whatever the vector unit's max does with NaN.
 #include "kernel_operator.h"
 
 #define GENET_FN __aicore__ inline
@@ -52,6 +56,11 @@ __aicore__ inline void ToFloat(const LocalTensor<float>& dst, const LocalTensor<
   }
 }
 
+template <bool kFirst, typename A, typename B>
+struct Pick { using type = A; };
+template <typename A, typename B>
+struct Pick<false, A, B> { using type = B; };
+
 template <typename T>
 __aicore__ inline void FromFloat(const LocalTensor<T>& dst, const LocalTensor<float>& src, int32_t n) {
   if constexpr (IsSameType<T, float>::value) {
@@ -64,27 +73,36 @@ __aicore__ inline void FromFloat(const LocalTensor<T>& dst, const LocalTensor<fl
 template <typename T, int OP>
 class GenetKernel {
  public:
-  static constexpr bool kExcite = OP == GENET_OP_EX_FWD || OP == GENET_OP_EX_BWD;
+  static constexpr bool kLean = OP == GENET_OP_EX_LEAN_BWD;
+  static constexpr bool kExcite = OP == GENET_OP_EX_FWD || OP == GENET_OP_EX_BWD || kLean;  // reads g
   static constexpr bool kForward = OP == GENET_OP_GE_FWD || OP == GENET_OP_EX_FWD;
   static constexpr bool kFloat = IsSameType<T, float>::value;
+  using G = typename Pick<kLean, float, T>::type;               // g as read: the lean backward's is fp32
+  using D = typename Pick<OP == GENET_OP_EX_BWD, T, float>::type;  // dg / the tile means as written
 
   __aicore__ inline GenetKernel() {}
 
-  // x: the input; aux: residual (forward ops, may be null) or grad_out (backward ops);
-  // g: excite's gate (N, C, th, tw); out: y or dx; dg: excite_backward's d g.
-  __aicore__ inline void Init(GM_ADDR x, GM_ADDR aux, GM_ADDR g, GM_ADDR out, GM_ADDR dg, const GenetTiling& t) {
+  // x: the input (excite_lean_backward: the op's output); aux: residual (forward ops, may be
+  // null) or grad_out (backward ops); res: excite_lean_backward's residual (may be null);
+  // g: excite's gate (N, C, th, tw); out: y or dx; dg: d g, or gather_excite's tile means.
+  __aicore__ inline void Init(GM_ADDR x, GM_ADDR aux, GM_ADDR res, GM_ADDR g, GM_ADDR out, GM_ADDR dg,
+                              const GenetTiling& t) {
     t_ = t;
     hasAux_ = kForward ? t.has_residual != 0 : true;
+    hasRes_ = kLean && t.has_residual != 0;
+    hasDg_ = OP == GENET_OP_EX_BWD || kLean || (OP == GENET_OP_GE_FWD && t.means != 0);
     xGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(x));
     outGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(out));
     if (hasAux_) auxGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(aux));
-    if constexpr (kExcite) gGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(g));
-    if constexpr (OP == GENET_OP_EX_BWD) dgGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(dg));
+    if (hasRes_) resGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(res));
+    if constexpr (kExcite) gGm_.SetGlobalBuffer(reinterpret_cast<__gm__ G*>(g));
+    if (hasDg_) dgGm_.SetGlobalBuffer(reinterpret_cast<__gm__ D*>(dg));
 
     // Exactly the buffers genet_ub_bytes() counts (the unit test tallies them too).
     const uint32_t block = static_cast<uint32_t>(t.buf_elems * sizeof(T));
     pipe_.InitBuffer(qX_, GENET_BUFFER_NUM, block);
     if (hasAux_) pipe_.InitBuffer(qAux_, GENET_BUFFER_NUM, block);
+    if (hasRes_) pipe_.InitBuffer(qRes_, GENET_BUFFER_NUM, block);
     pipe_.InitBuffer(qOut_, GENET_BUFFER_NUM, block);
     if constexpr (!kFloat) {  // fp32 computes in its input queue buffers (LoadToFloat)
       pipe_.InitBuffer(workA_, static_cast<uint32_t>(t.buf_elems * sizeof(float)));
@@ -96,10 +114,13 @@ class GenetKernel {
       pipe_.InitBuffer(rowBuf_, static_cast<uint32_t>(genet_row_buffers(OP) * t.row_elems * sizeof(float)));
     pipe_.InitBuffer(tileBuf_, static_cast<uint32_t>(GENET_TILE_ARRAYS * t.tile_elems * sizeof(float)));
     if constexpr (kExcite)
-      pipe_.InitBuffer(qG_, GENET_BUFFER_NUM, static_cast<uint32_t>(t.tile_elems * sizeof(T)));
-    if constexpr (OP == GENET_OP_EX_BWD)
-      pipe_.InitBuffer(qDg_, GENET_BUFFER_NUM, static_cast<uint32_t>(t.tile_elems * sizeof(T)));
+      pipe_.InitBuffer(qG_, GENET_BUFFER_NUM, static_cast<uint32_t>(t.tile_elems * sizeof(G)));
+    if (hasDg_) pipe_.InitBuffer(qDg_, GENET_BUFFER_NUM, static_cast<uint32_t>(t.tile_elems * sizeof(D)));
     pipe_.InitBuffer(redBuf_, static_cast<uint32_t>((t.red_elems + GENET_RED_SLOTS) * sizeof(float)));
+    if (t.mask_bytes > 0) {
+      pipe_.InitBuffer(maskBuf_, static_cast<uint32_t>(t.mask_bytes));
+      mask_ = maskBuf_.Get<uint8_t>();
+    }
     if (t.batch_elems > 0) {
       pipe_.InitBuffer(batchBuf_, static_cast<uint32_t>(t.batch_elems * sizeof(float)));
       LocalTensor<float> batch = batchBuf_.Get<float>();
@@ -121,12 +142,14 @@ class GenetKernel {
     if (t.row_elems > 0) {
       LocalTensor<float> rows = rowBuf_.Get<float>();
       // GE_FWD: colX, srow | GE_BWD: colX, colD, srow, crow | EX_FWD: srow | EX_BWD: colD, srow
+      // | EX_LEAN_BWD: colD, srow, crow
       if constexpr (OP == GENET_OP_GE_FWD) { colX_ = rows[0]; srow_ = rows[t.row_elems]; }
       if constexpr (OP == GENET_OP_GE_BWD) {
         colX_ = rows[0]; colD_ = rows[t.row_elems]; srow_ = rows[2 * t.row_elems]; crow_ = rows[3 * t.row_elems];
       }
       if constexpr (OP == GENET_OP_EX_FWD) { srow_ = rows[0]; }
       if constexpr (OP == GENET_OP_EX_BWD) { colD_ = rows[0]; srow_ = rows[t.row_elems]; }
+      if constexpr (kLean) { colD_ = rows[0]; srow_ = rows[t.row_elems]; crow_ = rows[2 * t.row_elems]; }
     }
   }
 
@@ -175,9 +198,9 @@ class GenetKernel {
   }
 
   __aicore__ inline void LoadG(int64_t offset, int64_t n) {
-    LocalTensor<T> l = qG_.template AllocTensor<T>();
-    DataCopyExtParams cp{1, static_cast<uint32_t>(n * sizeof(T)), 0, 0, 0};
-    DataCopyPadExtParams<T> pad;
+    LocalTensor<G> l = qG_.template AllocTensor<G>();
+    DataCopyExtParams cp{1, static_cast<uint32_t>(n * sizeof(G)), 0, 0, 0};
+    DataCopyPadExtParams<G> pad;
     pad.isPad = false;
     pad.leftPadding = 0;
     pad.rightPadding = 0;
@@ -187,7 +210,7 @@ class GenetKernel {
 
   // s_t = sigmoid(g_t) for excite: g segment -> tSig_ (fp32).
   __aicore__ inline void GateFromG(int32_t n) {
-    LocalTensor<T> gl = qG_.template DeQue<T>();
+    LocalTensor<G> gl = qG_.template DeQue<G>();
     ToFloat(tMean_, gl, n);
     qG_.FreeTensor(gl);
     PipeBarrier<PIPE_V>();
@@ -196,14 +219,19 @@ class GenetKernel {
 
   __aicore__ inline void EmitDg(int32_t n) {  // tAux_ (fp32, scalar-written) -> qDg_
     ScalarToVector();
-    LocalTensor<T> d = qDg_.template AllocTensor<T>();
-    FromFloat(d, tAux_, n);
+    EmitTiles(tAux_, n);
+  }
+
+  // v[0, n) (fp32, vector-readable) -> qDg_ as dg's dtype: dg, or gather_excite's tile means.
+  __aicore__ inline void EmitTiles(const LocalTensor<float>& v, int32_t n) {
+    LocalTensor<D> d = qDg_.template AllocTensor<D>();
+    FromFloat(d, v, n);
     qDg_.EnQue(d);
   }
 
   __aicore__ inline void StoreDg(int64_t offset, int64_t n) {
-    LocalTensor<T> d = qDg_.template DeQue<T>();
-    DataCopyExtParams cp{1, static_cast<uint32_t>(n * sizeof(T)), 0, 0, 0};
+    LocalTensor<D> d = qDg_.template DeQue<D>();
+    DataCopyExtParams cp{1, static_cast<uint32_t>(n * sizeof(D)), 0, 0, 0};
     DataCopyPad(dgGm_[offset], d, cp);
     qDg_.FreeTensor(d);
   }
@@ -288,7 +316,7 @@ class GenetKernel {
   __aicore__ inline void LoadToFloat(TQue<QuePosition::VECIN, 2>& q, LocalTensor<float>& w, int32_t n) {
     LocalTensor<T> l = q.template DeQue<T>();
     if constexpr (kFloat) {
-      w = l;
+      w = l;  // the lean backward may hold three (out, residual, grad_out)
       heldQ_[held_] = &q;
       heldT_[held_++] = l;
     } else {
@@ -342,14 +370,67 @@ class GenetKernel {
     return tSig_.GetValue(0);
   }
 
-  // y = wA (+ residual) -> qOut_ (forward ops).
+  // ReLU as `u < 0 ? 0 : v` (forward, mode LT, u = v) or the lean backward's mask `out <= 0 ?
+  // 0 : dy` (mode LE): MaskFrom sets a bit per lane where u is NOT below / at most 0 (NaN
+  // compares false, so its bit is set and NaN passes), ZeroUnmasked keeps v there and writes 0
+  // elsewhere. Both run over whole 64-lane repeats (the buffers are rounded up for it,
+  // genet_buf_elems); the lanes past n are never stored or summed.
+  __aicore__ inline void MaskFrom(const LocalTensor<float>& u, CMPMODE zeroWhen, int32_t n) {
+    const int32_t n64 = static_cast<int32_t>(genet_round_up(n, GENET_MASK_LANES));
+    CompareScalar(mask_, u, 0.0f, zeroWhen, static_cast<uint32_t>(n64));
+    PipeBarrier<PIPE_V>();
+    LocalTensor<uint16_t> bits = mask_.template ReinterpretCast<uint16_t>();
+    Not(bits, bits, n64 / 16);  // the bits of the lanes to keep
+    PipeBarrier<PIPE_V>();
+  }
+
+  __aicore__ inline void ZeroUnmasked(const LocalTensor<float>& v, int32_t n) {
+    const int32_t n64 = static_cast<int32_t>(genet_round_up(n, GENET_MASK_LANES));
+    Select(v, mask_, v, 0.0f, SELMODE::VSEL_TENSOR_SCALAR_MODE, static_cast<uint32_t>(n64));
+    PipeBarrier<PIPE_V>();
+  }
+
+  // y = wA (+ residual), then ReLU when asked -> qOut_ (forward ops).
   __aicore__ inline void EmitWithResidual(int32_t n) {
     if (hasAux_) {
       LoadToFloat(qAux_, wB_, n);
       Add(wA_, wA_, wB_, n);
       PipeBarrier<PIPE_V>();
     }
+    if (t_.relu) {
+      MaskFrom(wA_, CMPMODE::LT, n);
+      ZeroUnmasked(wA_, n);
+    }
     EmitOut(wA_, n);
+  }
+
+  // excite_lean_backward's operands of one block or chunk: wB_ = dp (grad_out, 0 where
+  // out <= 0 with relu) and, withZ, wA_ = dp * z with z = out - residual (or out). Without z
+  // (the second sweep of a gathered STREAM tile) out is read only for the mask.
+  __aicore__ inline void LeanOperands(int32_t n, bool withZ) {
+    if (withZ || t_.relu) LoadToFloat(qX_, wA_, n);  // out
+    if (t_.relu) MaskFrom(wA_, CMPMODE::LE, n);
+    if (withZ && hasRes_) {
+      LoadToFloat(qRes_, wB_, n);
+      Sub(wA_, wA_, wB_, n);
+      PipeBarrier<PIPE_V>();
+    }
+    LoadToFloat(qAux_, wB_, n);  // grad_out
+    if (t_.relu) ZeroUnmasked(wB_, n);
+    if (withZ) {
+      Mul(wA_, wA_, wB_, n);
+      PipeBarrier<PIPE_V>();
+    }
+  }
+
+  // dst = (1 - s) * v for the first n tiles (s in tSig_): the lean backward's dg.
+  __aicore__ inline void LeanGradient(const LocalTensor<float>& dst, const LocalTensor<float>& v, int32_t n) {
+    Muls(tTmp_, tSig_, -1.0f, n);
+    PipeBarrier<PIPE_V>();
+    Adds(tTmp_, tTmp_, 1.0f, n);
+    PipeBarrier<PIPE_V>();
+    Mul(dst, tTmp_, v, n);
+    PipeBarrier<PIPE_V>();
   }
 
   // Forward ops, RESIDENT: y = x * s_t (+ residual), x in wA_, s_t in tSig_ (vector-written).
@@ -404,11 +485,12 @@ class GenetKernel {
     const int32_t n = rows * pitch;
     const float inv = 1.0f / static_cast<float>(b.cols);  // every row is one whole plane
     if constexpr (kExcite) GateFromG(rows);  // tSig_ = sigmoid(g)
-    LoadToFloat(qX_, wA_, n);
+    if constexpr (!kLean) LoadToFloat(qX_, wA_, n);  // the lean backward reads its operands itself
     if constexpr (OP == GENET_OP_GE_FWD) {  // y = x * s (+ residual)
       RowSums(wA_, rows, pitch);
       Muls(tMean_, rowSum_, inv, rows);
       PipeBarrier<PIPE_V>();
+      if (hasDg_) EmitTiles(tMean_, rows);  // gather_excite_lean: the means
       Sigmoid(tSig_, tMean_, rows);
       RowApply<true>(wA_, wA_, tSig_, rows, pitch);
       EmitWithResidual(n);
@@ -436,9 +518,20 @@ class GenetKernel {
       Gradient(tAux_, rowSum_, rows);
       RowApply<true>(wB_, wB_, tSig_, rows, pitch);
       EmitOut(wB_, n);
-      LocalTensor<T> d = qDg_.template AllocTensor<T>();
-      FromFloat(d, tAux_, rows);
-      qDg_.EnQue(d);
+      EmitTiles(tAux_, rows);
+    }
+    if constexpr (kLean) {  // dx = dp * s (+ dg / |t|) ; dg = (1 - s) * sum(dp * z)
+      LeanOperands(n, true);  // wA_ = dp * z, wB_ = dp
+      RowSums(wA_, rows, pitch);
+      LeanGradient(tAux_, rowSum_, rows);
+      RowApply<true>(wA_, wB_, tSig_, rows, pitch);
+      if (t_.gather) {
+        Muls(tTmp_, tAux_, inv, rows);
+        PipeBarrier<PIPE_V>();
+        RowApply<false>(wA_, wA_, tTmp_, rows, pitch);
+      }
+      EmitOut(wA_, n);
+      EmitTiles(tAux_, rows);
     }
   }
 
@@ -456,7 +549,11 @@ class GenetKernel {
 
   // --------------------------------------------------------- RESIDENT mode
   __aicore__ inline void LoadBlock(const GenetBlock& b) {
-    if constexpr (OP == GENET_OP_GE_BWD || OP == GENET_OP_EX_BWD) {
+    if constexpr (kLean) {
+      LoadRect(qAux_, auxGm_, b.gm_offset, b.rows, b.cols);  // grad_out
+      LoadRect(qX_, xGm_, b.gm_offset, b.rows, b.cols);      // out
+      if (hasRes_) LoadRect(qRes_, resGm_, b.gm_offset, b.rows, b.cols);
+    } else if constexpr (OP == GENET_OP_GE_BWD || OP == GENET_OP_EX_BWD) {
       LoadRect(qAux_, auxGm_, b.gm_offset, b.rows, b.cols);  // grad_out
       LoadRect(qX_, xGm_, b.gm_offset, b.rows, b.cols);
     } else {
@@ -468,7 +565,7 @@ class GenetKernel {
 
   __aicore__ inline void StoreBlock(const GenetBlock& b) {
     StoreRect(b.gm_offset, b.rows, b.cols);
-    if constexpr (OP == GENET_OP_EX_BWD) StoreDg(b.g_offset, b.ntiles);
+    if (hasDg_) StoreDg(b.g_offset, b.ntiles);
   }
 
   __aicore__ inline void ComputeBlock(const GenetBlock& b) {
@@ -497,6 +594,7 @@ class GenetKernel {
         }
       }
       ScalarToVector();
+      if (hasDg_) EmitTiles(tMean_, nt);  // gather_excite_lean: the means
       Sigmoid(tSig_, tMean_, nt);
       ExciteBlock(b, pitch, n);
     }
@@ -577,6 +675,42 @@ class GenetKernel {
       EmitOut(wB_, n);
       EmitDg(nt);
     }
+
+    if constexpr (kLean) {
+      // dx = dp * s_t (+ dg_t / |t|) ; dg_t = (1 - s_t) * sum_t(dp * z)
+      GateFromG(nt);
+      LeanOperands(n, true);  // wA_ = dp * z, wB_ = dp
+      if (one) {
+        ReduceSum(redDst_, wA_, redWork_, n);
+        VectorToScalar();
+        const float s = tSig_.GetValue(0);
+        const float dg = (1.0f - s) * redDst_.GetValue(0);
+        tAux_.SetValue(0, dg);
+        Muls(wB_, wB_, s, n);
+        if (t_.gather) {
+          PipeBarrier<PIPE_V>();
+          Adds(wB_, wB_, dg / static_cast<float>(b.rows * b.cols), n);
+        }
+      } else {
+        ColumnSums(colD_, wA_, b.rows, pitch);
+        VectorToScalar();
+        for (int64_t k = 0; k < b.ntiles; ++k) {
+          int64_t c0, c1;
+          genet_tile_cols(t_, b, k, c0, c1);
+          const float s = tSig_.GetValue(k);
+          const float dg = (1.0f - s) * SumRange(colD_, c0, c1);
+          tAux_.SetValue(k, dg);
+          FillRange(srow_, c0, c1, s);
+          if (t_.gather) FillRange(crow_, c0, c1, dg / static_cast<float>(b.rows * (c1 - c0)));
+        }
+        ScalarToVector();
+        EachRow<true>(wB_, wB_, srow_, b.rows, pitch);
+        if (t_.gather) EachRow<false>(wB_, wB_, crow_, b.rows, pitch);
+      }
+      PipeBarrier<PIPE_V>();
+      EmitOut(wB_, n);
+      EmitDg(nt);
+    }
   }
 
   // ----------------------------------------------------------- STREAM mode
@@ -584,6 +718,13 @@ class GenetKernel {
   enum Phase { kSum, kApply };
 
   __aicore__ inline void LoadChunk(const GenetChunk& k, Phase phase) {
+    if constexpr (kLean) {  // the gathered tile's second sweep needs grad_out (and out for the mask)
+      const bool second = t_.gather && phase == kApply;
+      LoadRect(qAux_, auxGm_, k.gm_offset, k.rows, k.cols);
+      if (!second || t_.relu) LoadRect(qX_, xGm_, k.gm_offset, k.rows, k.cols);
+      if (!second && hasRes_) LoadRect(qRes_, resGm_, k.gm_offset, k.rows, k.cols);
+      return;
+    }
     const bool wantX = !(OP == GENET_OP_GE_BWD && phase == kApply);  // gather_excite dx needs only dy
     const bool wantAux = hasAux_ && !(OP == GENET_OP_GE_FWD && phase == kSum);
     if (wantAux && !kForward) LoadRect(qAux_, auxGm_, k.gm_offset, k.rows, k.cols);
@@ -593,6 +734,20 @@ class GenetKernel {
 
   __aicore__ inline void ComputeChunk(const GenetChunk& k, Phase phase, float s, float coef) {
     const int32_t n = static_cast<int32_t>(k.rows * genet_pitch(k.cols, t_.align));
+    if constexpr (kLean) {  // kSum (gathered tiles): accB += sum dp * z ; kApply: dx = dp * s (+ coef)
+      const bool withZ = phase == kSum || !t_.gather;
+      LeanOperands(n, withZ);
+      if (withZ) Accumulate(accB_, wA_, n);
+      if (phase == kSum) return;
+      Muls(wB_, wB_, s, n);
+      PipeBarrier<PIPE_V>();
+      if (t_.gather) {
+        Adds(wB_, wB_, coef, n);
+        PipeBarrier<PIPE_V>();
+      }
+      EmitOut(wB_, n);
+      return;
+    }
     if (phase == kSum) {  // gather_excite ops only: accA += sum x ; accB += sum dy * x
       LoadToFloat(qX_, wA_, n);
       Accumulate(accA_, wA_, n);
@@ -640,50 +795,71 @@ class GenetKernel {
     Duplicate(accA_, 0.0f, kSlot);
     Duplicate(accB_, 0.0f, kSlot);
     PipeBarrier<PIPE_V>();
+    float dg = 0.0f;
     if constexpr (kExcite) {
       LoadG(b.g_offset, 1);
       GateFromG(1);
       VectorToScalar();
       s = tSig_.GetValue(0);
+      if constexpr (kLean) {
+        if (t_.gather) {  // first sweep: sum dp * z, for dg and its share of dx
+          Sweep(b, kSum, 0.0f, 0.0f);
+          VectorToScalar();
+          dg = (1.0f - s) * accB_.GetValue(0);
+          coef = dg / cnt;
+        }
+      }
     } else {
       Sweep(b, kSum, 0.0f, 0.0f);  // first sweep: the tile's sums
       VectorToScalar();
       const float sumX = accA_.GetValue(0), sumDyx = accB_.GetValue(0);
       s = SigmoidOfMean(sumX, cnt);
       coef = s * (1.0f - s) / cnt * sumDyx;
+      if (hasDg_) EmitTiles(tMean_, 1);  // gather_excite_lean: the mean (SigmoidOfMean wrote it)
     }
     Sweep(b, kApply, s, coef);  // second (or only) sweep: write
     if constexpr (OP == GENET_OP_EX_BWD) {
       VectorToScalar();
       tAux_.SetValue(0, s * (1.0f - s) * accB_.GetValue(0));
       EmitDg(1);
-      StoreDg(b.g_offset, 1);
     }
+    if constexpr (kLean) {
+      VectorToScalar();
+      tAux_.SetValue(0, t_.gather ? dg : (1.0f - s) * accB_.GetValue(0));
+      EmitDg(1);
+    }
+    if (hasDg_) StoreDg(b.g_offset, 1);
   }
 
   TPipe pipe_;
   // Every queue holds GENET_BUFFER_NUM (2) buffers (InitBuffer): double buffering. The
   // queue *depth* (consecutive EnQue without DeQue) is 2 for inputs, which are preloaded
   // one item ahead, and 1 for outputs, as the Ascend C docs recommend.
-  TQue<QuePosition::VECIN, 2> qX_, qAux_, qG_;
+  TQue<QuePosition::VECIN, 2> qX_, qAux_, qRes_, qG_;
   TQue<QuePosition::VECOUT, 1> qOut_, qDg_;
-  TBuf<QuePosition::VECCALC> workA_, workB_, rowBuf_, tileBuf_, redBuf_, batchBuf_;
-  GlobalTensor<T> xGm_, auxGm_, gGm_, outGm_, dgGm_;
+  TBuf<QuePosition::VECCALC> workA_, workB_, rowBuf_, tileBuf_, redBuf_, batchBuf_, maskBuf_;
+  GlobalTensor<T> xGm_, auxGm_, resGm_, outGm_;
+  GlobalTensor<G> gGm_;
+  GlobalTensor<D> dgGm_;
+  LocalTensor<uint8_t> mask_;  // ReLU: one bit per fp32 lane of a buffer
   LocalTensor<float> wA_, wB_, colX_, colD_, srow_, crow_;
   LocalTensor<float> tMean_, tSig_, tTmp_, tOne_, tAux_;
   LocalTensor<float> redWork_, redDst_, accA_, accB_;
   LocalTensor<float> bcast_, rowSum_;  // plane batches: per-row broadcast blocks, row sums
-  TQue<QuePosition::VECIN, 2>* heldQ_[2] = {nullptr, nullptr};  // fp32: input buffers in use as wA_ / wB_
-  LocalTensor<float> heldT_[2];
+  TQue<QuePosition::VECIN, 2>* heldQ_[3] = {nullptr, nullptr, nullptr};  // fp32: input buffers in use as wA_ / wB_
+  LocalTensor<float> heldT_[3];
   int32_t held_ = 0;
   GenetTiling t_;
   bool hasAux_ = false;
+  bool hasRes_ = false;  // excite_lean_backward with a residual
+  bool hasDg_ = false;   // writes dg, or gather_excite's tile means
 };
 
 template <typename T, int OP>
-__aicore__ inline void RunGenet(GM_ADDR x, GM_ADDR aux, GM_ADDR g, GM_ADDR out, GM_ADDR dg, const GenetTiling& t) {
+__aicore__ inline void RunGenet(GM_ADDR x, GM_ADDR aux, GM_ADDR res, GM_ADDR g, GM_ADDR out, GM_ADDR dg,
+                                const GenetTiling& t) {
   GenetKernel<T, OP> k;
-  k.Init(x, aux, g, out, dg, t);
+  k.Init(x, aux, res, g, out, dg, t);
   k.Process();
 }
 
@@ -694,25 +870,32 @@ __aicore__ inline void RunGenet(GM_ADDR x, GM_ADDR aux, GM_ADDR g, GM_ADDR out, 
 // aclrtlaunch_<name>(blockDim, stream, <GM pointers as void*>..., GenetTiling*).
 #define GENET_KERNELS(T, SUFFIX)                                                                       \
   extern "C" __global__ __aicore__ void genet_ge_fwd_##SUFFIX(GM_ADDR x, GM_ADDR residual, GM_ADDR y,   \
-                                                              GenetTiling tiling) {                    \
+                                                              GM_ADDR means, GenetTiling tiling) {     \
     KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
-    RunGenet<T, GENET_OP_GE_FWD>(x, residual, nullptr, y, nullptr, tiling);                            \
+    RunGenet<T, GENET_OP_GE_FWD>(x, residual, nullptr, nullptr, y, means, tiling);                     \
   }                                                                                                    \
   extern "C" __global__ __aicore__ void genet_ge_bwd_##SUFFIX(GM_ADDR grad_out, GM_ADDR x, GM_ADDR dx,  \
                                                               GenetTiling tiling) {                    \
     KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
-    RunGenet<T, GENET_OP_GE_BWD>(x, grad_out, nullptr, dx, nullptr, tiling);                           \
+    RunGenet<T, GENET_OP_GE_BWD>(x, grad_out, nullptr, nullptr, dx, nullptr, tiling);                  \
   }                                                                                                    \
   extern "C" __global__ __aicore__ void genet_ex_fwd_##SUFFIX(GM_ADDR x, GM_ADDR g, GM_ADDR residual,   \
                                                               GM_ADDR y, GenetTiling tiling) {         \
     KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
-    RunGenet<T, GENET_OP_EX_FWD>(x, residual, g, y, nullptr, tiling);                                  \
+    RunGenet<T, GENET_OP_EX_FWD>(x, residual, nullptr, g, y, nullptr, tiling);                         \
   }                                                                                                    \
   extern "C" __global__ __aicore__ void genet_ex_bwd_##SUFFIX(GM_ADDR grad_out, GM_ADDR x, GM_ADDR g,   \
                                                               GM_ADDR dx, GM_ADDR dg,                  \
                                                               GenetTiling tiling) {                    \
     KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
-    RunGenet<T, GENET_OP_EX_BWD>(x, grad_out, g, dx, dg, tiling);                                      \
+    RunGenet<T, GENET_OP_EX_BWD>(x, grad_out, nullptr, g, dx, dg, tiling);                             \
+  }                                                                                                    \
+  extern "C" __global__ __aicore__ void genet_ex_lean_bwd_##SUFFIX(GM_ADDR grad_out, GM_ADDR out,       \
+                                                                   GM_ADDR residual, GM_ADDR g,        \
+                                                                   GM_ADDR dx, GM_ADDR dg,             \
+                                                                   GenetTiling tiling) {               \
+    KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                    \
+    RunGenet<T, GENET_OP_EX_LEAN_BWD>(out, grad_out, residual, g, dx, dg, tiling);                     \
   }
 
 GENET_KERNELS(half, fp16)

@@ -27,6 +27,11 @@
 //  * Vector instructions: operands must start 32-byte aligned in UB and `count` elements
 //    must lie inside the operand's buffer; arithmetic is float32 (IEEE), Cast rounds to
 //    nearest even; ReduceSum checks its work buffer against the documented minimum.
+//  * Compare and select (the kernels' ReLU): CompareScalar writes one bit per element, LSB
+//    first, and compares as IEEE does (NaN: every ordered comparison false); its count form
+//    takes whole 256-byte repeats (count * sizeof(T) a multiple of 256). Not on 16-bit
+//    integers; Select in VSEL_TENSOR_SCALAR_MODE takes src0 where the bit is 1, the scalar
+//    where it is 0.
 //  * GM: every access must fall inside a buffer the harness registered.
 //  * Scalar/vector ordering: UB the vector unit read or wrote since the last
 //    SetFlag/WaitFlag<V_S> may not be touched by GetValue/SetValue (a scalar read of a
@@ -252,6 +257,8 @@ enum class HardEvent { V_S, S_V, MTE2_V, V_MTE3 };
 using TEventID = int32_t;
 enum class RoundMode { CAST_NONE, CAST_RINT, CAST_FLOOR, CAST_CEIL, CAST_ROUND, CAST_TRUNC, CAST_ODD };
 enum pipe_t { PIPE_S, PIPE_V, PIPE_MTE2, PIPE_MTE3, PIPE_ALL };
+enum class CMPMODE { LT, GT, EQ, LE, GE, NE };
+enum class SELMODE { VSEL_CMPMASK_SPR, VSEL_TENSOR_SCALAR_MODE, VSEL_TENSOR_TENSOR_MODE };
 
 template <typename A, typename B>
 struct IsSameType { static constexpr bool value = std::is_same<A, B>::value; };
@@ -301,6 +308,10 @@ class LocalTensor {
   void vwrite(int64_t n, const char* op) const { check(0, n, op); genet_emu::vector_access(p_, n * sizeof(T), true, op); }
   T* ptr() const { return p_; }
   int64_t cap() const { return cap_; }
+  template <typename U>
+  LocalTensor<U> ReinterpretCast() const {
+    return LocalTensor<U>(reinterpret_cast<U*>(p_), cap_ * int64_t(sizeof(T)) / int64_t(sizeof(U)), ub_);
+  }
   void check(int64_t first, int64_t count, const char* op, bool aligned = true) const {
     if (p_ == nullptr) genet_emu::fail(std::string(op) + " on an unset LocalTensor");
     if (first < 0 || count < 0 || first + count > cap_)
@@ -519,9 +530,47 @@ void Adds(const LocalTensor<T>& dst, const LocalTensor<T>& src, S s, int32_t n) 
     for (int32_t i = 0; i < n; ++i) dst.ptr()[i] = T(float(a.ptr()[i]) OP float(b.ptr()[i]));           \
   }
 GENET_EMU_BINARY(Add, +)
+GENET_EMU_BINARY(Sub, -)
 GENET_EMU_BINARY(Mul, *)
 GENET_EMU_BINARY(Div, /)
 #undef GENET_EMU_BINARY
+
+template <typename T, typename U>
+void CompareScalar(const LocalTensor<U>& dst, const LocalTensor<T>& src, T scalar, CMPMODE mode, uint32_t count) {
+  static_assert(std::is_same<U, uint8_t>::value, "CompareScalar: the mask is uint8_t");
+  genet_emu::vector_issue(); genet_emu::arith_dtype<T>("CompareScalar");
+  if ((int64_t(count) * int64_t(sizeof(T))) % 256 != 0)
+    genet_emu::fail("CompareScalar: count " + std::to_string(count) + " is not whole 256-byte repeats");
+  src.vread(count, "CompareScalar");
+  dst.vwrite(count / 8, "CompareScalar");
+  std::vector<uint8_t> bits(count / 8, 0);
+  for (uint32_t i = 0; i < count; ++i) {
+    const float v = float(src.ptr()[i]), s = float(scalar);
+    const bool r = mode == CMPMODE::LT ? v < s : mode == CMPMODE::GT ? v > s : mode == CMPMODE::EQ ? v == s
+                 : mode == CMPMODE::LE ? v <= s : mode == CMPMODE::GE ? v >= s : v != s;
+    if (r) bits[i / 8] |= uint8_t(1u << (i % 8));
+  }
+  std::memcpy(dst.ptr(), bits.data(), bits.size());
+}
+
+template <typename T>
+void Not(const LocalTensor<T>& dst, const LocalTensor<T>& src, int32_t n) {
+  static_assert(std::is_same<T, uint16_t>::value || std::is_same<T, int16_t>::value, "Not: 16-bit integers");
+  genet_emu::vector_issue();
+  src.vread(n, "Not"); dst.vwrite(n, "Not");
+  for (int32_t i = 0; i < n; ++i) dst.ptr()[i] = T(~src.ptr()[i]);
+}
+
+template <typename T, typename U>
+void Select(const LocalTensor<T>& dst, const LocalTensor<U>& selMask, const LocalTensor<T>& src0, T scalar,
+            SELMODE mode, uint32_t count) {
+  static_assert(std::is_same<U, uint8_t>::value, "Select: the kernels pass a uint8_t mask");
+  genet_emu::vector_issue(); genet_emu::arith_dtype<T>("Select");
+  if (mode != SELMODE::VSEL_TENSOR_SCALAR_MODE) genet_emu::fail("Select: only VSEL_TENSOR_SCALAR_MODE is modelled");
+  selMask.vread((count + 7) / 8, "Select"); src0.vread(count, "Select"); dst.vwrite(count, "Select");
+  for (uint32_t i = 0; i < count; ++i)
+    dst.ptr()[i] = (selMask.ptr()[i / 8] >> (i % 8)) & 1u ? src0.ptr()[i] : scalar;
+}
 
 template <typename T, typename S>
 void Duplicate(const LocalTensor<T>& dst, S s, int32_t n) {

@@ -66,12 +66,15 @@ static void check(const TilingRequest& rq, const GenetTiling& t) {
   {  // independent tally of the kernel's InitBuffer calls (genet_ops_kernels.cpp, Init)
     const int64_t q = 2 * t.buf_elems * T;  // one double-buffered TQue of blocks
     const int64_t tiles = 5 * t.tile_elems * 4, gq = 2 * t.tile_elems * T, red = (t.red_elems + 32) * 4;
+    const int64_t fq = 2 * t.tile_elems * 4;  // a double-buffered queue of fp32 tiles (lean g / dg, means)
     const int64_t work = T == 4 ? 0 : 2 * t.buf_elems * 4, row = t.row_elems * 4;  // fp32: none
     int64_t want = 0;
-    if (op == 0) want = q * (2 + t.has_residual) + work + 2 * row + tiles + red;          // x[,res] -> y
+    if (op == 0) want = q * (2 + t.has_residual) + work + 2 * row + tiles + red + (t.means ? fq : 0);  // x[,res] -> y[, means]
     if (op == 1) want = q * 3 + work + 4 * row + tiles + red;                             // dy, x -> dx
     if (op == 2) want = q * (2 + t.has_residual) + work + 1 * row + tiles + gq + red;     // x[,res], g -> y
     if (op == 3) want = q * 3 + work + 2 * row + tiles + 2 * gq + red;                    // dy, x, g -> dx, dg
+    if (op == 4) want = q * (3 + t.has_residual) + work + 3 * row + tiles + 2 * fq + red; // dy, out[,res], g -> dx, dg
+    if (t.relu) want += (t.buf_elems / 8 + 31) / 32 * 32;  // the select mask: a bit per lane
     if (t.plane_batch > 1)  // Brcb blocks (8 fp32 per row) + one row-sum vector per 64-lane strip
       want += (8 + (genet_pitch(t.cols, t.align) + 63) / 64) * ((t.plane_batch + 7) / 8 * 8) * 4;
     CHECK(ub == want, "genet_ub_bytes " << ub << " != the kernel's buffers " << want);
@@ -84,7 +87,11 @@ static void check(const TilingRequest& rq, const GenetTiling& t) {
   CHECK(aligned(t.red_elems, 4), "red_elems not 32B aligned");
   CHECK(t.red_elems >= genet_red_elems(t.buf_elems), "ReduceSum work too small");
   CHECK(t.seg_tiles <= t.tile_elems && t.plane_batch <= t.tile_elems, "tile arrays too small");
-  CHECK(t.has_residual == ((rq.has_residual && (op == 0 || op == 2)) ? 1 : 0), "has_residual");
+  CHECK(t.has_residual == ((rq.has_residual && (op == 0 || op == 2 || op == 4)) ? 1 : 0), "has_residual");
+  CHECK(t.relu == ((rq.relu && (op == 0 || op == 2 || op == 4)) ? 1 : 0), "relu");
+  CHECK(t.gather == ((rq.gather && op == 4) ? 1 : 0) && t.means == ((rq.means && op == 0) ? 1 : 0), "gather / means");
+  // with ReLU the mask instructions run over whole 64-lane repeats of every buffer
+  if (t.relu) CHECK(t.buf_elems % 64 == 0 && t.mask_bytes * 8 >= t.buf_elems, "ReLU buffers not whole 64-lane repeats");
   if (t.mode == GENET_MODE_STREAM) CHECK(t.seg_tiles == 1, "STREAM items are single tiles");
 
   // ---- every element of x exactly once (per sweep), inside its tile; every tile once
@@ -173,15 +180,19 @@ static void check(const TilingRequest& rq, const GenetTiling& t) {
 }
 
 int main() {
-  // one request per line: N C H W extent op dtype_bytes residual cores ub_bytes
+  // one request per line: N C H W extent op dtype_bytes residual cores ub_bytes [relu gather means]
   std::string line;
   while (std::getline(std::cin, line)) {
     if (line.empty()) continue;
     std::istringstream in(line);
     TilingRequest rq;
-    int res = 0;
+    int res = 0, relu = 0, gather = 0, means = 0;
     in >> rq.N >> rq.C >> rq.H >> rq.W >> rq.extent >> rq.op >> rq.dtype_bytes >> res >> rq.core_num >> rq.ub_bytes;
+    in >> relu >> gather >> means;  // optional: absent reads as 0
     rq.has_residual = res != 0;
+    rq.relu = relu != 0;
+    rq.gather = gather != 0;
+    rq.means = means != 0;
     fail.clear();
     try {
       const GenetTiling t = compute_tiling(rq);

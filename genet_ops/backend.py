@@ -109,7 +109,8 @@ REFERENCE_KERNELS = {
     "excite_lean_backward": reference.excite_lean_backward,
 }
 # The ops that have a Triton twin genet_ops::<op>_triton (genet_ops/triton/).
-TRITON_TWINS = {"gather_excite", "gather_excite_backward", "excite", "excite_backward"}
+TRITON_TWINS = {"gather_excite", "gather_excite_backward", "excite", "excite_backward",
+                "gather_excite_lean", "excite_lean", "excite_lean_backward"}
 # Dispatch keys that get a kernel; the name users know them by.
 DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA", "npu": "PrivateUse1"}
 # What backend_info() calls the compiled kernels of each device.

@@ -72,7 +72,7 @@ def _usage(compiled) -> dict:
 @contextlib.contextmanager
 def capture_launches():
     """Run the triton_op bodies on CPU tensors, recording each launch instead of running it."""
-    from genet_ops.triton import _launch, excite, gather_excite
+    from genet_ops.triton import _launch, excite, gather_excite, lean
 
     launches = []
 
@@ -83,7 +83,7 @@ def capture_launches():
         def __getitem__(self, grid):
             return lambda *args, **kwargs: launches.append((self.kernel, grid, args, kwargs))
 
-    saved = [(m, m.wrap_triton) for m in (excite, gather_excite)]
+    saved = [(m, m.wrap_triton) for m in (excite, gather_excite, lean)]
     saved_check = _launch.check_device
     try:
         for m, _ in saved:
@@ -108,8 +108,15 @@ CASES = [
 ]
 
 
+# Launches per case in representative_launches.
+LAUNCHES_PER_CASE = 7
+
+
 def representative_launches(cases=CASES):
-    """The launches the four ops make for each case (residual on)."""
+    """The launches the ops make for each case: both forwards (the gather_excite one with a
+    residual, the excite one with the ReLU epilogue; excite_lean runs excite's kernel), both
+    backwards, gather_excite_lean (tile means, residual, ReLU) and the output-keeping
+    backward with residual, ReLU and gather, and without any of them."""
     from genet_ops import checks
 
     ops = torch.ops.genet_ops
@@ -118,10 +125,14 @@ def representative_launches(cases=CASES):
             fmt = torch.channels_last if cl else torch.contiguous_format
             x = torch.empty(shape, dtype=dtype).to(memory_format=fmt)
             g = torch.empty(checks.g_shape(shape, e), dtype=dtype)
+            means = torch.empty(checks.g_shape(shape, e), dtype=checks.acc_dtype(dtype))
             ops.gather_excite_triton(x, e, x)
             ops.gather_excite_backward_triton(x, x, e)
-            ops.excite_triton(x, g, e)
+            ops.excite_triton(x, g, e, None, True)
             ops.excite_backward_triton(x, x, g, e)
+            ops.gather_excite_lean_triton(x, e, x, True)
+            ops.excite_lean_backward_triton(x, x, x, means, e, True, True)
+            ops.excite_lean_backward_triton(x, x, None, means, e, False, False)
     return launches
 
 

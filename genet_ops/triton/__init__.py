@@ -3,13 +3,18 @@
 Ops (same argument lists as the main ops in genet_ops.ops.SCHEMAS, same checks from
 genet_ops.checks, same output layout as genet_ops.reference):
 
-    genet_ops::gather_excite_triton(x, extent, residual=None) -> y
+    genet_ops::gather_excite_triton(x, extent, residual=None, relu=False) -> y
     genet_ops::gather_excite_backward_triton(grad_out, x, extent) -> dx
-    genet_ops::excite_triton(x, g, extent, residual=None) -> y
+    genet_ops::excite_triton(x, g, extent, residual=None, relu=False) -> y
     genet_ops::excite_backward_triton(grad_out, x, g, extent) -> (dx, dg)
+    genet_ops::gather_excite_lean_triton(x, extent, residual=None, relu=False) -> (y, g)
+    genet_ops::excite_lean_triton(x, g, extent, residual=None, relu=False) -> y
+    genet_ops::excite_lean_backward_triton(grad_out, out, residual, g, extent, relu, gather) -> (dx, dg)
 
-The forward ops are differentiable through genet_ops.ops.register_*_autograd (the helper
-shared with the main ops), whose backward calls the *_backward_triton ops. Kernels are
+The forward ops are differentiable through genet_ops.ops.register_*_autograd (the helpers
+shared with the main ops), whose backward calls the *_backward_triton ops; the *_lean_*
+ones keep (out, g, residual) instead of x (lean.py). ReLU is fused into the forward
+kernels' epilogue, after the residual add. Kernels are
 launched through torch.library.wrap_triton, so torch.compile traces into them on a GPU.
 On CUDA without compiled C++ kernels the main ops route here (genet_ops.backend);
 GENET_OPS_BACKEND=triton picks them explicitly.
@@ -22,7 +27,7 @@ inputs give empty outputs (dg zero). Global extent on planes wider than 16384 pi
 samples of 2**31 elements or more, and launches of 2**31 units or more or beyond CUDA's
 grid limits take the reference kernels (_launch.plan).
 
-Design (gather_excite.py, excite.py, _tiles.py, _launch.py): one program owns a group of
+Design (gather_excite.py, excite.py, lean.py, _tiles.py, _launch.py): one program owns a group of
 units, a unit being one tile-row of one (n, c) plane, as a [A, R, T, K] block (units, rows,
 tiles of the row, columns of a tile). NCHW: A consecutive tile-rows (tiny planes: several
 whole planes per program; a global extent on a contiguous plane is seen as one row of
@@ -39,4 +44,4 @@ the internal knob triton_cl_global of genet_ops._tuning (_launch.plan_persistent
 
 Where these kernels were verified, and where not yet: the README's verification table.
 """
-from . import excite, gather_excite  # noqa: F401  (register genet_ops::*_triton)
+from . import excite, gather_excite, lean  # noqa: F401  (register genet_ops::*_triton)

@@ -36,7 +36,8 @@ INT32_LIMIT = 2**31
 MAX_GRID = (2**31 - 1, 65535)
 
 # Shape class of a launch (a missing name, e.g. SINGLE for excite, is skipped by the autotuner).
-AUTOTUNE_KEY = ["BLOCK_A", "BLOCK_R", "BLOCK_T", "BLOCK_K", "CL", "VEC", "SINGLE", "HAS_RES", "PERSIST"]
+AUTOTUNE_KEY = ["BLOCK_A", "BLOCK_R", "BLOCK_T", "BLOCK_K", "CL", "VEC", "SINGLE", "HAS_RES", "PERSIST", "RELU",
+                "MEANS", "GATHER"]
 
 # Knob triton_cl_global = persistent (plan_persistent): channels per program (one 32-byte
 # sector of each pixel), and the bytes of x that all persistent programs together may have

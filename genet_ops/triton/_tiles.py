@@ -151,21 +151,38 @@ def per_pixel(v):
 
 @triton.jit
 def store_excited(y, o, m, out, res, rb, tr, valid, i0, H, W, EH, EW, s_rh, s_rw, HAS_RES: tl.constexpr,
-                  F64: tl.constexpr, CL: tl.constexpr, VEC: tl.constexpr,
+                  RELU: tl.constexpr, F64: tl.constexpr, CL: tl.constexpr, VEC: tl.constexpr,
                   BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr):
-    """y[o] = out (+ the residual's rows i0 ..), rounded once to y's dtype."""
+    """y[o] = out (+ the residual's rows i0 ..), then ReLU when RELU, rounded once to y's dtype."""
     if HAS_RES:
         ro, _ = chunk_offsets(rb, tr, valid, i0, H, W, EH, EW, s_rh, s_rw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
         out += load_acc(res + ro, m, F64)
+    if RELU:
+        out = relu(out)
     tl.store(y + o, out.to(y.dtype.element_ty), mask=m)
 
 
 @triton.jit
+def relu(v):
+    """v < 0 ? 0 : v, so NaN stays NaN (as torch.relu; the backward masks where out <= 0)."""
+    return tl.where(v < 0, 0.0, v)
+
+
+@triton.jit
+def relu_grad(dy, out, RELU: tl.constexpr):
+    """dy where the ReLU passed its input (out > 0, or NaN as torch's threshold backward), else 0."""
+    if RELU:
+        dy = tl.where(out <= 0, 0.0, dy)
+    return dy
+
+
+@triton.jit
 def excite_sweep(x, res, y, xb, rb, s, tr, valid, H, W, EH, EW, s_xh, s_xw, s_rh, s_rw, HAS_RES: tl.constexpr,
-                 F64: tl.constexpr, CL: tl.constexpr, VEC: tl.constexpr,
+                 RELU: tl.constexpr, F64: tl.constexpr, CL: tl.constexpr, VEC: tl.constexpr,
                  BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr):
-    """y = x * s (+ residual) over each unit's tile-row, chunk by chunk; s from per_pixel()."""
+    """y = x * s (+ residual), then ReLU when RELU, over each unit's tile-row, chunk by
+    chunk; s from per_pixel()."""
     for i0 in range(0, EH, BLOCK_R):
         o, m = chunk_offsets(xb, tr, valid, i0, H, W, EH, EW, s_xh, s_xw, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
         store_excited(y, o, m, load_acc(x + o, m, F64) * s, res, rb, tr, valid, i0, H, W, EH, EW, s_rh, s_rw,
-                      HAS_RES, F64, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+                      HAS_RES, RELU, F64, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)

@@ -1,6 +1,8 @@
-"""genet_ops::excite_triton and genet_ops::excite_backward_triton.
+"""genet_ops::excite_triton, genet_ops::excite_lean_triton and genet_ops::excite_backward_triton.
 
-Forward: y = x * sigmoid(g_t) (+ residual), g given per tile.
+Forward: y = x * sigmoid(g_t) (+ residual), then ReLU when relu; g given per tile.
+excite_lean_triton is the same kernel under the output-keeping op's name (only its
+autograd differs; its backward is genet_ops::excite_lean_backward_triton, in lean.py).
 Backward: dx = dy * s_t ;  dg_t = s_t (1 - s_t) * sum_t(dy * x).
 s is known before any pixel is read, so both kernels stream over row chunks once:
 x is read once, dy once, and dg is written at the end.
@@ -25,7 +27,7 @@ def _excite_kernel(
     s_xn, s_xc, s_xh, s_xw,  # x's strides, also y's
     s_gn, s_gc, s_gh, s_gw,
     s_rn, s_rc, s_rh, s_rw,
-    HAS_RES: tl.constexpr, F64: tl.constexpr, CL: tl.constexpr, VEC: tl.constexpr,
+    HAS_RES: tl.constexpr, RELU: tl.constexpr, F64: tl.constexpr, CL: tl.constexpr, VEC: tl.constexpr,
     BLOCK_A: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     n, c, tr, valid = program_units(N, C, TH, CL, VEC, BLOCK_A)
@@ -34,7 +36,7 @@ def _excite_kernel(
     xb = plane_base(n, c, s_xn, s_xc)
     rb = plane_base(n, c, s_rn, s_rc)
     excite_sweep(x, res, y, xb, rb, s, tr, valid, H, W, EH, EW, s_xh, s_xw, s_rh, s_rw,
-                 HAS_RES, F64, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
+                 HAS_RES, RELU, F64, CL, VEC, BLOCK_R, BLOCK_T, BLOCK_K)
 
 
 @triton.autotune(**_launch.AUTOTUNE)
@@ -66,9 +68,8 @@ def _excite_backward_kernel(
     tl.store(dg + qo, (sig * (1.0 - sig) * sum_dyx).to(dg.dtype.element_ty), mask=qm)
 
 
-@triton_op("genet_ops::excite_triton", mutates_args=(), schema=_launch.schema("excite"))
-def excite_triton(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch.Tensor | None = None,
-                  relu: bool = False) -> torch.Tensor:
+def _excite(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch.Tensor | None, relu: bool) -> torch.Tensor:
+    """The body of excite_triton and excite_lean_triton."""
     checks.check_excite(x, g, extent, residual)
     xk = checks.kernel_input(x)
     _launch.check_device(xk)
@@ -83,9 +84,21 @@ def excite_triton(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch
     wrap_triton(_excite_kernel)[p.grid](
         xk, g, res, y, xk.shape[0], xk.shape[1], p.H, p.W, p.EH, p.EW, p.TH, p.TW,
         *_launch.strides(xk), *_launch.strides(g), *(_launch.strides(res) if has_res else (0, 0, 0, 0)),
-        HAS_RES=has_res, F64=xk.dtype == torch.float64, **p.meta(),
+        HAS_RES=has_res, RELU=bool(relu), F64=xk.dtype == torch.float64, **p.meta(),
     )
-    return y.clamp_min_(0) if relu else y
+    return y
+
+
+@triton_op("genet_ops::excite_triton", mutates_args=(), schema=_launch.schema("excite"))
+def excite_triton(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch.Tensor | None = None,
+                  relu: bool = False) -> torch.Tensor:
+    return _excite(x, g, extent, residual, relu)
+
+
+@triton_op("genet_ops::excite_lean_triton", mutates_args=(), schema=_launch.schema("excite_lean"))
+def excite_lean_triton(x: torch.Tensor, g: torch.Tensor, extent: int, residual: torch.Tensor | None = None,
+                       relu: bool = False) -> torch.Tensor:
+    return _excite(x, g, extent, residual, relu)
 
 
 @triton_op("genet_ops::excite_backward_triton", mutates_args=(), schema=_launch.schema("excite_backward"))
@@ -112,5 +125,6 @@ def excite_backward_triton(grad_out: torch.Tensor, x: torch.Tensor, g: torch.Ten
 
 
 _launch.keep_opaque(excite_triton)
+_launch.keep_opaque(excite_lean_triton)
 _launch.keep_opaque(excite_backward_triton)
 ops.register_excite_autograd(excite_triton, torch.ops.genet_ops.excite_backward_triton)

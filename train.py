@@ -271,6 +271,9 @@ def run(args, info: dist.DistInfo, batch_split: int) -> dict:
     if info.attempt is not None:
         log(info, f"torchrun: start {info.attempt} of this job's workers (process group on a fresh prefix of the "
                   f"agent's store), --dist-timeout {args.dist_timeout:g} min")
+        if int(os.environ.get("GROUP_WORLD_SIZE", "1")) > 1:
+            log(info, "note: several torchrun nodes share the agent's store; for a lost node to be able to rejoin, "
+                      "launch with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (docs/TRAINING.md, faults and restarts)")
     log(info, f"data {ds.name} ({len(ds.train_y)} train / {len(ds.test_y)} test); batch {args.batch_size} per process "
               f"x {info.world_size} = {args.batch_size * info.world_size} per step, {steps_per_epoch} steps per "
               f"epoch; lr {optimizer.param_groups[0]['lr']:g} (not scaled), SGD momentum {args.momentum} wd "

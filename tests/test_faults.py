@@ -202,3 +202,153 @@ def test_bad_flags_are_one_line_errors(argv, match, capsys):
 def test_batch_larger_than_the_data_is_one_line_error(tmp_path):
     with pytest.raises(SystemExit, match=r"--batch-size 512 is too large: .* the largest allowed is 256$"):
         train.main([*TINY, "--batch-size", "512", "--output-dir", str(tmp_path)])
+
+
+# ------------------------------------------------------------------ torchrun
+DIST = [*TINY, "--epochs", "3", "--save-every-steps", "2"]  # 2 ranks: 4 steps per epoch, 12 in all
+DIST_TIMEOUT = 300
+
+
+def _torchrun():
+    exe = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "torch.distributed.run"]
+
+
+class Launch:
+    """A subprocess in its own session whose merged output is collected by a thread."""
+
+    def __init__(self, cmd, cwd, **env_extra):
+        env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **env_extra)
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, start_new_session=True)
+        self.lines = []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")),
+                                        daemon=True)
+        self._reader.start()
+
+    @property
+    def text(self):
+        return "".join(self.lines)
+
+    def wait_for(self, needle, deadline):
+        while needle not in self.text:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.kill()
+                pytest.fail(f"{needle!r} never came:\n{self.text[-4000:]}")
+            time.sleep(0.02)
+
+    def finish(self, deadline):
+        try:
+            self.proc.wait(timeout=max(1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"timed out:\n{self.text[-4000:]}")
+        self._reader.join(10)
+        return self.proc.returncode
+
+    def kill(self):
+        """SIGKILL the launched process and its children (torchrun puts its workers in
+        sessions of their own), as when a node is lost."""
+        for pid in [self.proc.pid, *children(self.proc.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(30)
+
+
+def _procs():
+    """(pid, parent pid, environment) of every process we may read."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        yield int(pid), ppid, env
+
+
+def children(parent):
+    return [pid for pid, ppid, _ in _procs() if ppid == parent]
+
+
+def worker_pid(agent_pid, rank):
+    """The pid of the torchrun worker (a child of agent_pid) that has RANK=rank."""
+    return next((pid for pid, ppid, env in _procs() if ppid == agent_pid and f"RANK={rank}".encode() in env), None)
+
+
+@pytest.fixture(scope="module")
+def straight_two_ranks(tmp_path_factory):
+    """The uninterrupted 2-process torchrun run the restarted ones are compared with."""
+    out = tmp_path_factory.mktemp("straight2")
+    run = Launch([*_torchrun(), "--standalone", "--nproc-per-node", "2", TRAIN_PY, *DIST, "--output-dir", str(out)],
+                 cwd=out)
+    assert run.finish(time.monotonic() + DIST_TIMEOUT) == 0, run.text[-4000:]
+    return out
+
+
+def test_slow_torchrun_restart_after_a_worker_sigkill_continues_exactly(tmp_path, straight_two_ranks):
+    """torchrun --max-restarts 1; rank 1 is SIGKILLed in epoch 2: the workers restart, resume
+    from the newest step checkpoint by themselves, and end with the uninterrupted weights."""
+    out = tmp_path / "out"
+    deadline = time.monotonic() + DIST_TIMEOUT
+    run = Launch([*_torchrun(), "--standalone", "--nproc-per-node", "2", "--max-restarts", "1", TRAIN_PY, *DIST,
+                  "--output-dir", str(out)], cwd=tmp_path)
+    run.wait_for("(global step 6)", deadline)  # epoch 2, step 2
+    pid = worker_pid(run.proc.pid, 1)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    assert run.finish(deadline) == 0, run.text[-4000:]
+    log = run.text
+    assert "torchrun: start 1 of this job's workers" in log and "torchrun: start 2 of this job's workers" in log
+    assert "resuming from" in log and "replicas in sync across 2 ranks: yes" in log
+    assert_same_weights(straight_two_ranks, out)
+    assert step_losses(out) == step_losses(straight_two_ranks)
+
+
+def test_slow_two_torchrun_nodes_one_killed_and_restarted_continue_exactly(tmp_path, straight_two_ranks):
+    """Two torchrun "nodes" (one process each) over the c10d rendezvous on loopback. Node B
+    (not the rendezvous host) is killed whole mid-epoch and started again: node A's agent
+    restarts its worker, the new round forms, and the job ends with the uninterrupted weights.
+    With the agents' default shared TCPStore the new round deadlocks inside torchrun (node A,
+    rank 0 again, does not publish MASTER_ADDR for a new agent): the documented launch turns
+    the sharing off."""
+    import socket
+
+    from training.dist import free_port
+
+    out = tmp_path / "out"
+    port = free_port()
+    node = [*_torchrun(), "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint",
+            f"127.0.0.1:{port}", "--rdzv-id", "faults", "--max-restarts", "2", TRAIN_PY, *DIST,
+            "--output-dir", str(out)]
+    deadline = time.monotonic() + DIST_TIMEOUT
+    env = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    a = Launch(node, cwd=tmp_path, **env)
+    while True:  # node A hosts the rendezvous store before node B starts
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or a.proc.poll() is not None:
+                a.kill()
+                pytest.fail(f"node A never listened on {port}:\n{a.text[-4000:]}")
+            time.sleep(0.1)
+    b = Launch(node, cwd=tmp_path, **env)
+    try:
+        while "(global step 6)" not in a.text + b.text:
+            if time.monotonic() > deadline or a.proc.poll() is not None or b.proc.poll() is not None:
+                pytest.fail(f"no checkpoint at step 6:\nA:\n{a.text[-3000:]}\nB:\n{b.text[-3000:]}")
+            time.sleep(0.02)
+        b.kill()  # the agent and its worker at once, as a lost node
+        b = Launch(node, cwd=tmp_path, **env)
+        assert b.finish(deadline) == 0, b.text[-4000:]
+        assert a.finish(deadline) == 0, a.text[-4000:]
+    finally:
+        a.kill()
+        b.kill()
+    log = a.text + b.text
+    assert "resuming from" in log and "replicas in sync across 2 ranks: yes" in log
+    assert_same_weights(straight_two_ranks, out)

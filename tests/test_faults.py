@@ -152,11 +152,13 @@ def test_resume_conflicts_are_applied_or_refused(tmp_path, capsys):
     train.main([*TINY, "--epochs", "1", "--save-every-steps", "3", "--output-dir", out])
     # a new lr and milestones take effect from the checkpoint on, and the banner says what is used
     capsys.readouterr()
-    train.main([*TINY, "--epochs", "2", "--lr", "0.05", "--milestones", "3", "--save-every-steps", "3",
+    train.main([*TINY, "--epochs", "2", "--lr", "0.05", "--milestones", "3", "--wd", "0.001", "--save-every-steps", "3",
                 "--output-dir", out])
     log = capsys.readouterr().out
     assert "resume: from the checkpoint's step on, --lr 0.05 (checkpoint: 0.1); --milestones 3 (checkpoint: 1)" in log
-    assert "lr now 0.05" in log and "lr 0.05 (not scaled)" in log
+    assert "lr now 0.05; --wd 0.001 (checkpoint: 0.0005)" in log and "lr 0.05 (not scaled)" in log
+    assert torch.load(os.path.join(out, checkpoint.LAST), weights_only=False)["optimizer"]["param_groups"][0][
+        "weight_decay"] == 0.001
     rows = list(csv.DictReader(open(os.path.join(out, "metrics.csv"))))
     assert [(r["epoch"], float(r["lr"])) for r in rows] == [("1", 0.1), ("2", 0.05)]
     # epochs at or below the checkpoint's
@@ -177,6 +179,12 @@ def test_resume_conflicts_are_applied_or_refused(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"stopped inside epoch 2 \(step 7\) with --batch-size 32 x 1 process\(es\), "
                                          r"not 16 x 1"):
         train.main([*TINY, "--epochs", "3", "--batch-size", "16", "--resume", mid, "--output-dir", str(tmp_path / "b")])
+    other = str(tmp_path / "c")
+    train.main([*TINY, "--epochs", "2", "--lr", "0.05", "--milestones", "3", "--wd", "0.001", "--batch-size", "16",
+                "--resume", mid, "--override-checkpoint", "--output-dir", other])
+    assert "--override-checkpoint: --batch-size 32 x 1 process(es), not 16 x 1: epoch 2 goes on at step 14 of 16" in \
+        capsys.readouterr().out
+    assert final_state(other)["global_step"] == 15 + 16 - 14
     with pytest.raises(SystemExit, match=r"holds a newer checkpoint \(step 16\) than --resume .*step 15"):
         train.main([*TINY, "--epochs", "3", "--resume", mid, "--output-dir", out])
     with pytest.raises(SystemExit, match=r"--resume none, but --output-dir .* holds checkpoints"):

@@ -11,8 +11,11 @@
 """
 from __future__ import annotations
 
+import json
+import math
 import os
 import random
+import signal
 import sys
 import warnings
 
@@ -23,6 +26,8 @@ from training import amp
 from training import checkpoint
 from training import data
 from training import dist
+from training import preempt
+from training import resume
 from training.args import parse_args, resolve_defaults
 from training.engine import TrainingDiverged, evaluate, train_one_epoch
 from training.metrics import MetricsLog, write_json
@@ -72,7 +77,8 @@ def _spawned(local: int, args, device_type: str, node_rank: int, nprocs: int, wo
 
 
 def worker(local: int, args, device_type: str, rank: int, world: int, batch_split: int) -> dict:
-    info = dist.setup(device_type, args.dist_backend, rank, world, local, args.dist_url if world > 1 else None)
+    info = dist.setup(device_type, args.dist_backend, rank, world, local, args.dist_url if world > 1 else None,
+                      args.dist_timeout)
     try:
         return run(args, info, batch_split)
     finally:
@@ -122,8 +128,59 @@ def seed_everything(seed: int, deterministic: bool, device: torch.device) -> Non
         torch.backends.cudnn.benchmark = True
 
 
-def run(args, info: dist.DistInfo, batch_split: int) -> dict:
+def read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def evaluate_path(args) -> str:
+    """--evaluate's checkpoint: --resume PATH, or with --resume auto the newest in --output-dir."""
+    if args.resume != "auto":
+        return args.resume
+    found = checkpoint.candidates(args.output_dir) if os.path.isdir(args.output_dir) else []
+    if not found:
+        raise SystemExit(f"error: --evaluate --resume auto: no checkpoint in --output-dir {args.output_dir}")
+    return found[0]
+
+
+def load_weights(model, ckpt, path: str, args, info: dist.DistInfo) -> bool:
+    """Load ckpt's weights into model (ours, BayesWatch's or the seed's DDP checkpoint:
+    models/convert.py); True when the checkpoint is not one of ours."""
+    import models
+
+    was = ckpt.get("args") if isinstance(ckpt, dict) else None
+    if isinstance(was, dict) and was.get("model") not in (None, args.model):
+        raise SystemExit(f"error: checkpoint {path} was trained with --model {was['model']} (--depth/--width); pass "
+                         f"those (not {args.model}), or another --output-dir")
+    try:
+        model.load_state_dict(models.convert_state_dict(ckpt, model=model))
+    except ValueError as exc:
+        raise SystemExit(f"error: checkpoint {path} does not fit {args.model} --variant {args.variant} "
+                         f"--extent {args.extent}: {exc}") from None
+    if isinstance(was, dict) and (was.get("variant"), was.get("extent")) != (args.variant, args.extent):
+        # θ⁻'s extent leaves no trace in the weights: only the saved flags can tell.
+        raise SystemExit(f"error: checkpoint {path} was trained with --variant {was.get('variant')} "
+                         f"--extent {was.get('extent')}; pass those (not --variant {args.variant} --extent "
+                         f"{args.extent})")
+    foreign = models.source_format(ckpt) != "genet-ops"
+    if foreign:
+        log(info, f"loaded BayesWatch/seed weights from {path} (keys converted)"
+                  + ("" if args.evaluate else "; their optimizer state is not used: training starts at epoch 1"))
+    return foreign
+
+
+def banner(args, info: dist.DistInfo, model, precision, channels_last: bool, dev: torch.device) -> None:
     import genet_ops
+
+    n_params = sum(p.numel() for p in model.parameters())
+    ops = genet_ops.backend_info()["kernels"]["gather_excite"].get(dev.type, "reference")
+    log(info, f"model {args.model} GE-{args.variant} extent {args.extent} ({n_params:,} parameters), GE "
+              f"{'fused genet_ops (' + ops + ' kernels)' if args.fused_ge else 'eager PyTorch'}; device {dev.type} x "
+              f"{info.world_size} process(es); precision {precision.description}; channels_last {channels_last}; "
+              f"compile {args.compile}")
+
+
+def run(args, info: dist.DistInfo, batch_split: int) -> dict:
     import models
 
     ds = load_data(args, info)
@@ -152,30 +209,56 @@ def run(args, info: dist.DistInfo, batch_split: int) -> dict:
     else:
         precision = amp.setup(args.amp, args.opt_level, args.loss_scale, dev)
 
-    start_epoch, best_acc1, ckpt = 0, 0.0, None
-    if args.resume:
-        ckpt = checkpoint.load(args.resume)
-        try:  # ours, BayesWatch's or the seed's (DDP) checkpoint: models/convert.py
-            model.load_state_dict(models.convert_state_dict(ckpt, model=model))
-        except ValueError as exc:
-            raise SystemExit(f"error: checkpoint {args.resume} does not fit {args.model} --variant {args.variant} "
-                             f"--extent {args.extent}: {exc}") from None
-        was = ckpt.get("args") if isinstance(ckpt, dict) else None
-        if isinstance(was, dict) and (was.get("variant"), was.get("extent")) != (args.variant, args.extent):
-            # θ⁻'s extent leaves no trace in the weights: only the saved flags can tell.
-            raise SystemExit(f"error: checkpoint {args.resume} was trained with --variant {was.get('variant')} "
-                             f"--extent {was.get('extent')}; pass those (not --variant {args.variant} --extent "
-                             f"{args.extent})")
-        foreign = models.source_format(ckpt) != "genet-ops"
-        if foreign:
-            log(info, f"loaded BayesWatch/seed weights from {args.resume} (keys converted)"
-                      + ("" if args.evaluate else "; their optimizer state is not used: training starts at epoch 1"))
-        if not args.evaluate and not foreign and "optimizer" in ckpt:
+    loader_kw = dict(device=dev, mean=ds.mean, std=ds.std, seed=args.seed, rank=info.rank,
+                     world_size=info.world_size, channels_last=channels_last)
+    val_loader = data.DeviceLoader(ds.test_x, ds.test_y, max(args.batch_size, 256), train=False, **loader_kw)
+    if args.evaluate:
+        path = evaluate_path(args)
+        ckpt = checkpoint.load(path)
+        load_weights(model, ckpt, path, args, info)
+        banner(args, info, model, precision, channels_last, dev)
+        res = evaluate(model, val_loader, precision, info)
+        log(info, f"* Err@1 {res['err1']:.3f} Err@5 {res['err5']:.3f} Acc@1 {res['acc1']:.3f} Acc@5 {res['acc5']:.3f} "
+                  f"({res['val_images']} test images, checkpoint {path})")
+        if info.is_main:
+            os.makedirs(args.output_dir, exist_ok=True)
+            write_json(os.path.join(args.output_dir, "eval.json"), {**res, "checkpoint": path})
+        return res
+    try:
+        train_loader = data.DeviceLoader(ds.train_x, ds.train_y, args.batch_size, train=True, flip=ds.flip,
+                                         **loader_kw)
+    except ValueError as exc:
+        raise SystemExit(f"error: --batch-size {args.batch_size} is too large: {exc}; the largest allowed is "
+                         f"{math.ceil(len(ds.train_y) / info.world_size)}") from None
+    steps_per_epoch = len(train_loader)
+
+    start_epoch, start_step, global_step, best_acc1, carry = 0, 0, 0, 0.0, None
+    path, ckpt = resume.find(args, info, lambda m: log(info, m))
+    resumed = ckpt is not None
+    if resumed:
+        foreign = load_weights(model, ckpt, path, args, info)
+        if args.resume != "auto":
+            resume.check_newer(args, ckpt if not foreign else {}, path)
+        if not foreign and "optimizer" in ckpt:
+            saved = ckpt.get("args") or {}
+            resume.check_same_run(args, saved, path, ckpt.get("data"), ds.name, len(ds.train_y))
+            start_epoch, start_step, global_step = resume.position(args, ckpt, steps_per_epoch, info.world_size,
+                                                                   lambda m: log(info, m))
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
             precision.load_state_dict(ckpt.get("scaler", {}))
-            start_epoch, best_acc1 = ckpt["epoch"], ckpt["best_acc1"]
+            resume.apply_changes(args, saved, optimizer, scheduler, lambda m: log(info, m))
+            best_acc1 = ckpt["best_acc1"]
+            carry = ckpt.get("epoch_partial") if start_step else None
             checkpoint.set_rng_state(ckpt["rng"], dev)
+            where = f"epoch {start_epoch + 1} step {start_step}/{steps_per_epoch}" if start_step else \
+                f"the end of epoch {start_epoch}"
+            log(info, f"resuming from {path}: {where} (global step {global_step})")
+        if start_epoch >= args.epochs:
+            log(info, f"nothing to do: {path} already finished epoch {start_epoch} of --epochs {args.epochs}; "
+                      f"pass a larger --epochs to train on")
+            done = os.path.join(args.output_dir, "summary.json")
+            return read_json(done) if os.path.exists(done) else {"epochs": args.epochs, "nothing_to_do": True}
 
     net = model
     if info.distributed:
@@ -184,51 +267,70 @@ def run(args, info: dist.DistInfo, batch_split: int) -> dict:
     if args.compile:
         net = torch.compile(net)
 
-    loader_kw = dict(device=dev, mean=ds.mean, std=ds.std, seed=args.seed, rank=info.rank,
-                     world_size=info.world_size, channels_last=channels_last)
-    val_loader = data.DeviceLoader(ds.test_x, ds.test_y, max(args.batch_size, 256), train=False, **loader_kw)
-
-    n_params = sum(p.numel() for p in model.parameters())
-    ops = genet_ops.backend_info()["kernels"]["gather_excite"].get(dev.type, "reference")
-    log(info, f"model {args.model} GE-{args.variant} extent {args.extent} ({n_params:,} parameters), GE "
-              f"{'fused genet_ops (' + ops + ' kernels)' if args.fused_ge else 'eager PyTorch'}; device {dev.type} x "
-              f"{info.world_size} process(es); precision {precision.description}; channels_last {channels_last}; "
-              f"compile {args.compile}")
-
-    if args.evaluate:
-        res = evaluate(net, val_loader, precision, info)
-        log(info, f"* Err@1 {res['err1']:.3f} Err@5 {res['err5']:.3f} Acc@1 {res['acc1']:.3f} Acc@5 {res['acc5']:.3f} "
-                  f"({res['val_images']} test images, checkpoint {args.resume})")
-        if info.is_main:
-            os.makedirs(args.output_dir, exist_ok=True)
-            write_json(os.path.join(args.output_dir, "eval.json"), {**res, "checkpoint": args.resume})
-        return res
-
-    train_loader = data.DeviceLoader(ds.train_x, ds.train_y, args.batch_size, train=True, flip=ds.flip, **loader_kw)
+    banner(args, info, model, precision, channels_last, dev)
+    if info.attempt is not None:
+        log(info, f"torchrun: start {info.attempt} of this job's workers (process group on a fresh prefix of the "
+                  f"agent's store), --dist-timeout {args.dist_timeout:g} min")
+        if int(os.environ.get("GROUP_WORLD_SIZE", "1")) > 1:
+            log(info, "note: several torchrun nodes share the agent's store; for a lost node to be able to rejoin, "
+                      "launch with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (docs/TRAINING.md, faults and restarts)")
     log(info, f"data {ds.name} ({len(ds.train_y)} train / {len(ds.test_y)} test); batch {args.batch_size} per process "
-              f"x {info.world_size} = {args.batch_size * info.world_size} per step, {len(train_loader)} steps per epoch; "
-              f"lr {args.lr:g} (not scaled), SGD momentum {args.momentum} wd {args.wd:g}, MultiStepLR "
-              f"{args.milestones} x{args.gamma}, epochs {start_epoch + 1}..{args.epochs}; output {args.output_dir}")
+              f"x {info.world_size} = {args.batch_size * info.world_size} per step, {steps_per_epoch} steps per "
+              f"epoch; lr {optimizer.param_groups[0]['lr']:g} (not scaled), SGD momentum {args.momentum} wd "
+              f"{args.wd:g}, MultiStepLR {args.milestones} x{args.gamma}, epochs {start_epoch + 1}..{args.epochs}; "
+              f"checkpoints every {args.save_every_steps or '-'} steps / {args.save_every_minutes or '-'} min and "
+              f"each epoch's end, newest {args.keep_checkpoints} kept; output {args.output_dir}")
 
-    metrics = MetricsLog(args.output_dir, info.is_main, resume_epoch=start_epoch if args.resume else None)
+    def write(epoch_done: int, step: int, gstep: int, partial, is_best: bool, acc1=None) -> str | None:
+        if not info.is_main:
+            return None
+        before = checkpoint.candidates(args.output_dir)
+        try:
+            return checkpoint.save(args.output_dir, {
+                "epoch": epoch_done, "step_in_epoch": step, "global_step": gstep, "steps_per_epoch": steps_per_epoch,
+                "batch_size": args.batch_size, "world_size": info.world_size,
+                "state_dict": checkpoint.unwrap(model).state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": precision.state_dict(), "best_acc1": best_acc1, "acc1": acc1,
+                "rng": checkpoint.rng_state(dev), "args": vars(args), "epoch_partial": partial,
+                "data": {"name": ds.name, "train_images": len(ds.train_y)},
+            }, is_best, keep=args.keep_checkpoints)
+        except checkpoint.CheckpointWriteError as exc:
+            prev = f"the previous checkpoint {before[0]} is intact" if before else "no earlier checkpoint exists"
+            raise SystemExit(f"error: checkpoint not saved: {exc}; {prev}") from None
+
+    stop = preempt.StopFlag(lambda m: log(info, m)).install()
+    schedule = preempt.SaveSchedule(info, stop, args.save_every_steps, args.save_every_minutes)
+    metrics = MetricsLog(args.output_dir, info.is_main, resume_epoch=start_epoch if resumed else None)
     res = {}
     try:
         for epoch in range(start_epoch, args.epochs):
+            first = start_step if epoch == start_epoch else 0
+            epoch_start = global_step - first
+
+            def after_step(step: int, partial, epoch=epoch, epoch_start=epoch_start):
+                save, signum = schedule.after_step(epoch_start + step)
+                if save:
+                    saved_to = write(epoch, step, epoch_start + step, partial(), False)
+                    schedule.saved()
+                    if saved_to:
+                        log(info, f"checkpoint: epoch {epoch + 1} step {step}/{steps_per_epoch} "
+                                  f"(global step {epoch_start + step}) -> {saved_to}")
+                if signum:
+                    raise preempt.Preempted(signum, f"epoch {epoch + 1} step {step}/{steps_per_epoch}")
+
             lr = optimizer.param_groups[0]["lr"]
             tr = train_one_epoch(net, train_loader, optimizer, precision, epoch, info,
-                                 print_freq=args.print_freq, progress=args.progress)
+                                 print_freq=args.print_freq, progress=args.progress, start_step=first,
+                                 carry=carry if epoch == start_epoch else None, after_step=after_step)
+            global_step = epoch_start + steps_per_epoch
             dist.broadcast_buffers(model, info)  # one set of BN statistics for validation and checkpoint
             res = evaluate(net, val_loader, precision, info)
             scheduler.step()
             is_best = res["acc1"] > best_acc1 or epoch == 0
             best_acc1 = max(best_acc1, res["acc1"])
-            if info.is_main:
-                checkpoint.save(args.output_dir, {
-                    "epoch": epoch + 1, "state_dict": checkpoint.unwrap(model).state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "scaler": precision.state_dict(), "best_acc1": best_acc1, "acc1": res["acc1"],
-                    "rng": checkpoint.rng_state(dev), "args": vars(args),
-                }, is_best)
+            write(epoch + 1, 0, global_step, None, is_best, res["acc1"])
+            schedule.saved()
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": tr["loss"], "train_acc1": tr["acc1"], **res,
                    "best_acc1": best_acc1, "img_per_s": tr["img_per_s"], "epoch_time_s": tr["time_s"],
                    "skipped_steps": tr["skipped_steps"],
@@ -237,9 +339,18 @@ def run(args, info: dist.DistInfo, batch_split: int) -> dict:
             log(info, f"[epoch {epoch + 1}/{args.epochs}] lr {lr:g} loss {tr['loss']:.4f} train Acc@1 {tr['acc1']:.2f} "
                       f"val Acc@1 {res['acc1']:.2f} (best {best_acc1:.2f}) * Err@1 {res['err1']:.3f} "
                       f"Err@5 {res['err5']:.3f} time {tr['time_s']:.1f}s FPS@all {tr['img_per_s']:.1f}")
+            _, signum = schedule.agree()
+            if signum and epoch + 1 < args.epochs:
+                raise preempt.Preempted(signum, f"the end of epoch {epoch + 1}")
     except TrainingDiverged as exc:
         raise SystemExit(f"error: training stopped: {exc}") from None
+    except preempt.Preempted as exc:
+        name = signal.Signals(exc.signum).name
+        log(info, f"stopped by {name} at {exc} (checkpoint {os.path.join(args.output_dir, checkpoint.LAST)}); "
+                  f"run the same command again to continue from there")
+        raise SystemExit(128 + exc.signum) from None
     finally:
+        stop.uninstall()
         metrics.close()
 
     in_sync = dist.replicas_in_sync(model, info)
@@ -257,5 +368,9 @@ def run(args, info: dist.DistInfo, batch_split: int) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except SystemExit as exc:  # an error or a preemption: a worker leaves the same way, with its code
+        dist.leave_process(exc.code)
+        raise
     dist.leave_process()  # a torchrun or --rank/--dist-url worker ends here

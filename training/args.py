@@ -138,12 +138,28 @@ def build_parser() -> argparse.ArgumentParser:
              help="spawn one process per device on this node (the seed's scripts); torchrun is the other way")
     s.add_argument("--nproc-per-node", "--nproc_per_node", dest="nproc_per_node", type=int, default=None,
                    help="processes to spawn with --multiprocessing-distributed (default: the device count; cpu: 1)")
+    s.add_argument("--dist-timeout", "--dist_timeout", dest="dist_timeout", type=float, default=10.0, metavar="MIN",
+                   help="minutes a collective (or the process group's start) may wait before the run fails "
+                   "instead of hanging (default 10)")
     s.add_argument("--local-rank", "--local_rank", dest="local_rank", type=int, default=None, help=argparse.SUPPRESS)
 
     r = p.add_argument_group("output and checkpoints")
     r.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None,
                    help="checkpoints and metrics (default runs/<dataset>-<model>-<variant>-e<extent>)")
-    r.add_argument("--resume", default="", help="checkpoint to continue from (or to evaluate)")
+    r.add_argument("--resume", default=None, metavar="auto|none|PATH",
+                   help="auto (the default): continue from the newest complete checkpoint in --output-dir if it "
+                   "holds one of this run, else start afresh; none: start afresh (refused if --output-dir holds "
+                   "checkpoints); PATH: continue from that checkpoint (or evaluate it with --evaluate)")
+    r.add_argument("--save-every-steps", "--save_every_steps", dest="save_every_steps", type=int, default=0,
+                   metavar="N", help="also write a checkpoint every N training steps (default 0: off)")
+    r.add_argument("--save-every-minutes", "--save_every_minutes", dest="save_every_minutes", type=float,
+                   default=10.0, metavar="M", help="also write a checkpoint when M minutes passed since the last "
+                   "one (default 10; 0: off); checkpoints are always written at each epoch's end")
+    r.add_argument("--keep-checkpoints", "--keep_checkpoints", dest="keep_checkpoints", type=int, default=2,
+                   metavar="K", help="keep the newest K step checkpoints in --output-dir/checkpoints (default 2)")
+    add_bool(r, "--override-checkpoint", "--override_checkpoint", default=False,
+             help="resume even though --seed, the data set, or (mid-epoch) --batch-size or the process count "
+             "differ from the checkpoint's; the run then differs from an uninterrupted one")
     add_bool(r, "--evaluate", "--eval", "-e", default=False, help="only evaluate --resume's model on the test set")
     r.add_argument("--print-freq", "--print_freq", "-p", dest="print_freq", type=int, default=20,
                    help="steps between loss checks and progress updates")
@@ -166,14 +182,31 @@ def parse_args(argv=None) -> argparse.Namespace:
             if canonical_variant(args.variant) != implied:
                 p.error(f"--variant {args.variant} contradicts --extra-params/--mlp (which mean {implied})")
         args.variant = implied
-    for name in ("epochs", "batch_size", "depth", "width", "print_freq"):
+    if args.variant is not None:
+        from models import canonical_variant
+
+        try:
+            args.variant = "none" if str(args.variant).lower() == "none" else canonical_variant(args.variant)
+        except ValueError:
+            p.error(f"--variant must be theta- (θ⁻), theta (θ), theta+ (θ⁺) or none, got {args.variant!r}")
+    for name in ("epochs", "batch_size", "depth", "width", "print_freq", "keep_checkpoints"):
         v = getattr(args, name)
         if v is not None and v < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    for name in ("lr", "dist_timeout"):
+        if not getattr(args, name) > 0:
+            p.error(f"--{name.replace('_', '-')} must be a number > 0, got {getattr(args, name)}")
+    for name in ("momentum", "wd", "save_every_steps", "save_every_minutes"):
+        if not getattr(args, name) >= 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if not 0 < args.gamma <= 1:
+        p.error(f"--gamma must be in (0, 1], got {args.gamma}")
     if args.extent < 0:
         p.error(f"--extent must be >= 0 (0 = global), got {args.extent}")
-    if args.evaluate and not args.resume:
+    if args.evaluate and args.resume in (None, "", "none"):
         p.error("--evaluate needs --resume CHECKPOINT (the model to evaluate)")
+    if args.resume in (None, ""):
+        args.resume = "auto"
     return args
 
 

@@ -197,6 +197,7 @@ class DeviceLoader:
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.channels_last = channels_last
         self.epoch = 0
+        self.start_step = 0
         x = torch.from_numpy(np.ascontiguousarray(images))
         if self.pad:
             x = torch.nn.functional.pad(x.permute(0, 3, 1, 2), (pad,) * 4).permute(0, 2, 3, 1).contiguous()
@@ -220,8 +221,10 @@ class DeviceLoader:
             self.per_rank = len(range(rank, self.n, world_size))
             self.num_batches = math.ceil(self.per_rank / batch_size)
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        """The next iteration yields epoch's batches from start_step on (a resumed epoch)."""
         self.epoch = epoch
+        self.start_step = start_step
 
     def __len__(self) -> int:
         return self.num_batches
@@ -245,7 +248,7 @@ class DeviceLoader:
     def __iter__(self):
         idx, oy, ox, fl = self._epoch_plan()
         bs = self.batch_size
-        for b in range(self.num_batches):
+        for b in range(self.start_step, self.num_batches):
             sl = slice(b * bs, (b + 1) * bs)
             i = idx[sl]
             if self.train:

@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -66,6 +69,7 @@ class DistInfo:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    attempt: int | None = None  # under torchrun: which start of the job's workers this is (1, 2, ...)
 
     @property
     def distributed(self) -> bool:
@@ -86,9 +90,61 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def elastic_store(rank: int, world_size: int, timeout: timedelta):
+    """Under torchrun, a view of the agent's store that no earlier attempt has written.
+
+    torchrun's agent hosts one TCPStore for all the restarts of a job (shared with its
+    rendezvous since torch 2.4) and env:// puts no per-attempt prefix on the keys, so
+    a restarted worker can read the address a killed worker of the previous attempt
+    published there and gloo's connectFullMesh waits on that dead peer. Restart counts
+    are per agent (a replaced node starts again at 0), so the prefix comes from a
+    handshake: rank 0 takes a new generation number from a counter in the store and
+    hands it to each rank in answer to a nonce that rank made up, which no earlier
+    attempt can have answered.
+    """
+    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    store = dist.TCPStore(host, port, world_size, is_master=False, timeout=timeout)
+    deadline = time.monotonic() + timeout.total_seconds()
+
+    def wait():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"rank {rank}: no answer from the other ranks in the torchrun store {host}:{port} "
+                               f"within --dist-timeout {timeout.total_seconds() / 60:g} min")
+        time.sleep(0.01)
+
+    key = "genet_ops/attempt"
+    if rank == 0:
+        gen = store.add(f"{key}/generation", 1)
+        answered, pending = {}, set(range(1, world_size))
+        while pending:
+            for r in sorted(pending):
+                if store.check([f"{key}/{gen}/ok/{r}"]):
+                    pending.discard(r)
+                elif store.check([f"{key}/hello/{r}"]):
+                    nonce = store.get(f"{key}/hello/{r}")
+                    if answered.get(r) != nonce:
+                        store.set(f"{key}/answer/{r}", nonce + b":" + str(gen).encode())
+                        answered[r] = nonce
+            if pending:
+                wait()
+    else:
+        nonce = uuid.uuid4().hex.encode()
+        store.set(f"{key}/hello/{rank}", nonce)
+        while True:
+            if store.check([f"{key}/answer/{rank}"]):
+                got, _, gen = store.get(f"{key}/answer/{rank}").partition(b":")
+                if got == nonce:
+                    gen = int(gen)
+                    store.set(f"{key}/{gen}/ok/{rank}", b"1")
+                    break
+            wait()
+    return dist.PrefixStore(f"{key}/{gen}/pg", store), gen
+
+
 def setup(device_type: str, backend: str | None, rank: int, world_size: int, local_rank: int,
-          dist_url: str | None) -> DistInfo:
-    """Pick this process's device and, when world_size > 1, join the process group."""
+          dist_url: str | None, timeout_min: float = 10.0) -> DistInfo:
+    """Pick this process's device and, when world_size > 1, join the process group;
+    a collective that waits longer than timeout_min fails instead of hanging."""
     if device_type == "cuda":
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
@@ -100,9 +156,13 @@ def setup(device_type: str, backend: str | None, rank: int, world_size: int, loc
     info = DistInfo(rank, world_size, local_rank, device)
     if world_size > 1 and not dist.is_initialized():
         backend = backend or BACKENDS[device_type]
-        init = dist_url or "env://"
+        timeout = timedelta(minutes=timeout_min)
         kwargs = {"device_id": device} if device_type == "cuda" else {}
-        dist.init_process_group(backend=backend, init_method=init, rank=rank, world_size=world_size, **kwargs)
+        if dist_url is None and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            kwargs["store"], info.attempt = elastic_store(rank, world_size, timeout)
+        else:
+            kwargs["init_method"] = dist_url or "env://"
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, timeout=timeout, **kwargs)
         global _joined
         _joined = True
     return info
@@ -113,7 +173,7 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def leave_process() -> None:
+def leave_process(code: int | str | None = 0) -> None:
     """End a process that joined a process group without finalizing the interpreter; a
     no-op in any other process. A gloo worker thread drops a finished collective's
     tensors a moment after the caller resumes, and destroy_process_group() does not join
@@ -122,9 +182,12 @@ def leave_process() -> None:
     two-process CPU runs on the development machine; cf. pytorch/pytorch#179291)."""
     if not _joined:
         return
+    if isinstance(code, str):  # a SystemExit message: printed as Python would, exit status 1
+        print(code, file=sys.stderr)
+        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code or 0)
 
 
 def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -36,23 +36,49 @@ def _progress(total, desc, enabled):
 
 def train_one_epoch(model, loader, optimizer, precision, epoch: int, info: dist.DistInfo, *,
                     print_freq: int = 20, progress: bool = True, warmup_steps: int = 5,
-                    min_loss_scale: float = 2.0**-16) -> dict:
-    """Returns loss, acc1 (this rank's), img/s over all ranks, per-step losses, skipped steps."""
+                    min_loss_scale: float = 2.0**-16, start_step: int = 0, carry: dict | None = None,
+                    after_step=None) -> dict:
+    """Returns loss, acc1 (over all ranks), img/s over all ranks, per-step losses, skipped steps.
+
+    start_step / carry: continue an epoch a checkpoint left at step start_step; carry is
+    the partial() that checkpoint saved. after_step(step, partial): called on every rank
+    after each step but the epoch's last (step counted from the epoch's start);
+    partial() (a collective) returns this epoch's accumulators so far; an exception it
+    raises (preemption) ends the epoch.
+    """
     model.train()
-    loader.set_epoch(epoch)
+    loader.set_epoch(epoch, start_step)
     dev = info.device
     n_steps = len(loader)
-    warm = warmup_steps if n_steps > 2 * warmup_steps else 0
+    warm = warmup_steps if n_steps - start_step > 2 * warmup_steps else 0
+    carry = carry or {}
+    prior_losses = list(carry.get("step_losses", [])) if info.is_main else []
+    prior_sums = carry.get("sums", [0.0, 0.0, 0.0]) if info.is_main else [0.0, 0.0, 0.0]
     step_losses = []
     correct = torch.zeros((), dtype=torch.int64, device=dev)
     seen = 0
     checked = 0
-    skipped = 0
+    skipped = int(carry.get("skipped_steps", 0)) if info.is_main else 0
     bar = _progress(n_steps, f"epoch {epoch + 1}", progress and info.is_main)
+    if bar is not None and start_step:
+        bar.update(start_step)
+
+    def sums() -> torch.Tensor:
+        own = torch.stack(step_losses).sum().item() if step_losses else 0.0
+        t = torch.tensor([own, float(correct.item()), float(seen)], dtype=torch.float64, device=dev)
+        t += torch.tensor(prior_sums, dtype=torch.float64, device=dev)
+        return dist.all_reduce_sum(t, info)
+
+    def losses() -> list:
+        return prior_losses + (torch.stack(step_losses).cpu().tolist() if step_losses else [])
+
+    def partial() -> dict:
+        return {"step_losses": losses(), "sums": sums().tolist(), "skipped_steps": skipped}
+
     t0 = time.perf_counter()
     timed_images = 0
-    for step, (x, y) in enumerate(loader):
-        if step == warm and warm:
+    for step, (x, y) in enumerate(loader, start=start_step):
+        if step - start_step == warm and warm:
             synchronize(dev)
             t0 = time.perf_counter()
         with precision.autocast():
@@ -66,11 +92,11 @@ def train_one_epoch(model, loader, optimizer, precision, epoch: int, info: dist.
         step_losses.append(loss.detach().float())
         correct += (out.detach().argmax(1) == y).sum()
         seen += y.shape[0]
-        if step >= warm:
+        if step - start_step >= warm:
             timed_images += y.shape[0]
         if (step + 1) % print_freq == 0 or step + 1 == n_steps:
             recent = torch.stack(step_losses[checked:])
-            _check_finite(recent, checked, epoch, precision, optimizer)
+            _check_finite(recent, start_step + checked, epoch, precision, optimizer)
             if precision.scaler is not None and precision.scaler.get_scale() < min_loss_scale:
                 raise TrainingDiverged(
                     f"epoch {epoch + 1}, step {step + 1}: the fp16 loss scale fell to {precision.scaler.get_scale():g} "
@@ -80,20 +106,20 @@ def train_one_epoch(model, loader, optimizer, precision, epoch: int, info: dist.
             if bar is not None:
                 bar.update(step + 1 - bar.n)
                 bar.set_postfix(loss=f"{recent.mean().item():.4f}", refresh=False)
+        if after_step is not None and step + 1 < n_steps:
+            after_step(step + 1, partial)
     synchronize(dev)
     elapsed = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    losses = torch.stack(step_losses).cpu() if step_losses else torch.zeros(0)
-    sums = torch.tensor([losses.sum().item(), float(correct.item()), float(seen)], dtype=torch.float64, device=dev)
-    dist.all_reduce_sum(sums, info)
+    total = sums()
     return {
-        "loss": sums[0].item() / max(1, n_steps * info.world_size),
-        "acc1": 100.0 * sums[1].item() / max(1.0, sums[2].item()),
-        "images": int(sums[2].item()),
+        "loss": total[0].item() / max(1, n_steps * info.world_size),
+        "acc1": 100.0 * total[1].item() / max(1.0, total[2].item()),
+        "images": int(total[2].item()),
         "img_per_s": timed_images * info.world_size / elapsed if elapsed > 0 else float("nan"),
         "time_s": elapsed,
-        "step_losses": losses.tolist(),
+        "step_losses": losses(),
         "skipped_steps": skipped,
     }
 

@@ -21,6 +21,7 @@ usage: bash $0 --data_path=DIR [--batch_size=N] [--epochs=N] [--resume=CKPT] [--
   --resume      eval: the checkpoint (default test/output/<id>/full_8p/model_best.pth.tar);
                 full/performance: continue that run
   --device      npu, cuda or cpu (default: npu where torch_npu finds one, else cuda, else cpu)
+  --output_dir  train.py's checkpoints and metrics (default test/output/<id>/<mode>_<R>p)
   anything else goes to train.py, e.g. --depth=10 --width=1 --no-fused-ge (python train.py --help)
 USAGE
 }
@@ -37,7 +38,7 @@ run_case() {
     test_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
     py=${PYTHON:-python3}
 
-    local data_path="" batch_size=$((128 * ranks)) epochs=300 resume="" device="" extra=() para
+    local data_path="" batch_size=$((128 * ranks)) epochs=300 resume="" device="" run_dir="" extra=() para
     [ "$mode" = performance ] && epochs=2
     for para in "$@"; do
         case $para in
@@ -47,7 +48,8 @@ run_case() {
             --epochs=*) epochs=${para#*=} ;;
             --resume=*) resume=${para#*=} ;;
             --device=*) device=${para#*=} ;;
-            --data_path|--data-path|--batch_size|--batch-size|--epochs|--resume|--device)
+            --output_dir=*|--output-dir=*) run_dir=${para#*=} ;;
+            --data_path|--data-path|--batch_size|--batch-size|--epochs|--resume|--device|--output_dir|--output-dir)
                 case_error "$para needs a value: write $para=VALUE"; return ;;
             --*) extra+=("$para") ;;
             *) case_error "argument '$para' is not --key=value (e.g. --data_path=./data)"; return ;;
@@ -102,7 +104,8 @@ print(npu, torch.cuda.device_count() if torch.cuda.is_available() else 0)' 2> /d
     case $mode in full) tag=acc ;; performance) tag=perf ;; *) tag=eval ;; esac
     local out=${GENET_TEST_OUTPUT:-$test_dir/output}/$dev_id
     local log=$out/train_$dev_id.log case_name=${Network}_bs${batch_size}_${ranks}p_$tag
-    local run_dir=$out/${mode}_${ranks}p loss_file=$out/train_${case_name}_loss.txt
+    local loss_file=$out/train_${case_name}_loss.txt
+    run_dir=${run_dir:-$out/${mode}_${ranks}p}
     mkdir -p "$out" || return
     rm -f "$log" "$out/$case_name.log" "$loss_file"
 

@@ -106,14 +106,16 @@ print(npu, torch.cuda.device_count() if torch.cuda.is_available() else 0)' 2> /d
     local log=$out/train_$dev_id.log case_name=${Network}_bs${batch_size}_${ranks}p_$tag
     local loss_file=$out/train_${case_name}_loss.txt
     run_dir=${run_dir:-$out/${mode}_${ranks}p}
+    if [ "$mode" = eval ]; then
+        resume=${resume:-$out/full_8p/model_best.pth.tar}
+        [ -f "$resume" ] || { case_error "--resume=$resume: no such checkpoint (train_full_8p.sh leaves one in $out/full_8p/)"; return; }
+    fi
     mkdir -p "$out" || return
     rm -f "$log" "$out/$case_name.log" "$loss_file"
 
     local args=(--data_path="$data_path" --device="$device" --batch_size=$((batch_size / ranks)) --amp --opt_level=O2
                 --seed=49 --progress=false --output_dir="$run_dir")
     if [ "$mode" = eval ]; then
-        resume=${resume:-$out/full_8p/model_best.pth.tar}
-        [ -f "$resume" ] || { case_error "--resume=$resume: no such checkpoint (train_full_8p.sh leaves one in $out/full_8p/)"; return; }
         args+=(--evaluate --resume="$resume")
     else
         args+=(--epochs="$epochs")

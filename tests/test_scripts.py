@@ -157,6 +157,7 @@ def test_eval_without_checkpoint_and_train_py_failure(cifar, tmp_path):
     out = tmp_path / "out"
     proc = run_script("train_eval_8p.sh", ["--data_path=./data", "--device=cpu"], cifar, out, timeout=60)
     assert proc.returncode == 1 and "full_8p/model_best.pth.tar: no such checkpoint" in proc.stderr, proc.stderr
+    assert not out.exists()
     # train.py's own refusal (argparse: status 2) is the script's exit status, with the log's end shown
     proc = run_script("train_performance_1p.sh", ["--data_path=./data", "--device=cpu", "--bogus=1"], cifar, out)
     assert proc.returncode == 2, proc.stdout + proc.stderr

@@ -135,7 +135,10 @@ def resolve_fused(requested, device_type: str, info: dist.DistInfo) -> tuple[boo
         requested = kernel != "reference"
         if not requested:
             if not bi["extension_loaded"]:
-                why = bi["extension_error"]
+                import importlib.util
+
+                built = importlib.util.find_spec("genet_ops._C") is not None
+                why = bi["extension_error"] if built else "genet_ops._C is not built"
             elif device_type == "npu":
                 why = bi["ascend_error"]
             else:

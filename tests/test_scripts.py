@@ -3,7 +3,7 @@ bash, from another folder, on a small CIFAR-format tree with smoke-size override
 CPU. What is checked is what ModelZoo's tooling reads: the summary lines on stdout, the case
 log and its keys, the train log's seed lines, the loss file, and the exit codes.
 
-Three real runs (~1 minute together on 2 cores): train_performance_1p.sh; train_full_1p.sh,
+Three real runs (1-2 minutes together on 2 busy cores): train_performance_1p.sh; train_full_1p.sh,
 then train_eval_8p.sh (8 gloo processes) on the checkpoint it left. The argument errors stop
 before any training.
 """

@@ -2,9 +2,9 @@
 """Train GE-WideResNet on CIFAR-10 with the seed's recipe (or on the embedded digits).
 
     python train.py                                  # no CIFAR-10 here: digits, a few minutes on a CPU
-    python train.py --data-path ./data --fused-ge    # CIFAR-10, WRN-16-8 GE-θ⁻ global, 300 epochs
-    python train.py --data-path ./data --fused-ge --amp --opt-level O2 --compile
-    torchrun --nproc-per-node 8 train.py --data-path ./data --fused-ge --amp
+    python train.py --data-path ./data               # CIFAR-10, WRN-16-8 GE-θ⁻ global, 300 epochs, fused GE
+    python train.py --data-path ./data --amp --opt-level O2 --compile
+    torchrun --nproc-per-node 8 train.py --data-path ./data --amp
     python train.py --data-path ./data --evaluate --resume runs/.../model_best.pth.tar
 
 `python train.py --help` lists every flag; training/ holds the pieces.
@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -128,6 +129,31 @@ def seed_everything(seed: int, deterministic: bool, device: torch.device) -> Non
         torch.backends.cudnn.benchmark = True
 
 
+def resolve_fused(requested, device_type: str, info: dist.DistInfo) -> tuple[bool, str]:
+    """(fused, the gather_excite kernel genet_ops runs on this device). --fused-ge unset:
+    fused wherever that kernel is compiled (C++, CUDA, Triton, Ascend C); else the eager
+    math, said in one line (fused on the pure-PyTorch reference would only be slower)."""
+    import genet_ops
+
+    bi = genet_ops.backend_info()
+    kernel = bi["kernels"]["gather_excite"].get(device_type, "reference")
+    if requested is None:
+        requested = kernel != "reference"
+        if not requested:
+            if not bi["extension_loaded"]:
+                import importlib.util
+
+                built = importlib.util.find_spec("genet_ops._C") is not None
+                why = bi["extension_error"] if built else "genet_ops._C is not built"
+            elif device_type == "npu":
+                why = bi["ascend_error"]
+            else:
+                why = f"built without them and Triton is off: {bi['triton_error']}"
+            log(info, f"genet_ops kernels not compiled for {device_type} ({why}): GE runs in eager PyTorch "
+                      f"(build them with `python setup.py build_ext --inplace`; --fused-ge forces the reference ops)")
+    return requested, kernel
+
+
 def read_json(path: str) -> dict:
     with open(path) as f:
         return json.load(f)
@@ -169,11 +195,8 @@ def load_weights(model, ckpt, path: str, args, info: dist.DistInfo) -> bool:
     return foreign
 
 
-def banner(args, info: dist.DistInfo, model, precision, channels_last: bool, dev: torch.device) -> None:
-    import genet_ops
-
+def banner(args, info: dist.DistInfo, model, precision, channels_last: bool, dev: torch.device, ops: str) -> None:
     n_params = sum(p.numel() for p in model.parameters())
-    ops = genet_ops.backend_info()["kernels"]["gather_excite"].get(dev.type, "reference")
     log(info, f"model {args.model} GE-{args.variant} extent {args.extent} ({n_params:,} parameters), GE "
               f"{'fused genet_ops (' + ops + ' kernels)' if args.fused_ge else 'eager PyTorch'}; device {dev.type} x "
               f"{info.world_size} process(es); precision {precision.description}; channels_last {channels_last}; "
@@ -181,7 +204,10 @@ def banner(args, info: dist.DistInfo, model, precision, channels_last: bool, dev
 
 
 def run(args, info: dist.DistInfo, batch_split: int) -> dict:
-    import models
+    with warnings.catch_warnings():  # resolve_fused says what runs without the compiled kernels
+        warnings.filterwarnings("ignore", message="genet_ops: compiled kernels not loaded")
+        import genet_ops  # noqa: F401
+        import models
 
     ds = load_data(args, info)
     resolve_defaults(args, ds.name)
@@ -194,6 +220,7 @@ def run(args, info: dist.DistInfo, batch_split: int) -> dict:
     if args.output_dir is None:
         args.output_dir = os.path.join("runs", f"{ds.name}-{args.model}-{args.variant}-e{args.extent}")
 
+    args.fused_ge, kernel = resolve_fused(args.fused_ge, dev.type, info)
     try:
         model = models.create_model(args.model, variant=args.variant, extent=args.extent, fused=args.fused_ge,
                                     num_classes=ds.num_classes, img_size=ds.train_x.shape[1])
@@ -216,10 +243,12 @@ def run(args, info: dist.DistInfo, batch_split: int) -> dict:
         path = evaluate_path(args)
         ckpt = checkpoint.load(path)
         load_weights(model, ckpt, path, args, info)
-        banner(args, info, model, precision, channels_last, dev)
-        res = evaluate(model, val_loader, precision, info)
+        banner(args, info, model, precision, channels_last, dev, kernel)
+        t0 = time.perf_counter()
+        res = evaluate(model, val_loader, precision, info)  # ends in an all-reduce read on the host: timed
+        fps = res["val_images"] / max(time.perf_counter() - t0, 1e-9)
         log(info, f"* Err@1 {res['err1']:.3f} Err@5 {res['err5']:.3f} Acc@1 {res['acc1']:.3f} Acc@5 {res['acc5']:.3f} "
-                  f"({res['val_images']} test images, checkpoint {path})")
+                  f"({res['val_images']} test images, checkpoint {path}) FPS@all {fps:.1f}")
         if info.is_main:
             os.makedirs(args.output_dir, exist_ok=True)
             write_json(os.path.join(args.output_dir, "eval.json"), {**res, "checkpoint": path})
@@ -267,7 +296,7 @@ def run(args, info: dist.DistInfo, batch_split: int) -> dict:
     if args.compile:
         net = torch.compile(net)
 
-    banner(args, info, model, precision, channels_last, dev)
+    banner(args, info, model, precision, channels_last, dev, kernel)
     if info.attempt is not None:
         log(info, f"torchrun: start {info.attempt} of this job's workers (process group on a fresh prefix of the "
                   f"agent's store), --dist-timeout {args.dist_timeout:g} min")

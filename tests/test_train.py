@@ -382,6 +382,28 @@ def test_booleans_are_real_booleans():
             p(bad)
 
 
+@pytest.mark.parametrize("flags, compiled, fused", [
+    ([], "cpp", True), ([], "reference", False), (["--no-fused-ge"], "cpp", False), (["--fused-ge"], "reference", True),
+])
+def test_fused_ge_is_the_default_where_its_kernel_is_compiled(tmp_path, capsys, monkeypatch, flags, compiled, fused):
+    """--fused-ge unset: the genet_ops ops wherever gather_excite has a compiled kernel on the
+    device (the banner names it), else the eager math and one line saying so; --no-fused-ge:
+    eager; --fused-ge: the ops even on the reference kernels. (KERNELS is what backend_info
+    reports; patched, the ops still run whatever kernel is registered.)"""
+    from genet_ops import backend
+
+    monkeypatch.setitem(backend.KERNELS["gather_excite"], "cpu", compiled)
+    train.main([*TINY, *flags, "--epochs", "1", "--batch-size", "64", "--max-train-samples", "64",
+                "--max-val-samples", "64", "--output-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    banner = next(ln for ln in out.splitlines() if ln.startswith("model "))
+    assert (f"GE fused genet_ops ({compiled} kernels);" in banner) == fused, banner
+    assert ("GE eager PyTorch;" in banner) == (not fused), banner
+    assert out.count("genet_ops kernels not compiled for cpu") == (not flags and not fused)
+    assert torch.load(tmp_path / checkpoint.LAST, weights_only=False)["args"]["fused_ge"] is fused
+    assert targs.parse_args(flags).fused_ge == (None if not flags else fused)
+
+
 def test_help_states_batch_and_lr_scaling():
     text = targs.build_parser().format_help()
     assert "per process" in text and "learning rate is never scaled" in text

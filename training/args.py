@@ -97,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--extent", type=int, default=0, help="gather extent: 0 = global (the seed's), or 2, 4, 8")
     add_bool(m, "--extra-params", "--extra_params", default=None, help="the seed's flag: learned gather (= --variant theta)")
     add_bool(m, "--mlp", "--use-mlp", "--use_mlp", default=None, help="the seed's flag: with --extra-params, GE-θ⁺")
-    add_bool(m, "--fused-ge", "--fused_ge", default=False,
-             help="run GE through the genet_ops fused ops (default: the seed's eager PyTorch math)")
+    add_bool(m, "--fused-ge", "--fused_ge", default=None,
+             help="GE through the genet_ops fused ops; the default wherever their kernels are compiled for the "
+             "device (else the eager math, said in one line). --no-fused-ge: the seed's eager PyTorch math")
 
     o = p.add_argument_group("optimisation (the seed's recipe)")
     o.add_argument("--epochs", type=int, default=None, help="seed: 300 (digits: 15)")

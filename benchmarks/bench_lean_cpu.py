@@ -107,8 +107,10 @@ def main(argv=None):
 
     malloc = common.steady_malloc()
     meta = common.machine_info("cpu")
+    load = common.cpu_busy()  # the share of the CPUs other processes used just before the run
     print(f"# {meta['cpu_model']}, {meta['cpu_count']} CPUs, torch {meta['torch']}, "
-          f"genet_ops CPU ISA {meta.get('genet_ops_cpu_isa')}, malloc: {malloc}")
+          f"genet_ops CPU ISA {meta.get('genet_ops_cpu_isa')}, malloc: {malloc}, "
+          f"CPUs busy with other work before the run: {load if load is None else f'{load:.0%}'}")
     head = (f"{'shape':<16} {'layout':<6} {'e':>2} {'res':>3} {'thr':>3} {'path':<6} {'ms':>8} {'ms_min':>8} "
             f"{'GB/s':>6} {'lean/input':>10} {'of mins':>7}")
     print(head + "\n" + "-" * len(head))
@@ -137,12 +139,13 @@ def main(argv=None):
               f"{statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})")
     if args.out:
         os.makedirs(args.out, exist_ok=True)
-        path = os.path.join(args.out, f"bench_lean_cpu-{_dt.datetime.now():%Y%m%d-%H%M%S}.csv")
-        with open(path, "w", newline="") as f:
+        stem = os.path.join(args.out, f"bench_lean_cpu-{_dt.datetime.now():%Y%m%d-%H%M%S}")
+        with open(stem + ".csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-        print(f"# wrote {path}")
+        common.write_json(dict(meta, malloc=malloc, load_before=load), rows, stem + ".json")
+        print(f"# wrote {stem}.csv and .json")
 
 
 if __name__ == "__main__":

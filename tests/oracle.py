@@ -80,19 +80,35 @@ def make(shape, dtype, layout="contiguous", seed=0, device="cpu", plane_spread=0
     return out
 
 
-def eager_gather_excite(x, extent, residual=None):
+def eager_gather_excite(x, extent, residual=None, relu=False):
     """What a user's eager code computes in x's dtype: mean, sigmoid, multiply, add,
-    each rounded to x's dtype. Differentiable."""
+    ReLU, each rounded to x's dtype. Differentiable."""
     t = checks.tile_geom(x.shape, extent)
     g = reference.tile_sum(x, t) / reference.tile_count(t, x.device, x.dtype)
     y = x * reference.expand_tiles(torch.sigmoid(g), t)
-    return y if residual is None else y + residual
+    y = y if residual is None else y + residual
+    return torch.relu(y) if relu else y
 
 
-def eager_excite(x, g, extent, residual=None):
+def eager_excite(x, g, extent, residual=None, relu=False):
     t = checks.tile_geom(x.shape, extent)
     y = x * reference.expand_tiles(torch.sigmoid(g), t)
-    return y if residual is None else y + residual
+    y = y if residual is None else y + residual
+    return torch.relu(y) if relu else y
+
+
+def eager_lean_backward(grad_out, out, residual, g, extent, relu, gather):
+    """excite_lean_backward's formulas as eager code in out's dtype (every step rounded
+    to it, g too): the error floor of the output-keeping backward. (dx, dg), dg in g's dtype."""
+    t = checks.tile_geom(out.shape, extent)
+    dp = torch.where(out <= 0, 0, grad_out) if relu else grad_out
+    z = out if residual is None else out - residual
+    s = torch.sigmoid(g.to(out.dtype))
+    dg = (1 - s) * reference.tile_sum(dp * z, t)
+    dx = dp * reference.expand_tiles(s, t)
+    if gather:
+        dx = dx + reference.expand_tiles(dg / reference.tile_count(t, out.device, out.dtype), t)
+    return dx, dg.to(g.dtype)
 
 
 def assert_within_budget(out, oracle, eager, what: str, atol: float | None = None) -> None:

@@ -2,6 +2,7 @@
 the edges of their vector loops and work splits, both instruction sets, threading, and
 that the build stays loadable on any x86-64. docs/DESIGN.md §2 parity in general is test_ops.py.
 """
+import itertools
 import os
 import platform
 import re
@@ -14,16 +15,32 @@ import torch
 
 import genet_ops
 from genet_ops import checks, reference
-from oracle import DTYPES, assert_matches_reference, make
+from oracle import (DTYPES, assert_layout, assert_matches_reference, assert_within_budget, eager_excite,
+                    eager_gather_excite, eager_lean_backward, make)
 
 pytestmark = pytest.mark.skipif(not genet_ops.backend_info()["extension_loaded"], reason="genet_ops._C not built")
 
-OPS = ("gather_excite", "gather_excite_backward", "excite", "excite_backward")
+OPS = ("gather_excite", "gather_excite_backward", "excite", "excite_backward", "gather_excite_lean", "excite_lean",
+       "excite_lean_backward")
+# (gather, relu, residual) of excite_lean_backward: every flag both ways and every pair of
+# flags in all four combinations (so each of the kernel's relu x residual loops runs).
+LEAN_FLAGS = ((False, False, False), (True, False, True), (False, True, True), (True, True, False))
 
 
-def run_all(x, extent, seed=0):
-    """Every op (forward with and without residual, both backwards) on the C++ kernels
-    and on the reference: [(name, out, ref)]."""
+def run_lean_backward(dy, out, r, g, extent, flags=LEAN_FLAGS):
+    """excite_lean_backward on the C++ kernels and on the reference: [(name, out, ref)]."""
+    ops, res = torch.ops.genet_ops, []
+    for gather, relu, with_res in flags:
+        args = (dy, out, r if with_res else None, g, extent, relu, gather)
+        (dx, dg), (rdx, rdg) = ops.excite_lean_backward(*args), reference.excite_lean_backward(*args)
+        what = f"excite_lean_backward gather={gather} relu={relu} res={with_res}"
+        res += [(what + " dx", dx, rdx), (what + " dg", dg, rdg)]
+    return res
+
+
+def run_all(x, extent, seed=0, lean_flags=LEAN_FLAGS):
+    """Every op (forwards with and without residual and ReLU, the backwards) on the C++
+    kernels and on the reference: [(name, out, ref)]."""
     cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     layout = "channels_last" if cl else "contiguous"
     r = make(x.shape, x.dtype, layout, seed + 1)
@@ -33,12 +50,19 @@ def run_all(x, extent, seed=0):
     out = [
         ("gather_excite", ops.gather_excite(x, extent), reference.gather_excite(x, extent)),
         ("gather_excite+res", ops.gather_excite(x, extent, r), reference.gather_excite(x, extent, r)),
+        ("gather_excite+relu", ops.gather_excite(x, extent, None, True), reference.gather_excite(x, extent, None, True)),
         ("gather_excite_backward", ops.gather_excite_backward(dy, x, extent), reference.gather_excite_backward(dy, x, extent)),
         ("excite", ops.excite(x, g, extent), reference.excite(x, g, extent)),
         ("excite+res", ops.excite(x, g, extent, r), reference.excite(x, g, extent, r)),
+        ("excite+res+relu", ops.excite(x, g, extent, r, True), reference.excite(x, g, extent, r, True)),
     ]
     (dx, dg), (rdx, rdg) = ops.excite_backward(dy, x, g, extent), reference.excite_backward(dy, x, g, extent)
-    return out + [("excite_backward dx", dx, rdx), ("excite_backward dg", dg, rdg)]
+    out += [("excite_backward dx", dx, rdx), ("excite_backward dg", dg, rdg)]
+    # The output-keeping path: the lean forward's output and means feed its backward,
+    # so ReLU's zeros are real zeros of out.
+    (y, m), (ry, rm) = ops.gather_excite_lean(x, extent, r, True), reference.gather_excite_lean(x, extent, r, True)
+    out += [("gather_excite_lean+res+relu out", y, ry), ("gather_excite_lean+res+relu g", m, rm)]
+    return out + run_lean_backward(dy, y, r, m, extent, lean_flags)
 
 
 def test_cpu_kernels_are_the_cpp_ones():
@@ -77,8 +101,83 @@ def test_vector_tails(dtype, layout, poison_outputs):
 def test_work_split_edges(shape, extent, channels_last, dtype, poison_outputs):
     x = make(shape, dtype, "channels_last" if channels_last else "contiguous", 7)
     t = checks.tile_geom(shape, extent)
-    for what, out, ref in run_all(x, extent):
+    # The lean backward with gather (two sweeps, channel blocks) and without (one sweep).
+    for what, out, ref in run_all(x, extent, lean_flags=((True, True, True), (False, False, False))):
         assert_matches_reference(out, ref, f"{what} {shape} e{extent} cl={channels_last}", t.eh * t.ew)
+
+
+# The new ops and flags (ReLU epilogue, tile means, the output-keeping backward) against the
+# float64 reference within docs/DESIGN.md §4's budget: odd and partial-tile shapes, a strided
+# input, extents 0 / 1 / 2 / 3 / large, residual and ReLU on and off, gather on and off, empty.
+LEAN_SHAPES = [(2, 3, 7, 7), (3, 2, 3, 5), (2, 5, 13, 11), (1, 4, 32, 32), (0, 3, 8, 8)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+def test_lean_ops_within_budget(dtype, layout, poison_outputs):
+    ops, acc = torch.ops.genet_ops, checks.acc_dtype(dtype)
+    for shape, extent in itertools.product(LEAN_SHAPES, (0, 1, 2, 3, 64)):
+        x = make(shape, dtype, layout, 0, plane_spread=1.0)
+        r, dy = make(shape, dtype, layout, 1), make(shape, dtype, layout, 2)
+        gx = make(checks.g_shape(shape, extent), dtype, "contiguous", 3).mul_(2)
+        g_acc = make(checks.g_shape(shape, extent), acc, "contiguous", 4).mul_(2)
+        t = checks.tile_geom(shape, extent)
+        for with_res, relu in itertools.product((False, True), repeat=2):
+            res = r if with_res else None
+            res64 = None if res is None else res.double()
+            what = f"{tuple(shape)} e{extent} {layout} res={with_res} relu={relu}"
+
+            y, m = ops.gather_excite_lean(x, extent, res, relu)
+            y64, m64 = reference.gather_excite_lean(x.double(), extent, res64, relu)
+            assert_layout(y, x, "gather_excite_lean out " + what)
+            assert m.dtype == acc and m.stride() == reference.gather_excite_lean(x, extent)[1].stride(), what
+            assert_within_budget(y, y64, eager_gather_excite(x, extent, res, relu), "gather_excite_lean out " + what)
+            eager_m = reference.tile_sum(x.to(acc), t) / reference.tile_count(t, x.device, acc)
+            assert_within_budget(m, m64, eager_m, "gather_excite_lean g " + what)
+            assert torch.equal(ops.gather_excite(x, extent, res, relu), y), "gather_excite vs lean " + what
+
+            ye = ops.excite(x, gx, extent, res, relu)
+            ye64 = reference.excite(x.double(), gx.double(), extent, res64, relu)
+            assert_within_budget(ye, ye64, eager_excite(x, gx, extent, res, relu), "excite " + what)
+
+            for gather in (False, True):
+                out, g = (y, m) if gather else (ye, g_acc)
+                args = (out, res, g, extent, relu, gather)
+                dx, dg = ops.excite_lean_backward(dy, *args)
+                dx64, dg64 = reference.excite_lean_backward(dy.double(), out.double(), res64, g.double(),
+                                                            extent, relu, gather)
+                dxe, dge = eager_lean_backward(dy, *args)
+                w = f"excite_lean_backward gather={gather} {what}"
+                assert_layout(dx, out, w + " dx")
+                assert dg.dtype == acc and dg.stride() == checks.g_for_layout(g, checks.is_nchw(
+                    checks.kernel_input(out))).stride(), w
+                assert_within_budget(dx, dx64, dxe, w + " dx")
+                assert_within_budget(dg, dg64, dge, w + " dg")
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"], ids=["nchw", "cl"])
+def test_relu_keeps_nan_and_masks_where_out_is_not_positive(layout):
+    """ReLU as torch.relu (NaN kept, -0.0 and +0.0 both count as 'not positive' in the
+    backward mask), in the vector steps and the scalar tails alike."""
+    ops = torch.ops.genet_ops
+    x = make((2, 19, 5, 9), torch.float32, layout, 5)
+    g = make((2, 19, 1, 1), torch.float32, "contiguous", 6)
+    x[0, 3, 1, 2] = float("nan")  # a vector step (NCHW) ...
+    x[1, 18, 4, 8] = float("nan")  # ... and a tail element in both layouts
+    y = ops.excite(x, g, 0, None, True)
+    torch.testing.assert_close(y, reference.excite(x, g, 0, None, True), equal_nan=True)
+    assert y[0, 3, 1, 2].isnan() and y[1, 18, 4, 8].isnan() and (y.nan_to_num() >= 0).all()
+    out = y.nan_to_num(nan=0.0)
+    out[0, 5, 2] = -0.0
+    dy = make(out.shape, torch.float32, layout, 7)
+    for o, gather in itertools.product((out, y), (False, True)):  # y: NaN passes the mask
+        args = (dy, o, None, g, 0, True, gather)
+        dx, dg = ops.excite_lean_backward(*args)
+        rdx, rdg = reference.excite_lean_backward(*args)
+        torch.testing.assert_close(dx, rdx, equal_nan=True)
+        torch.testing.assert_close(dg, rdg, equal_nan=True)
+        if o is out and not gather:
+            assert (dx[out <= 0] == 0).all() and (dx[out > 0] != 0).all()
 
 
 def test_results_do_not_depend_on_the_thread_count():
@@ -165,11 +264,23 @@ def test_opcheck_cpp_kernels(extent, layout):
     dy = make(x.shape, torch.float32, layout, 1)
     r = make(x.shape, torch.float32, layout, 2)
     g = make(checks.g_shape(x.shape, extent), torch.float32, "contiguous", 3)
+    m = reference.gather_excite_lean(x, extent)[1]
     ops = torch.ops.genet_ops
-    for op, args in (
-        (ops.gather_excite.default, (x.requires_grad_(), extent, r)),
-        (ops.gather_excite_backward.default, (dy, x.detach(), extent)),
-        (ops.excite.default, (x.detach().requires_grad_(), g.requires_grad_(), extent)),
-        (ops.excite_backward.default, (dy, x.detach(), g.detach(), extent)),
-    ):
+    rg = lambda t: t.detach().clone().requires_grad_()  # noqa: E731
+    cases = [
+        (ops.gather_excite.default, (rg(x), extent, r)),
+        (ops.gather_excite_backward.default, (dy, x, extent)),
+        (ops.excite.default, (rg(x), rg(g), extent)),
+        (ops.excite_backward.default, (dy, x, g, extent)),
+    ]
+    if extent:  # the new ops and flags (test_ops.py opchecks them at both extents)
+        cases += [
+            (ops.gather_excite.default, (rg(x), extent, rg(r), True)),
+            (ops.excite.default, (rg(x), rg(g), extent, rg(r), True)),
+            (ops.gather_excite_lean.default, (rg(x), extent, rg(r), True)),
+            (ops.excite_lean.default, (rg(x), rg(g), extent, rg(r), True)),
+            (ops.excite_lean_backward.default, (dy, x, None, m, extent, False, True)),
+            (ops.excite_lean_backward.default, (dy, x, r, m, extent, True, False)),
+        ]
+    for op, args in cases:
         torch.library.opcheck(op, args)

@@ -113,14 +113,25 @@ def test_opcheck(extent, layout, dtype):
     dy = make(shape, dtype, layout, 2)
     g = make(checks.g_shape(shape, extent), dtype, "contiguous", 3)
     rg = lambda t: t.clone().requires_grad_()  # noqa: E731
+    ops = torch.ops.genet_ops
     cases = [
-        (torch.ops.genet_ops.gather_excite.default, (rg(x), extent)),
-        (torch.ops.genet_ops.gather_excite.default, (rg(x), extent, rg(res))),
-        (torch.ops.genet_ops.gather_excite_backward.default, (dy, x, extent)),
-        (torch.ops.genet_ops.excite.default, (rg(x), rg(g), extent)),
-        (torch.ops.genet_ops.excite.default, (rg(x), rg(g), extent, rg(res))),
-        (torch.ops.genet_ops.excite_backward.default, (dy, x, g, extent)),
+        (ops.gather_excite.default, (rg(x), extent)),
+        (ops.gather_excite.default, (rg(x), extent, rg(res))),
+        (ops.gather_excite_backward.default, (dy, x, extent)),
+        (ops.excite.default, (rg(x), rg(g), extent)),
+        (ops.excite.default, (rg(x), rg(g), extent, rg(res))),
+        (ops.excite_backward.default, (dy, x, g, extent)),
     ]
+    if dtype == torch.float32:  # the ReLU flag and the output-keeping ops (one dtype: opcheck is slow)
+        means = reference.gather_excite_lean(x, extent)[1]  # the accumulation dtype
+        cases += [
+            (ops.gather_excite.default, (rg(x), extent, rg(res), True)),
+            (ops.excite.default, (rg(x), rg(g), extent, rg(res), True)),
+            (ops.gather_excite_lean.default, (rg(x), extent, rg(res), True)),
+            (ops.excite_lean.default, (rg(x), rg(g), extent, rg(res), True)),
+            (ops.excite_lean_backward.default, (dy, x, None, means, extent, False, True)),
+            (ops.excite_lean_backward.default, (dy, x, res, means, extent, True, False)),
+        ]
     for op, args in cases:
         torch.library.opcheck(op, args)
 

@@ -17,11 +17,11 @@ Kernels choose() {
   if ((cap == "AVX2" || cap == "AVX512") && __builtin_cpu_supports("avx2") &&
       __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
     return {"avx2", isa_avx2::gather_excite, isa_avx2::gather_excite_backward, isa_avx2::excite,
-            isa_avx2::excite_backward};
+            isa_avx2::excite_backward, isa_avx2::excite_lean_backward};
   }
 #endif
   return {"default", isa_default::gather_excite, isa_default::gather_excite_backward,
-          isa_default::excite, isa_default::excite_backward};
+          isa_default::excite, isa_default::excite_backward, isa_default::excite_lean_backward};
 }
 
 std::string isa_name() { return kernels().isa; }
@@ -41,9 +41,12 @@ Args make_args(const OpCall& c, bool block_channels) {
   a.dtype = c.x.scalar_type();
   a.x = c.x.data_ptr();
   a.other = ptr(c.other);
+  a.res = ptr(c.residual);
   a.g = ptr(c.g);
   a.out = c.out.data_ptr();
   a.dg = ptr(c.dg);
+  a.relu = c.relu;
+  a.gather = c.gather;
   a.cblock = block_channels ? channel_block(a.t, c.x.element_size()) : std::max<int64_t>(a.t.C, 1);
   return a;
 }
@@ -64,5 +67,5 @@ int64_t channel_block(const TileGeom& t, int64_t elem_size) {
 }  // namespace genet_ops::cpu
 
 // torch.ops.genet_ops_cpu.isa(): "avx2" or "default", for backend_info and tests. In a
-// namespace of its own so the genet_ops schemas stay exactly the four ops.
+// namespace of its own so the genet_ops schemas stay exactly the documented ops.
 TORCH_LIBRARY(genet_ops_cpu, m) { m.def("isa() -> str", &genet_ops::cpu::isa_name); }

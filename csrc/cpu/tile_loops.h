@@ -1,4 +1,4 @@
-// The CPU kernels of the four ops, per memory layout, and their dtype dispatch.
+// The CPU kernels of the ops, per memory layout, and their dtype dispatch.
 //
 // Work units (split over threads with at::parallel_for, a few per thread's chunk):
 //   NCHW: (plane n*C+c, tile row ty). A tile row is eh*W contiguous elements. When a
@@ -9,6 +9,8 @@
 //         accumulator row per tile of the tile row.
 // Forward: a first sweep sums each tile, a second sweep (from cache) scales it.
 // Backward: one sweep sums x and dy*x per tile, a second writes dx from dy (in cache).
+// The forwards end with ReLU when asked (Args::relu); gather_excite also writes the
+// tile means for gather_excite_lean (Args::dg).
 //
 // Included only by kernels_default.cpp / kernels_avx2.cpp, inside the namespace of
 // that ISA, after at::vec and vec_rows.h.
@@ -65,14 +67,18 @@ inline bool uniform_tiles(const TileGeom& t) {
   return t.H % t.eh == 0 && (t.tw == 1 || t.W % t.ew == 0);
 }
 
-// g[k] = sigmoid(g[k] / |tile k|) over the tiles of units [b0, b1) (tw per unit).
+// g[k] = sigmoid(g[k] / |tile k|) over the tiles of units [b0, b1) (tw per unit); the
+// means g[k] / |tile k| also go to `means` where given (gather_excite_lean). The same
+// division either way, so the means are exactly what the sigmoid saw.
 template <typename A>
-inline void sigmoid_of_means(A* g, int64_t b0, int64_t b1, const TileGeom& t) {
-  if (uniform_tiles(t)) return sigmoid_row(g, g, A(t.eh * std::min(t.ew, t.W)), (b1 - b0) * t.tw);
+inline void sigmoid_of_means(A* g, A* means, int64_t b0, int64_t b1, const TileGeom& t) {
+  const int64_t n = (b1 - b0) * t.tw;
+  if (uniform_tiles(t) && means == nullptr) return sigmoid_row(g, g, A(t.eh * std::min(t.ew, t.W)), n);
   NchwWalk u(t, b0);
   for (int64_t k = 0; k < b1 - b0; ++k, u.next())
     for (int64_t tx = 0; tx < t.tw; ++tx) g[k * t.tw + tx] /= A(u.rows() * t.tile_cols(tx));
-  sigmoid_row(g, g, A(1), (b1 - b0) * t.tw);
+  if (means != nullptr) std::copy_n(g, n, means);
+  sigmoid_row(g, g, A(1), n);
 }
 
 // c[k] = s[k] (1 - s[k]) / |tile k| * c[k]: the constant term of gather_excite's dx.
@@ -108,6 +114,9 @@ struct NhwcUnit {
   }
   static int64_t count(const TileGeom& t, int64_t cb) { return t.N * t.th * ((t.C + cb - 1) / cb); }
 };
+
+// Where NHWC unit u's g values start: g is (N, th, tw, C) in memory, like x.
+inline int64_t g_offset(const NhwcUnit& u, const TileGeom& t) { return (u.n * t.th + u.ty) * t.tw * t.C + u.c0; }
 
 // NHWC pixels go one after the other - a sequential stream - while a tile row's
 // per-channel accumulators sit in L1; for wide channel runs (kWideChannels or more) they
@@ -192,36 +201,55 @@ inline void expand_units(A* scol, const A* per_tile, int64_t n, int64_t ldw, con
   for (int64_t k = 0; k < n; ++k) expand_cols(scol + k * ldw, per_tile + k * t.tw, t);
 }
 
-// y = x * s (+ res) over NCHW units [b0, b1): s[k] for a flat row, else the column
-// table scol (expand_units).
-template <typename T, typename A>
+// y = x * s (+ res) over NCHW units [b0, b1), then ReLU with kRelu: s[k] for a flat
+// row, else the column table scol (expand_units).
+template <bool kRelu, typename T, typename A>
 inline void scale_units(T* y, const T* x, const T* res, const A* s, const A* scol, int64_t ldw, int64_t b0,
                         int64_t b1, const TileGeom& t) {
   NchwWalk u(t, b0);
   for (int64_t k = 0; k < b1 - b0; ++k, u.next()) {
     if (t.tw == 1) {
-      scale_row(y + u.off, x + u.off, res ? res + u.off : nullptr, Bcast<A>(s[k]), u.len());
+      scale_row<kRelu>(y + u.off, x + u.off, res ? res + u.off : nullptr, Bcast<A>(s[k]), u.len());
       continue;
     }
     const Cols<A> sk{scol + k * ldw};
     for (int64_t r = 0; r < u.rows(); ++r) {
       const int64_t o = u.off + r * t.W;
-      scale_row(y + o, x + o, res ? res + o : nullptr, sk, t.W);
+      scale_row<kRelu>(y + o, x + o, res ? res + o : nullptr, sk, t.W);
     }
   }
 }
 
-// y = x * s (+ res) over NHWC unit u, s per tile in rows of ld (pixels as for_groups).
 template <typename T, typename A>
+inline void scale_units(bool relu, T* y, const T* x, const T* res, const A* s, const A* scol, int64_t ldw,
+                        int64_t b0, int64_t b1, const TileGeom& t) {
+  if (relu)
+    scale_units<true>(y, x, res, s, scol, ldw, b0, b1, t);
+  else
+    scale_units<false>(y, x, res, s, scol, ldw, b0, b1, t);
+}
+
+// y = x * s (+ res) over NHWC unit u, then ReLU with kRelu; s per tile in rows of ld
+// (pixels as for_groups).
+template <bool kRelu, typename T, typename A>
 inline void scale_unit(T* y, const T* x, const T* res, const A* s, int64_t ld, const NhwcUnit& u, int64_t grp,
                        const TileGeom& t) {
   for_groups(t, u, grp, [&](int64_t tx, int64_t p, int64_t np) {
     const A* st = s + tx * ld;
     if (grp > 1)
-      scale_pixels(y + p, x + p, res ? res + p : nullptr, st, np, t.C, u.nc);
+      scale_pixels<kRelu>(y + p, x + p, res ? res + p : nullptr, st, np, t.C, u.nc);
     else
-      scale_row(y + p, x + p, res ? res + p : nullptr, Cols<A>{st}, u.nc);
+      scale_row<kRelu>(y + p, x + p, res ? res + p : nullptr, Cols<A>{st}, u.nc);
   });
+}
+
+template <typename T, typename A>
+inline void scale_unit(bool relu, T* y, const T* x, const T* res, const A* s, int64_t ld, const NhwcUnit& u,
+                       int64_t grp, const TileGeom& t) {
+  if (relu)
+    scale_unit<true>(y, x, res, s, ld, u, grp, t);
+  else
+    scale_unit<false>(y, x, res, s, ld, u, grp, t);
 }
 
 // --------------------------------------------------------------------- gather_excite
@@ -233,6 +261,7 @@ void gather_excite_nchw(const Args& a) {
   const T* x = cptr<T>(a.x);
   const T* res = cptr<T>(a.other);
   T* y = mptr<T>(a.out);
+  A* means = mptr<A>(a.dg);  // gather_excite_lean: the tile means, laid out like g (else null)
   const int64_t per = batch_units(t.eh * t.W);
   const bool tiled = t.tw > 1;  // else a tile row is one tile, reduced flat
   const int64_t ldw = tiled ? round_up_step<T>(t.W) : 0;
@@ -250,9 +279,9 @@ void gather_excite_nchw(const Args& a) {
         col_sums(col.data(), x + u.off, u.rows(), t.W);
         tile_sums(g + k * t.tw, col.data(), t);
       }
-      sigmoid_of_means(g, b0, b1, t);
+      sigmoid_of_means(g, means ? means + b0 * t.tw : nullptr, b0, b1, t);
       if (tiled) expand_units(sb.data(), g, b1 - b0, ldw, t);
-      scale_units(y, x, res, g, sb.data(), ldw, b0, b1, t);  // sweep 2: y = x * s (+ residual)
+      scale_units(a.relu, y, x, res, g, sb.data(), ldw, b0, b1, t);  // sweep 2: y = act(x * s (+ residual))
     }
   });
 }
@@ -265,6 +294,7 @@ void gather_excite_nhwc(const Args& a) {
   const T* x = cptr<T>(a.x);
   const T* res = cptr<T>(a.other);
   T* y = mptr<T>(a.out);
+  A* means = mptr<A>(a.dg);  // gather_excite_lean: the tile means, laid out like g (else null)
   at::parallel_for(0, NhwcUnit::count(t, cb), grain(t.eh * t.W * cb), [&](int64_t begin, int64_t end) {
     const int64_t ld = round_up_step<T>(cb);  // stride of one tile's accumulator row
     AccRow<T> acc(t.tw * ld), sc(t.tw * ld);
@@ -278,9 +308,16 @@ void gather_excite_nhwc(const Args& a) {
         else
           add_row(acc.data() + tx * ld, x + p, u.nc);
       });
-      for (int64_t tx = 0; tx < t.tw; ++tx)
-        sigmoid_row(sc.data() + tx * ld, acc.data() + tx * ld, A(u.rows * t.tile_cols(tx)), u.nc);
-      scale_unit(y, x, res, sc.data(), ld, u, grp, t);
+      for (int64_t tx = 0; tx < t.tw; ++tx) {
+        const A cnt = A(u.rows * t.tile_cols(tx));
+        const A* sum = acc.data() + tx * ld;
+        if (means != nullptr) {
+          A* m = means + g_offset(u, t) + tx * t.C;
+          for (int64_t j = 0; j < u.nc; ++j) m[j] = sum[j] / cnt;  // the division sigmoid_row makes
+        }
+        sigmoid_row(sc.data() + tx * ld, sum, cnt, u.nc);
+      }
+      scale_unit(a.relu, y, x, res, sc.data(), ld, u, grp, t);
     }
   });
 }
@@ -312,7 +349,7 @@ void gather_excite_backward_nchw(const Args& a) {
         tile_sums(s + k * t.tw, colx.data(), t);
         tile_sums(c + k * t.tw, cold.data(), t);
       }
-      sigmoid_of_means(s, b0, b1, t);
+      sigmoid_of_means(s, static_cast<A*>(nullptr), b0, b1, t);
       backward_constants(c, s, b0, b1, t);
       if (tiled) {
         expand_units(scol.data(), s, b1 - b0, ldw, t);
@@ -377,19 +414,17 @@ void gather_excite_backward_nhwc(const Args& a) {
 
 // ---------------------------------------------------------------------------- excite
 
-// s of one tile row from g (laid out like x): n values, widened and squashed.
-template <typename T>
-inline void sigmoid_of_g(acc_t<T>* out, const T* g, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) out[j] = static_cast<acc_t<T>>(g[j]);
-  sigmoid_row(out, out, acc_t<T>(1), n);
+// s of one tile row from g (laid out like x; x's dtype, or the accumulation dtype A for
+// excite_lean_backward): n values, widened and squashed.
+template <typename A, typename G>
+inline void sigmoid_of_g(A* out, const G* g, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) out[j] = static_cast<A>(g[j]);
+  sigmoid_row(out, out, A(1), n);
 }
 
-// Where NHWC unit u's g values start: g is (N, th, tw, C) in memory, like x.
-inline int64_t g_offset(const NhwcUnit& u, const TileGeom& t) { return (u.n * t.th + u.ty) * t.tw * t.C + u.c0; }
-
 // s of NHWC unit u's tiles, one row of ld per tile, from its g values gu.
-template <typename T>
-inline void sigmoid_of_g_unit(acc_t<T>* s, int64_t ld, const T* gu, const NhwcUnit& u, const TileGeom& t) {
+template <typename A, typename G>
+inline void sigmoid_of_g_unit(A* s, int64_t ld, const G* gu, const NhwcUnit& u, const TileGeom& t) {
   for (int64_t tx = 0; tx < t.tw; ++tx) sigmoid_of_g(s + tx * ld, gu + tx * t.C, u.nc);
 }
 
@@ -411,7 +446,7 @@ void excite_nchw(const Args& a) {
       const int64_t b1 = std::min(end, b0 + per);
       sigmoid_of_g(s, g + b0 * t.tw, (b1 - b0) * t.tw);  // g rows (plane, ty) = units
       if (tiled) expand_units(scol.data(), s, b1 - b0, ldw, t);
-      scale_units(y, x, res, s, scol.data(), ldw, b0, b1, t);
+      scale_units(a.relu, y, x, res, s, scol.data(), ldw, b0, b1, t);
     }
   });
 }
@@ -430,7 +465,7 @@ void excite_nhwc(const Args& a) {
     for (int64_t i = begin; i < end; ++i) {
       const NhwcUnit u(t, cb, i);
       sigmoid_of_g_unit(sc.data(), ld, g + g_offset(u, t), u, t);
-      scale_unit(y, x, res, sc.data(), ld, u, pixel_group(u), t);
+      scale_unit(a.relu, y, x, res, sc.data(), ld, u, pixel_group(u), t);
     }
   });
 }
@@ -507,6 +542,162 @@ void excite_backward_nhwc(const Args& a) {
   });
 }
 
+// ------------------------------------------------------------ excite_lean_backward
+// From the op's output instead of its input: dp = dy (0 where out <= 0 with ReLU),
+// z = out - r;  dg = (1 - s) sum_t(dp z);  dx = dp s (+ dg / |t| with gather).
+// Without gather one sweep writes dx and sums (as excite_backward); with gather a
+// first sweep sums, a second writes dx from dy (and out, with ReLU) in cache (as
+// gather_excite_backward). g and dg are in the accumulation dtype.
+
+// dg[k] = (1 - s[k]) sum[k] for the tiles of NCHW units [b0, b1); with gather, sum[k]
+// then becomes dg[k] / |tile k|, the per-tile term of dx.
+template <typename A>
+inline void lean_tile_grads(A* dg, A* sum, const A* s, int64_t b0, int64_t b1, const TileGeom& t, bool gather) {
+  const int64_t n = (b1 - b0) * t.tw;
+  for (int64_t k = 0; k < n; ++k) dg[k] = (A(1) - s[k]) * sum[k];
+  if (!gather) return;
+  if (uniform_tiles(t)) {
+    const A cnt = A(t.eh * std::min(t.ew, t.W));
+    for (int64_t k = 0; k < n; ++k) sum[k] = dg[k] / cnt;
+    return;
+  }
+  NchwWalk u(t, b0);
+  for (int64_t k = 0; k < b1 - b0; ++k, u.next())
+    for (int64_t tx = 0; tx < t.tw; ++tx) sum[k * t.tw + tx] = dg[k * t.tw + tx] / A(u.rows() * t.tile_cols(tx));
+}
+
+template <typename T, bool kRelu, bool kRes>
+void lean_backward_nchw(const Args& a) {
+  using A = acc_t<T>;
+  const TileGeom t = a.t;
+  const T* out = cptr<T>(a.x);
+  const T* dy = cptr<T>(a.other);
+  const T* r = cptr<T>(a.res);
+  const A* g = cptr<A>(a.g);
+  T* dx = mptr<T>(a.out);
+  A* dg = mptr<A>(a.dg);
+  const bool gather = a.gather;
+  const int64_t per = batch_units(t.eh * t.W);
+  const bool tiled = t.tw > 1;
+  const int64_t ldw = tiled ? round_up_step<T>(t.W) : 0;
+  at::parallel_for(0, t.N * t.C * t.th, grain(t.eh * t.W), [&](int64_t begin, int64_t end) {
+    AccRow<T> sb(per * t.tw), sums(per * t.tw), scol(per * ldw), ccol(gather ? per * ldw : 0), cold(ldw);
+    A* s = sb.data();
+    A* sum = sums.data();  // per tile: sum of dp * z, then (gather) dx's per-tile term
+    for (int64_t b0 = begin; b0 < end; b0 += per) {
+      const int64_t b1 = std::min(end, b0 + per);
+      sigmoid_of_g(s, g + b0 * t.tw, (b1 - b0) * t.tw);
+      if (tiled) expand_units(scol.data(), s, b1 - b0, ldw, t);
+      NchwWalk u(t, b0);
+      for (int64_t k = 0; k < b1 - b0; ++k, u.next()) {  // sweep 1: sums (and dx without gather)
+        const int64_t o = u.off;
+        const T* ro = kRes ? r + o : nullptr;
+        if (!tiled) {
+          sum[k] = gather ? lean_flat<kRelu, kRes, false>(dx + o, dy + o, out + o, ro, s[k], u.len())
+                          : lean_flat<kRelu, kRes, true>(dx + o, dy + o, out + o, ro, s[k], u.len());
+          continue;
+        }
+        if (gather)
+          lean_cols<kRelu, kRes, false>(dx + o, cold.data(), dy + o, out + o, ro, nullptr, u.rows(), t.W);
+        else
+          lean_cols<kRelu, kRes, true>(dx + o, cold.data(), dy + o, out + o, ro, scol.data() + k * ldw, u.rows(), t.W);
+        tile_sums(sum + k * t.tw, cold.data(), t);
+      }
+      lean_tile_grads(dg + b0 * t.tw, sum, s, b0, b1, t, gather);
+      if (!gather) continue;
+      if (tiled) expand_units(ccol.data(), sum, b1 - b0, ldw, t);
+      u = NchwWalk(t, b0);
+      for (int64_t k = 0; k < b1 - b0; ++k, u.next()) {  // sweep 2: dx = dp * s + dg / |t|
+        if (!tiled) {
+          affine_row<kRelu>(dx + u.off, dy + u.off, Bcast<A>(s[k]), Bcast<A>(sum[k]), u.len(), out + u.off);
+          continue;
+        }
+        const Cols<A> sk{scol.data() + k * ldw}, ck{ccol.data() + k * ldw};
+        for (int64_t r0 = 0; r0 < u.rows(); ++r0) {
+          const int64_t o = u.off + r0 * t.W;
+          affine_row<kRelu>(dx + o, dy + o, sk, ck, t.W, out + o);
+        }
+      }
+    }
+  });
+}
+
+template <typename T, bool kRelu, bool kRes>
+void lean_backward_nhwc(const Args& a) {
+  using A = acc_t<T>;
+  const TileGeom t = a.t;
+  const int64_t cb = a.cblock;
+  const T* out = cptr<T>(a.x);
+  const T* dy = cptr<T>(a.other);
+  const T* r = cptr<T>(a.res);
+  const A* g = cptr<A>(a.g);
+  T* dx = mptr<T>(a.out);
+  A* dg = mptr<A>(a.dg);
+  const bool gather = a.gather;
+  at::parallel_for(0, NhwcUnit::count(t, cb), grain(t.eh * t.W * cb), [&](int64_t begin, int64_t end) {
+    const int64_t ld = round_up_step<T>(cb);
+    AccRow<T> sc(t.tw * ld), ad(t.tw * ld);  // s; sums of dp * z, then (gather) dx's per-tile term
+    for (int64_t i = begin; i < end; ++i) {
+      const NhwcUnit u(t, cb, i);
+      const int64_t gofs = g_offset(u, t);
+      sigmoid_of_g_unit(sc.data(), ld, g + gofs, u, t);
+      ad.zero(t.tw * ld);
+      const int64_t grp = pixel_group(u);
+      for_groups(t, u, grp, [&](int64_t tx, int64_t p, int64_t np) {  // sweep 1
+        const A* s = sc.data() + tx * ld;
+        A* acc = ad.data() + tx * ld;
+        const T* rp = kRes ? r + p : nullptr;
+        if (gather) {
+          if (grp > 1)
+            lean_pixels<kRelu, kRes, false>(dx + p, acc, dy + p, out + p, rp, s, np, t.C, u.nc);
+          else
+            lean_row<kRelu, kRes, false>(dx + p, acc, dy + p, out + p, rp, s, u.nc);
+        } else {
+          if (grp > 1)
+            lean_pixels<kRelu, kRes, true>(dx + p, acc, dy + p, out + p, rp, s, np, t.C, u.nc);
+          else
+            lean_row<kRelu, kRes, true>(dx + p, acc, dy + p, out + p, rp, s, u.nc);
+        }
+      });
+      for (int64_t tx = 0; tx < t.tw; ++tx) {
+        const A* s = sc.data() + tx * ld;
+        A* sum = ad.data() + tx * ld;
+        A* d = dg + gofs + tx * t.C;
+        for (int64_t j = 0; j < u.nc; ++j) d[j] = (A(1) - s[j]) * sum[j];
+        if (gather) {
+          const A cnt = A(u.rows * t.tile_cols(tx));
+          for (int64_t j = 0; j < u.nc; ++j) sum[j] = d[j] / cnt;
+        }
+      }
+      if (!gather) continue;
+      for_groups(t, u, grp, [&](int64_t tx, int64_t p, int64_t np) {  // sweep 2: dx = dp * s + dg / |t|
+        const A* s = sc.data() + tx * ld;
+        const A* c = ad.data() + tx * ld;
+        if (grp > 1)
+          affine_pixels<kRelu>(dx + p, dy + p, s, c, np, t.C, u.nc, out + p);
+        else
+          affine_row<kRelu>(dx + p, dy + p, Cols<A>{s}, Cols<A>{c}, u.nc, out + p);
+      });
+    }
+  });
+}
+
+// Calls f(relu, res) with both flags as std::bool_constant, so each combination gets
+// loops of its own.
+template <typename F>
+inline void with_flags(bool relu, bool res, F&& f) {
+  using Y = std::true_type;
+  using N = std::false_type;
+  if (relu && res)
+    f(Y{}, Y{});
+  else if (relu)
+    f(Y{}, N{});
+  else if (res)
+    f(N{}, Y{});
+  else
+    f(N{}, N{});
+}
+
 }  // namespace detail
 
 // ------------------------------------------------------------- entry points (Kernels)
@@ -529,6 +720,17 @@ void gather_excite_backward(const Args& a) {
 void excite(const Args& a) { GENET_OPS_CPU_DISPATCH(a, "excite_cpu", excite_nchw, excite_nhwc); }
 void excite_backward(const Args& a) {
   GENET_OPS_CPU_DISPATCH(a, "excite_backward_cpu", excite_backward_nchw, excite_backward_nhwc);
+}
+void excite_lean_backward(const Args& a) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.dtype, "excite_lean_backward_cpu", [&] {
+    detail::with_flags(a.relu, a.res != nullptr, [&](auto relu, auto res) {
+      constexpr bool kRelu = decltype(relu)::value, kRes = decltype(res)::value;
+      if (a.layout == Layout::NCHW)
+        detail::lean_backward_nchw<scalar_t, kRelu, kRes>(a);
+      else
+        detail::lean_backward_nhwc<scalar_t, kRelu, kRes>(a);
+    });
+  });
 }
 
 #undef GENET_OPS_CPU_DISPATCH

@@ -105,6 +105,27 @@ inline void sigmoid_row(A* out, const A* in, A div, int64_t n) {
   for (int64_t i = 0; i < n; i += V::size()) sigmoid(V::loadu(in + i) / V(div)).store(out + i);
 }
 
+// ReLU as torch.relu: 0 where v < 0, NaN kept (forward epilogue).
+template <typename V>
+inline V relu_v(const V& v) {
+  return V::blendv(v, V(0), v < V(0));
+}
+template <typename A>
+inline A relu_s(A v) {
+  return v < A(0) ? A(0) : v;
+}
+
+// ReLU's backward mask: d, or 0 where the output o <= 0 (NaN passes, as torch's
+// threshold backward).
+template <typename V>
+inline V mask_v(const V& d, const V& o) {
+  return V::blendv(d, V(0), o <= V(0));
+}
+template <typename A>
+inline A mask_s(A d, A o) {
+  return o <= A(0) ? A(0) : d;
+}
+
 // ------------------------------------------------------------------ whole-row reductions
 
 // sum x. Two independent accumulators per lane hide the add latency.
@@ -402,8 +423,8 @@ inline void excite_bwd_pixels(T* dx, acc_t<T>* ad, const T* dy, const T* x, cons
   }
 }
 
-// y = x * s (+ r) per pixel, s per channel: sweep 2 of both forwards.
-template <typename T>
+// y = x * s (+ r) per pixel, s per channel, then ReLU with kRelu: sweep 2 of both forwards.
+template <bool kRelu, typename T>
 inline void scale_pixels(T* y, const T* x, const T* r, const acc_t<T>* s, int64_t np, int64_t ld, int64_t n) {
   using IO = VecIO<T>;
   using V = typename IO::V;
@@ -421,6 +442,8 @@ inline void scale_pixels(T* y, const T* x, const T* r, const acc_t<T>* s, int64_
         } else {
           for (int v = 0; v < IO::kV; ++v) xv[v] = xv[v] * sv[u * IO::kV + v];
         }
+        if constexpr (kRelu)
+          for (int v = 0; v < IO::kV; ++v) xv[v] = relu_v(xv[v]);
         IO::store(y + o, xv);
       }
     }
@@ -428,20 +451,22 @@ inline void scale_pixels(T* y, const T* x, const T* r, const acc_t<T>* s, int64_
   for (int64_t j = full_steps<T>(n); j < n; ++j) {
     for (int64_t k = 0; k < np; ++k) {
       const int64_t o = k * ld + j;
-      y[o] = static_cast<T>(r ? widen(x[o]) * s[j] + widen(r[o]) : widen(x[o]) * s[j]);
+      const acc_t<T> v = r ? widen(x[o]) * s[j] + widen(r[o]) : widen(x[o]) * s[j];
+      y[o] = static_cast<T>(kRelu ? relu_s(v) : v);
     }
   }
 }
 
-// dx = dy * s + c per pixel, s and c per channel: sweep 2 of gather_excite's backward.
-template <typename T>
+// dx = dy * s + c per pixel, s and c per channel: sweep 2 of gather_excite's backward
+// (kMask: dy masked by the ReLU output `out` first, as affine_row).
+template <bool kMask = false, typename T>
 inline void affine_pixels(T* dx, const T* dy, const acc_t<T>* s, const acc_t<T>* c, int64_t np, int64_t ld,
-                          int64_t n) {
+                          int64_t n, const T* out = nullptr) {
   using IO = VecIO<T>;
   using V = typename IO::V;
   for_chunks<T>(n, [&](int64_t j, auto steps) {
     constexpr int64_t U = decltype(steps)::value, Q = U * IO::kV;
-    V sv[Q], cv[Q], dv[IO::kV];
+    V sv[Q], cv[Q], dv[IO::kV], ov[IO::kV];
     for (int64_t q = 0; q < Q; ++q) {
       sv[q] = V::loadu(s + j + q * V::size());
       cv[q] = V::loadu(c + j + q * V::size());
@@ -450,13 +475,22 @@ inline void affine_pixels(T* dx, const T* dy, const acc_t<T>* s, const acc_t<T>*
       for (int64_t u = 0; u < U; ++u) {
         const int64_t o = k * ld + j + u * IO::kStep;
         IO::load(dy + o, dv);
+        if constexpr (kMask) {
+          IO::load(out + o, ov);
+          for (int v = 0; v < IO::kV; ++v) dv[v] = mask_v(dv[v], ov[v]);
+        }
         for (int v = 0; v < IO::kV; ++v) dv[v] = at::vec::fmadd(dv[v], sv[u * IO::kV + v], cv[u * IO::kV + v]);
         IO::store(dx + o, dv);
       }
     }
   });
-  for (int64_t j = full_steps<T>(n); j < n; ++j)
-    for (int64_t k = 0; k < np; ++k) dx[k * ld + j] = static_cast<T>(widen(dy[k * ld + j]) * s[j] + c[j]);
+  for (int64_t j = full_steps<T>(n); j < n; ++j) {
+    for (int64_t k = 0; k < np; ++k) {
+      const int64_t o = k * ld + j;
+      const acc_t<T> d = kMask ? mask_s(widen(dy[o]), widen(out[o])) : widen(dy[o]);
+      dx[o] = static_cast<T>(d * s[j] + c[j]);
+    }
+  }
 }
 
 // ------------------------------------------------------- NHWC, one pixel at a time
@@ -527,45 +561,213 @@ inline void excite_bwd_row(T* dx, acc_t<T>* adyx, const T* dy, const T* x, const
 
 // ------------------------------------------------------------------- writes
 
-// y = x * s (+ r): the forward of both ops. S is Bcast or Cols.
-template <typename T, typename S>
+// y = x * s (+ r), then ReLU with kRelu: the forward of both ops. S is Bcast or Cols.
+template <bool kRelu, typename T, typename S>
 inline void scale_row(T* y, const T* x, const T* r, const S& s, int64_t n) {
   using IO = VecIO<T>;
   using V = typename IO::V;
+  using A = acc_t<T>;
   const int64_t nf = full_steps<T>(n);
+  const auto act_v = [](const V& v) { return kRelu ? relu_v(v) : v; };
+  const auto act_s = [](A v) { return kRelu ? relu_s(v) : v; };
   V xv[IO::kV], rv[IO::kV];
   if (r) {
     for (int64_t i = 0; i < nf; i += IO::kStep) {
       IO::load(x + i, xv);
       IO::load(r + i, rv);
-      for (int k = 0; k < IO::kV; ++k) xv[k] = at::vec::fmadd(xv[k], s.at(i + k * V::size()), rv[k]);
+      for (int k = 0; k < IO::kV; ++k) xv[k] = act_v(at::vec::fmadd(xv[k], s.at(i + k * V::size()), rv[k]));
       IO::store(y + i, xv);
     }
-    for (int64_t i = nf; i < n; ++i) y[i] = static_cast<T>(widen(x[i]) * s.one(i) + widen(r[i]));
+    for (int64_t i = nf; i < n; ++i) y[i] = static_cast<T>(act_s(widen(x[i]) * s.one(i) + widen(r[i])));
     return;
   }
   for (int64_t i = 0; i < nf; i += IO::kStep) {
     IO::load(x + i, xv);
-    for (int k = 0; k < IO::kV; ++k) xv[k] = xv[k] * s.at(i + k * V::size());
+    for (int k = 0; k < IO::kV; ++k) xv[k] = act_v(xv[k] * s.at(i + k * V::size()));
     IO::store(y + i, xv);
   }
-  for (int64_t i = nf; i < n; ++i) y[i] = static_cast<T>(widen(x[i]) * s.one(i));
+  for (int64_t i = nf; i < n; ++i) y[i] = static_cast<T>(act_s(widen(x[i]) * s.one(i)));
 }
 
-// dx = dy * s + c: gather_excite's backward.
-template <typename T, typename S>
-inline void affine_row(T* dx, const T* dy, const S& s, const S& c, int64_t n) {
+// dx = dy * s + c: gather_excite's backward. With kMask, dy is first masked by the
+// ReLU output `out` (excite_lean_backward with relu and gather).
+template <bool kMask = false, typename T, typename S>
+inline void affine_row(T* dx, const T* dy, const S& s, const S& c, int64_t n, const T* out = nullptr) {
   using IO = VecIO<T>;
   using V = typename IO::V;
   const int64_t nf = full_steps<T>(n);
-  V dv[IO::kV];
+  V dv[IO::kV], ov[IO::kV];
   for (int64_t i = 0; i < nf; i += IO::kStep) {
     IO::load(dy + i, dv);
+    if constexpr (kMask) {
+      IO::load(out + i, ov);
+      for (int k = 0; k < IO::kV; ++k) dv[k] = mask_v(dv[k], ov[k]);
+    }
     for (int k = 0; k < IO::kV; ++k) {
       const int64_t o = i + k * V::size();
       dv[k] = at::vec::fmadd(dv[k], s.at(o), c.at(o));
     }
     IO::store(dx + i, dv);
   }
-  for (int64_t i = nf; i < n; ++i) dx[i] = static_cast<T>(widen(dy[i]) * s.one(i) + c.one(i));
+  for (int64_t i = nf; i < n; ++i) {
+    const acc_t<T> d = kMask ? mask_s(widen(dy[i]), widen(out[i])) : widen(dy[i]);
+    dx[i] = static_cast<T>(d * s.one(i) + c.one(i));
+  }
+}
+
+// --------------------------------------- the output-keeping backward (excite_lean_backward)
+// Each pixel contributes dp * z to its tile's sum, with dp = dy (masked by ReLU's output
+// with kRelu) and z = out - r (out without a residual, kRes false). With kWrite the same
+// sweep also writes dx = dp * s (excite's dx; gather_excite's needs the tile sums first).
+
+// dp and z of one vector step at offset o.
+template <bool kRelu, bool kRes, typename T>
+inline void lean_load(const T* dy, const T* out, const T* r, int64_t o, typename VecIO<T>::V* dp,
+                      typename VecIO<T>::V* z) {
+  using IO = VecIO<T>;
+  using V = typename IO::V;
+  IO::load(dy + o, dp);
+  IO::load(out + o, z);
+  if constexpr (kRelu)
+    for (int k = 0; k < IO::kV; ++k) dp[k] = mask_v(dp[k], z[k]);
+  if constexpr (kRes) {
+    V rv[IO::kV];
+    IO::load(r + o, rv);
+    for (int k = 0; k < IO::kV; ++k) z[k] = z[k] - rv[k];
+  }
+}
+
+// The same for one element.
+template <bool kRelu, bool kRes, typename T>
+inline void lean_one(const T* dy, const T* out, const T* r, int64_t o, acc_t<T>& dp, acc_t<T>& z) {
+  dp = widen(dy[o]);
+  z = widen(out[o]);
+  if constexpr (kRelu) dp = mask_s(dp, z);
+  if constexpr (kRes) z -= widen(r[o]);
+}
+
+// Returns sum dp * z over a row of n (a tile that is a whole NCHW row); dx = dp * s with kWrite.
+template <bool kRelu, bool kRes, bool kWrite, typename T>
+inline acc_t<T> lean_flat(T* dx, const T* dy, const T* out, const T* r, acc_t<T> s, int64_t n) {
+  using IO = VecIO<T>;
+  using V = typename IO::V;
+  const int64_t nf = full_steps<T>(n);
+  const V sv(s);
+  V acc[IO::kV], dp[IO::kV], z[IO::kV];
+  for (int k = 0; k < IO::kV; ++k) acc[k] = V(0);
+  for (int64_t i = 0; i < nf; i += IO::kStep) {
+    lean_load<kRelu, kRes>(dy, out, r, i, dp, z);
+    for (int k = 0; k < IO::kV; ++k) acc[k] = at::vec::fmadd(dp[k], z[k], acc[k]);
+    if constexpr (kWrite) {
+      for (int k = 0; k < IO::kV; ++k) dp[k] = dp[k] * sv;
+      IO::store(dx + i, dp);
+    }
+  }
+  acc_t<T> sum = lanes_sum(acc, IO::kV);
+  for (int64_t i = nf; i < n; ++i) {
+    acc_t<T> d, z1;
+    lean_one<kRelu, kRes>(dy, out, r, i, d, z1);
+    sum += d * z1;
+    if constexpr (kWrite) dx[i] = static_cast<T>(d * s);
+  }
+  return sum;
+}
+
+// cd[j] = sum_r dp[r][j] * z[r][j] over an NCHW tile row (rows x w); dx = dp * s[j] with kWrite.
+template <bool kRelu, bool kRes, bool kWrite, typename T>
+inline void lean_cols(T* dx, acc_t<T>* cd, const T* dy, const T* out, const T* r, const acc_t<T>* s, int64_t rows,
+                      int64_t w) {
+  using IO = VecIO<T>;
+  using V = typename IO::V;
+  const int64_t wf = full_steps<T>(w);
+  V ad[IO::kV], sv[IO::kV], dp[IO::kV], z[IO::kV];
+  for (int64_t j = 0; j < wf; j += IO::kStep) {
+    for (int k = 0; k < IO::kV; ++k) {
+      ad[k] = V(0);
+      if constexpr (kWrite) sv[k] = V::loadu(s + j + k * V::size());
+    }
+    for (int64_t r0 = 0; r0 < rows; ++r0) {
+      const int64_t o = r0 * w + j;
+      lean_load<kRelu, kRes>(dy, out, r, o, dp, z);
+      for (int k = 0; k < IO::kV; ++k) ad[k] = at::vec::fmadd(dp[k], z[k], ad[k]);
+      if constexpr (kWrite) {
+        for (int k = 0; k < IO::kV; ++k) dp[k] = dp[k] * sv[k];
+        IO::store(dx + o, dp);
+      }
+    }
+    for (int k = 0; k < IO::kV; ++k) ad[k].store(cd + j + k * V::size());
+  }
+  for (int64_t j = wf; j < w; ++j) {
+    acc_t<T> sd = 0;
+    for (int64_t r0 = 0; r0 < rows; ++r0) {
+      acc_t<T> d, z1;
+      lean_one<kRelu, kRes>(dy, out, r, r0 * w + j, d, z1);
+      sd += d * z1;
+      if constexpr (kWrite) dx[r0 * w + j] = static_cast<T>(d * s[j]);
+    }
+    cd[j] = sd;
+  }
+}
+
+// ad[j] += dp[j] * z[j] for one NHWC pixel's n channels; dx = dp * s[j] with kWrite.
+template <bool kRelu, bool kRes, bool kWrite, typename T>
+inline void lean_row(T* dx, acc_t<T>* ad, const T* dy, const T* out, const T* r, const acc_t<T>* s, int64_t n) {
+  using IO = VecIO<T>;
+  using V = typename IO::V;
+  const int64_t nf = full_steps<T>(n);
+  V dp[IO::kV], z[IO::kV];
+  for (int64_t i = 0; i < nf; i += IO::kStep) {
+    lean_load<kRelu, kRes>(dy, out, r, i, dp, z);
+    for (int k = 0; k < IO::kV; ++k) {
+      const int64_t j = i + k * V::size();
+      at::vec::fmadd(dp[k], z[k], V::loadu(ad + j)).store(ad + j);
+      if constexpr (kWrite) dp[k] = dp[k] * V::loadu(s + j);
+    }
+    if constexpr (kWrite) IO::store(dx + i, dp);
+  }
+  for (int64_t i = nf; i < n; ++i) {
+    acc_t<T> d, z1;
+    lean_one<kRelu, kRes>(dy, out, r, i, d, z1);
+    ad[i] += d * z1;
+    if constexpr (kWrite) dx[i] = static_cast<T>(d * s[i]);
+  }
+}
+
+// The same for a group of np pixels `ld` elements apart, a chunk of channels at a time
+// (accumulators and scales in registers, as the other wide-channel primitives).
+template <bool kRelu, bool kRes, bool kWrite, typename T>
+inline void lean_pixels(T* dx, acc_t<T>* ad, const T* dy, const T* out, const T* r, const acc_t<T>* s, int64_t np,
+                        int64_t ld, int64_t n) {
+  using IO = VecIO<T>;
+  using V = typename IO::V;
+  for_chunks<T>(n, [&](int64_t j, auto steps) {
+    constexpr int64_t U = decltype(steps)::value, Q = U * IO::kV;
+    V sd[Q], sv[Q], dp[IO::kV], z[IO::kV];
+    for (int64_t q = 0; q < Q; ++q) {
+      sd[q] = V(0);
+      if constexpr (kWrite) sv[q] = V::loadu(s + j + q * V::size());
+    }
+    for (int64_t k = 0; k < np; ++k) {
+      for (int64_t u = 0; u < U; ++u) {
+        const int64_t o = k * ld + j + u * IO::kStep;
+        lean_load<kRelu, kRes>(dy, out, r, o, dp, z);
+        for (int v = 0; v < IO::kV; ++v) sd[u * IO::kV + v] = at::vec::fmadd(dp[v], z[v], sd[u * IO::kV + v]);
+        if constexpr (kWrite) {
+          for (int v = 0; v < IO::kV; ++v) dp[v] = dp[v] * sv[u * IO::kV + v];
+          IO::store(dx + o, dp);
+        }
+      }
+    }
+    for (int64_t q = 0; q < Q; ++q) (V::loadu(ad + j + q * V::size()) + sd[q]).store(ad + j + q * V::size());
+  });
+  for (int64_t j = full_steps<T>(n); j < n; ++j) {
+    acc_t<T> sum = 0;
+    for (int64_t k = 0; k < np; ++k) {
+      acc_t<T> d, z1;
+      lean_one<kRelu, kRes>(dy, out, r, k * ld + j, d, z1);
+      sum += d * z1;
+      if constexpr (kWrite) dx[k * ld + j] = static_cast<T>(d * s[j]);
+    }
+    ad[j] += sum;
+  }
 }

@@ -3,10 +3,10 @@ and with the fused ops keeping their input (save='input') or their defaults (sav
 which keeps outputs where that is safe and exact enough).
 
 Saved bytes: the unique bytes of the tensors autograd holds between forward and backward
-(torch.autograd.graph.saved_tensors_hooks, deduplicated by storage; the model's parameters
-and buffers are not counted, the input batch is). Under autocast the low-precision copies
-of the parameters that autograd keeps are counted apart (weight_cast_bytes): they do not
-grow with the batch. On CUDA also the peak of
+(torch.autograd.graph.saved_tensors_hooks, deduplicated by storage), everything included as
+the issue measured it: the input batch, the parameters the layers keep (param_bytes) and,
+under autocast, the low-precision copies of them (weight_cast_bytes); those two do not
+grow with the batch and are also given apart. On CUDA also the peak of
 torch.cuda.max_memory_allocated over forward + backward, above what was allocated before.
 
 Models (θ⁻ global for the GE models; the batch and size the issue measured at):
@@ -57,7 +57,7 @@ PROVIDERS = ("none", "eager", "fused-input", "fused-lean", "fused-output")
 DEFAULT_PROVIDERS = "none,eager,fused-input,fused-lean"
 # model -> (batch, image size) as the issue measured
 SHAPES = {"ge_wrn_16_8": (32, 32), "ge_resnet50": (4, 224), "efficientnet_b0": (4, 224), "seresnet50": (4, 224)}
-SMALL = {"ge_wrn_10_2": (2, 32), "efficientnet_b0": (2, 32)}
+SMALL = {"ge_wrn_16_2": (2, 32), "efficientnet_b0": (2, 16)}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _SAVE = {"fused-input": "input", "fused-lean": "auto", "fused-output": "output"}
 
@@ -137,9 +137,10 @@ class SavedBytes:
     """Records, while active, every tensor autograd saves: its storage (deduplicated by
     data pointer), its bytes and the modules running when it was saved."""
 
-    def __init__(self, model: nn.Module, exclude: set):
-        self.exclude = exclude
+    def __init__(self, model: nn.Module, params: set):
+        self.params = params
         self.storages: dict[int, int] = {}
+        self.kept_params: dict[int, int] = {}
         self.casts: dict[int, int] = {}  # autocast's copies of parameters
         self.savers: dict[int, set] = defaultdict(set)
         self._stack: list[str] = []
@@ -163,14 +164,15 @@ class SavedBytes:
             ptr, nbytes = st.data_ptr(), st.nbytes()
         except (RuntimeError, NotImplementedError):  # no storage (e.g. a wrapper subclass)
             return t
-        if ptr in self.exclude or nbytes == 0:
-            return t
-        fn = t.grad_fn
-        if fn is not None and type(fn).__name__ == "ToCopyBackward0" and \
-                type(fn.next_functions[0][0]).__name__ == "AccumulateGrad":
-            self.casts[ptr] = nbytes
+        if nbytes == 0:
             return t
         self.storages[ptr] = nbytes
+        fn = t.grad_fn
+        if ptr in self.params:
+            self.kept_params[ptr] = nbytes
+        elif fn is not None and type(fn).__name__ == "ToCopyBackward0" and \
+                type(fn.next_functions[0][0]).__name__ == "AccumulateGrad":
+            self.casts[ptr] = nbytes
         self.savers[ptr].add(self._stack[-1] if self._stack else "")
         return t
 
@@ -202,25 +204,25 @@ def measure(name, provider, batch, img_size, dtype, device, channels_last) -> di
     model = build(name, provider, img_size).to(device).train()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    exclude = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    params = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(batch, 3, img_size, img_size, generator=gen).to(device).contiguous(memory_format=fmt)
     target = torch.randint(0, 10, (batch,), generator=gen).to(device)
     row = {"model": name, "provider": provider, "batch": batch, "img_size": img_size,
            "dtype": {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype],
            "device": device.type, "channels_last": channels_last, "saved_bytes": None, "saved_mib": None,
-           "weight_cast_bytes": None, "peak_bytes": None, "only_excite": None, "note": ""}
+           "param_bytes": None, "weight_cast_bytes": None, "peak_bytes": None, "only_excite": None, "note": ""}
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    rec = SavedBytes(model, exclude)
+    rec = SavedBytes(model, params)
     try:
         with rec, torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             loss = F.cross_entropy(model(x).float(), target)
         row["saved_bytes"], row["saved_mib"] = rec.total, rec.total / MiB
-        row["weight_cast_bytes"] = sum(rec.casts.values())
+        row["param_bytes"], row["weight_cast_bytes"] = sum(rec.kept_params.values()), sum(rec.casts.values())
         row["only_excite"] = rec.only_in_excite()
         loss.backward()
         if cuda:
@@ -239,7 +241,7 @@ def _pct(v, base):
 def markdown(rows: list[dict], meta: dict) -> str:
     providers = list(dict.fromkeys(r["provider"] for r in rows))
     lines = [f"Saved activations per training step (unique bytes autograd holds between forward and backward, "
-             f"MiB, without autocast's weight copies; in brackets: vs the same network without GE/SE). {meta['device_name']} ({meta['device']}), "
+             f"MiB, parameters and their autocast copies included; in brackets: vs the same network without GE/SE). {meta['device_name']} ({meta['device']}), "
              f"torch {meta['torch']}, {meta['date']}.", ""]
     cuda = any(r["peak_bytes"] is not None for r in rows)
     head = ["model", "dtype", *providers] + (["CUDA peak: " + p for p in providers] if cuda else [])
@@ -336,8 +338,9 @@ def main(argv=None):
                 r = measure(name, p, batch, size, DTYPES[d], device, channels_last)
                 rows.append(r)
                 shown = f"{r['saved_mib']:9.1f} MiB saved" if r["saved_mib"] is not None else ""
-                if r["weight_cast_bytes"]:
-                    shown += f" (+ {r['weight_cast_bytes'] / MiB:.1f} MiB of weight casts)"
+                if r["saved_mib"] is not None:
+                    shown += f" (parameters {r['param_bytes'] / MiB:.1f}, their autocast copies " \
+                             f"{r['weight_cast_bytes'] / MiB:.1f})"
                 peak = f", CUDA peak {r['peak_bytes'] / MiB:.1f} MiB" if r["peak_bytes"] is not None else ""
                 print(f"{name:<16} N={batch:<3} {size}² {d:<4} {p:<12} {shown}{peak}"
                       f"{'  ' + r['note'] if r['note'] else ''}", flush=True)

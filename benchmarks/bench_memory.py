@@ -71,6 +71,9 @@ def parse_args(argv=None):
     p.add_argument("--providers", default=DEFAULT_PROVIDERS, help=f"comma-separated, of {', '.join(PROVIDERS)}")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--channels-last", default="true", help="true or false")
+    p.add_argument("--forward-only", action="store_true",
+                   help="skip backward (the saved bytes are counted after forward; no CUDA peak, and an output "
+                        "changed in place is not caught)")
     p.add_argument("--breakdown", action="store_true", help="print the bytes only GE/SE modules keep, per module")
     p.add_argument("--small", action="store_true", help=f"tiny shapes ({', '.join(SMALL)}), for tests")
     p.add_argument("--plot", default="true", help="write the PNG (true or false)")
@@ -200,7 +203,7 @@ class SavedBytes:
         return dict(out)
 
 
-def measure(name, provider, batch, img_size, dtype, device, channels_last) -> dict:
+def measure(name, provider, batch, img_size, dtype, device, channels_last, backward=True) -> dict:
     model = build(name, provider, img_size).to(device).train()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
@@ -224,6 +227,8 @@ def measure(name, provider, batch, img_size, dtype, device, channels_last) -> di
         row["saved_bytes"], row["saved_mib"] = rec.total, rec.total / MiB
         row["param_bytes"], row["weight_cast_bytes"] = sum(rec.kept_params.values()), sum(rec.casts.values())
         row["only_excite"] = rec.only_in_excite()
+        if not backward:
+            return row
         loss.backward()
         if cuda:
             torch.cuda.synchronize()
@@ -335,7 +340,7 @@ def main(argv=None):
         batch, size = args.batch or batch, args.img_size or size
         for d in dtypes:
             for p in providers:
-                r = measure(name, p, batch, size, DTYPES[d], device, channels_last)
+                r = measure(name, p, batch, size, DTYPES[d], device, channels_last, not args.forward_only)
                 rows.append(r)
                 shown = f"{r['saved_mib']:9.1f} MiB saved" if r["saved_mib"] is not None else ""
                 if r["saved_mib"] is not None:

@@ -159,9 +159,9 @@ class GatherExcite(nn.Module):
         norm_layer: norm after each learned-gather conv, built as norm_layer(channels)
             (BatchNorm2d; None or False for none).
         gate_layer: the gate on g (class or name; 'sigmoid'). Others run eagerly.
+        device, dtype: where and in which dtype the parameters are created.
         save: what the fused ops keep for backward, 'auto', 'output' or 'input' (see
             the module docstring); no effect on the eager math.
-        device, dtype: where and in which dtype the parameters are created.
     """
 
     def __init__(
@@ -179,9 +179,9 @@ class GatherExcite(nn.Module):
         act_layer=nn.ReLU,
         norm_layer=nn.BatchNorm2d,
         gate_layer="sigmoid",
-        save: str = "auto",
         device=None,
         dtype=None,
+        save: str = "auto",
     ):
         super().__init__()
         channels = _count(channels, "channels", 1)

@@ -62,7 +62,9 @@ def parse_args(argv=None):
     p.add_argument("--variant", default="theta-")
     p.add_argument("--extent", type=int, default=0)
     p.add_argument("--batch-sizes", default="128,512", help="comma-separated")
-    p.add_argument("--providers", default="eager,fused", help="eager (PyTorch GE), fused (genet_ops ops)")
+    p.add_argument("--providers", default="eager,fused",
+                   help="eager (PyTorch GE), fused (genet_ops ops, their defaults), fused-input (the fused ops "
+                        "keeping their input, save='input': the step before the output-keeping ops)")
     p.add_argument("--compile", default="both", choices=["both", "off", "only"], help="torch.compile variants")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default: cuda 30, cpu 3)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps (default: cuda 10, cpu 1)")
@@ -102,11 +104,12 @@ def make_step(args, device, provider, compiled, batch, dtype, channels_last):
         import torchvision
 
         model = getattr(torchvision.models, args.model)(num_classes=10)
-        if provider == "fused":
-            genet_ops.fuse_excite(model)
+        if provider.startswith("fused"):
+            genet_ops.fuse_excite(model, save="input" if provider == "fused-input" else "auto")
     else:
         model = models.create_model(args.model, variant=args.variant, extent=args.extent,
-                                    fused=(provider == "fused"))
+                                    fused=provider.startswith("fused"),
+                                    ge_save="input" if provider == "fused-input" else "auto")
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     net = torch.compile(model) if compiled else model

@@ -16,16 +16,33 @@ buffers, state_dict keys, hooks and isinstance checks are unchanged. SE modules 
 another gate (MobileNetV3's hardsigmoid, EffectiveSE's default hard_sigmoid) are left as
 they are and named in one warning. torchvision and timm are not imported here: a model
 built with them has imported them already.
+
+What the fused op keeps for backward (``save``): with 'output' it keeps the SE module's
+output instead of its input, which costs no memory where the next layer keeps that output
+anyway (a conv keeps its input), but is wrong to keep if the output is changed in place
+afterwards (autograd then raises an error naming save='input'). 'input' keeps the input,
+as eager does. 'auto' (the default) keeps the output only for SE modules in a block known
+not to change it in place, decided by the block's type (_LEAN_BLOCKS): the SE output goes
+straight into a conv or a norm there. Known safe:
+  * torchvision: EfficientNet's MBConv (SE inside its ``block``, before the projection
+    conv) and RegNet's BottleneckTransform (``se`` before the 1x1 conv ``c``);
+  * timm's EfficientNet-family blocks (DepthwiseSeparableConv, InvertedResidual,
+    UniversalInvertedResidual, CondConvResidual, EdgeResidual: ``x = self.se(x)`` then a
+    pointwise conv) and timm's RegNet Bottleneck / PreBottleneck (``se`` before a conv or
+    norm).
+Everything else keeps the input, timm's SE-ResNets in particular
+(``x = self.se(x); x += shortcut``).
 """
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 
 import torch
 import torch.nn as nn
 
-from .ops import excite
+from .ops import SAVE_MODES, excite
 
 __all__ = ["fuse_excite", "is_sigmoid"]
 
@@ -63,22 +80,55 @@ _KINDS = [
 ]
 _FUSED_TYPES: dict = {}  # original class -> its fused subclass
 
+# (module, block class, where the SE sits in it): blocks whose SE output goes straight into
+# a conv or a norm, never changed in place, so the fused op may keep it (save='auto').
+_LEAN_BLOCKS = [
+    ("torchvision.models.efficientnet", "MBConv", r"block\.\d+"),
+    ("torchvision.models.regnet", "BottleneckTransform", r"se"),
+    *[("timm.models._efficientnet_blocks", name, r"se") for name in (
+        "DepthwiseSeparableConv", "InvertedResidual", "UniversalInvertedResidual", "CondConvResidual",
+        "EdgeResidual")],
+    ("timm.models.regnet", "Bottleneck", r"se"),
+    ("timm.models.regnet", "PreBottleneck", r"se"),
+]
+
+
+def _lean_safe(model: nn.Module, name: str) -> bool:
+    """Whether the SE module at name sits where _LEAN_BLOCKS says its output is not
+    changed in place: the nearest enclosing module of a listed type, at a listed path."""
+    blocks = [(c, re.compile(path)) for mod, cls, path in _LEAN_BLOCKS if (c := _type(mod, cls)) is not None]
+    parts = name.split(".") if name else []
+    for i in range(len(parts) - 1, -1, -1):
+        parent = model.get_submodule(".".join(parts[:i]))
+        for cls, path in blocks:
+            if type(parent) is cls:
+                return path.fullmatch(".".join(parts[i:])) is not None
+    return False
+
 
 def _fused_type(cls, g_fn):
     if cls not in _FUSED_TYPES:
         def forward(self, x):
             g = g_fn(self, x)
-            return excite(x, g.to(x.dtype), 0)  # g's dtype differs from x's under autocast
+            # g's dtype differs from x's under autocast
+            return excite(x, g.to(x.dtype), 0, save=self.genet_save)
 
         _FUSED_TYPES[cls] = type(f"Fused{cls.__name__}", (cls,), {
             "forward": forward, "__doc__": f"{cls.__name__} whose x * sigmoid(g) is genet_ops.excite (fuse_excite)."})
     return _FUSED_TYPES[cls]
 
 
-def fuse_excite(model: nn.Module) -> list:
+def fuse_excite(model: nn.Module, save: str = "auto") -> list:
     """Make every sigmoid-gated SE module in model (itself included) use the fused excite,
     in place; returns the names (as in named_modules) of the modules converted. Others are
-    left alone and named in a warning. Running it twice converts nothing new."""
+    left alone and named in a warning. Running it twice converts nothing new.
+
+    save: what each fused op keeps for backward: 'auto' (its output where the enclosing
+    block is known not to change it in place, see the module docstring; else its input),
+    'output' everywhere, or 'input' everywhere (as eager PyTorch). Each converted module
+    holds its choice in ``genet_save``."""
+    if save not in SAVE_MODES:
+        raise ValueError(f"fuse_excite: save must be one of {', '.join(SAVE_MODES)}, got {save!r}")
     kinds = [(c, gate, g) for mod, name, gate, g in _KINDS if (c := _type(mod, name)) is not None]
     fused = tuple(_FUSED_TYPES.values())
     converted, left = [], []
@@ -90,6 +140,8 @@ def fuse_excite(model: nn.Module) -> list:
                 gate = getattr(m, gate_attr)
                 if is_sigmoid(gate):
                     m.__class__ = _fused_type(cls, g_fn)
+                    # 'auto' is the op's own rule (no residual: the output) where safe.
+                    m.genet_save = save if save != "auto" else "auto" if _lean_safe(model, name) else "input"
                     converted.append(name)
                 else:
                     left.append(f"{name or '<model>'} ({cls.__name__}, gate {type(gate).__name__})")

@@ -23,8 +23,15 @@ as a class (or factory) or as a name: 'sigmoid', 'hard_sigmoid', 'tanh', 'relu',
 'gelu', .... The fused ops compute x * sigmoid(g) with a plain mean: a gate other than
 sigmoid, or add_maxpool, runs the eager math even when fused=True (no fused path).
 
-``forward(x, residual=None)`` returns ``x * sigmoid(gather(x)) (+ residual)``: passing the
-residual branch's shortcut here lets the fused op do the add in the same pass.
+``forward(x, residual=None, relu=False)`` returns ``x * sigmoid(gather(x)) (+ residual)``,
+then ReLU when relu=True: passing the residual branch's shortcut (and the block's ReLU)
+here lets the fused op do the add (and the ReLU) in the same pass, and keep ReLU's output
+for backward instead of the pre-activation.
+
+``save`` chooses what the fused ops keep for backward (genet_ops.gather_excite):
+'auto' (default) the output where exact enough, 'output' always, 'input' the input x, as
+eager PyTorch does. Keep 'input' where the module's output (or residual) is changed in
+place afterwards; otherwise autograd raises an error that names this option.
 
 The learned gather (docs/DESIGN.md §3):
   * global (extent 0): one depthwise conv with kernel = feat_size, no padding, no bias,
@@ -49,7 +56,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .fuse import is_sigmoid
-from .ops import excite, gather_excite
+from .ops import SAVE_MODES, excite, gather_excite
 
 __all__ = ["GatherExcite"]
 
@@ -153,6 +160,8 @@ class GatherExcite(nn.Module):
             (BatchNorm2d; None or False for none).
         gate_layer: the gate on g (class or name; 'sigmoid'). Others run eagerly.
         device, dtype: where and in which dtype the parameters are created.
+        save: what the fused ops keep for backward, 'auto', 'output' or 'input' (see
+            the module docstring); no effect on the eager math.
     """
 
     def __init__(
@@ -172,6 +181,7 @@ class GatherExcite(nn.Module):
         gate_layer="sigmoid",
         device=None,
         dtype=None,
+        save: str = "auto",
     ):
         super().__init__()
         channels = _count(channels, "channels", 1)
@@ -191,6 +201,9 @@ class GatherExcite(nn.Module):
         self.use_mlp = bool(use_mlp)
         self.add_maxpool = bool(add_maxpool)
         self.fused = bool(fused)
+        if save not in SAVE_MODES:
+            raise ValueError(f"GatherExcite: save must be one of {', '.join(SAVE_MODES)}, got {save!r}")
+        self.save = save
         self.feat_size = None
         self.gather: Optional[nn.Sequential] = None
         self.mlp: Optional[nn.Sequential] = None
@@ -252,6 +265,8 @@ class GatherExcite(nn.Module):
 
     def extra_repr(self) -> str:
         s = f"{self.channels}, variant={self.variant}, extent={self.extent}, fused={self.fused and self.fusable}"
+        if self.save != "auto":
+            s += f", save={self.save!r}"
         if self.add_maxpool and self.gather is None:
             s += ", add_maxpool=True"
         if self.feat_size is not None:
@@ -284,7 +299,7 @@ class GatherExcite(nn.Module):
             g = self.mlp(g)
         return g
 
-    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None, relu: bool = False) -> torch.Tensor:
         self._check_input(x)
         if residual is not None and residual.shape != x.shape:
             raise ValueError(f"GatherExcite: residual must have the input's shape {list(x.shape)}, got {list(residual.shape)}")
@@ -300,12 +315,13 @@ class GatherExcite(nn.Module):
                     dt = torch.promote_types(dt, t.dtype)
             x, residual = x.to(dt), None if residual is None else residual.to(dt)
             if g is None:
-                return gather_excite(x, self.extent, residual)
-            return excite(x, g.to(dt), self.extent, residual)
+                return gather_excite(x, self.extent, residual, relu=relu, save=self.save)
+            return excite(x, g.to(dt), self.extent, residual, relu=relu, save=self.save)
 
         # Eager: the seed's math, x * gate(upsample(gather(x))).
         g = _tile_mean(x, self.extent) if self.gather is None else self.gather_g(x)
         if self.add_maxpool and self.gather is None:
             g = 0.5 * g + 0.5 * _tile_max(x, self.extent)
         y = x * _expand_tiles(self.gate(g), self.extent, H, W)
-        return y if residual is None else y + residual
+        y = y if residual is None else y + residual
+        return F.relu(y) if relu else y

@@ -9,7 +9,8 @@ Names: ge_wrn_<depth>_<width> (CIFAR WideResNet, any depth = 6n + 4 and width),
 ge_resnet50 / ge_resnet101 / ge_resnet152 (ImageNet bottleneck ResNets).
 Keyword arguments: variant ('theta-', 'theta', 'theta+', or 'none' for no GE), extent
 (0 = global, or 2, 4, 8), fused (genet_ops ops, default True, or eager PyTorch),
-num_classes, img_size (the input size, needed by the global learned gather), in_chans.
+num_classes, img_size (the input size, needed by the global learned gather), in_chans,
+ge_save (what the fused GE ops keep for backward: 'auto', 'output' or 'input'; GatherExcite's save).
 
 convert_state_dict(checkpoint, model=None) turns our, BayesWatch's and the seed's
 checkpoints into a state dict for these models (models/convert.py).

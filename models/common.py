@@ -26,14 +26,16 @@ def canonical_variant(variant: str) -> str:
     return _ALIASES[key]
 
 
-def make_ge(channels: int, variant: str, extent: int, feat_size: int, fused: bool, rd_ratio: float = 1.0 / 16):
-    """A GatherExcite for one block; variant 'none' (or None) gives no GE at all."""
+def make_ge(channels: int, variant: str, extent: int, feat_size: int, fused: bool, rd_ratio: float = 1.0 / 16,
+            save: str = "auto"):
+    """A GatherExcite for one block; variant 'none' (or None) gives no GE at all. save: what
+    the fused ops keep for backward (GatherExcite's save)."""
     if variant is None or str(variant).lower() == "none":
         return None
     extra_params, use_mlp = VARIANTS[canonical_variant(variant)]
     return GatherExcite(
         channels, feat_size=feat_size, extra_params=extra_params, extent=extent,
-        use_mlp=use_mlp, rd_ratio=rd_ratio, fused=fused,
+        use_mlp=use_mlp, rd_ratio=rd_ratio, fused=fused, save=save,
     )
 
 

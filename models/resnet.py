@@ -4,6 +4,10 @@ gather-excite after the last BatchNorm of the residual branch, before the add:
     out = bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x))))))))
     return relu(GE(out, residual=shortcut(x)))
 
+The add and the final ReLU run inside the GE op (GatherExcite(..., relu=True)), which then
+keeps ReLU's output for backward (the next block's conv keeps it anyway) instead of the
+op's input.
+
 The stride sits on the 3x3 conv (torchvision's "ResNet v1.5"); with variant 'none' the
 parameters are those of torchvision's resnet50. feat_size of each GE (needed by the
 global learned gather) follows from img_size (224 -> 56, 28, 14, 7).
@@ -20,7 +24,7 @@ from .common import conv_out, init_weights, make_ge
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, in_planes, planes, stride, feat_size, variant, extent, fused):
+    def __init__(self, in_planes, planes, stride, feat_size, variant, extent, fused, ge_save="auto"):
         super().__init__()
         out_planes = planes * self.expansion
         self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
@@ -34,20 +38,21 @@ class Bottleneck(nn.Module):
             self.downsample = nn.Sequential(
                 nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False), nn.BatchNorm2d(out_planes)
             )
-        self.ge = make_ge(out_planes, variant, extent, feat_size, fused)
+        self.ge = make_ge(out_planes, variant, extent, feat_size, fused, save=ge_save)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         shortcut = x if self.downsample is None else self.downsample(x)
-        out = out + shortcut if self.ge is None else self.ge(out, residual=shortcut)
-        return F.relu(out)
+        if self.ge is None:
+            return F.relu(out + shortcut)
+        return self.ge(out, residual=shortcut, relu=True)
 
 
 class GEResNet(nn.Module):
     def __init__(self, layers=(3, 4, 6, 3), num_classes=1000, variant="theta-", extent=0, fused=True,
-                 img_size=224, in_chans=3):
+                 img_size=224, in_chans=3, ge_save="auto"):
         super().__init__()
         self.variant, self.extent = variant, extent
         self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
@@ -61,7 +66,7 @@ class GEResNet(nn.Module):
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
                 size = conv_out(size, 3, stride, 1)
-                blocks.append(Bottleneck(in_planes, planes, stride, size, variant, extent, fused))
+                blocks.append(Bottleneck(in_planes, planes, stride, size, variant, extent, fused, ge_save))
                 in_planes = planes * Bottleneck.expansion
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages

@@ -15,7 +15,8 @@ from .common import conv_out, init_weights, make_ge
 
 
 class PreActBlock(nn.Module):
-    def __init__(self, in_planes, out_planes, stride, feat_size, variant, extent, fused, drop_rate=0.0):
+    def __init__(self, in_planes, out_planes, stride, feat_size, variant, extent, fused, drop_rate=0.0,
+                 ge_save="auto"):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
@@ -24,7 +25,7 @@ class PreActBlock(nn.Module):
         self.drop_rate = drop_rate
         self.equal_in_out = in_planes == out_planes and stride == 1
         self.shortcut = None if self.equal_in_out else nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
-        self.ge = make_ge(out_planes, variant, extent, feat_size, fused)
+        self.ge = make_ge(out_planes, variant, extent, feat_size, fused, save=ge_save)
 
     def forward(self, x):
         pre = F.relu(self.bn1(x))
@@ -42,7 +43,7 @@ class GEWideResNet(nn.Module):
     """WRN-depth-width with GE. depth = 6n + 4 (n blocks per stage); widths 16w, 32w, 64w."""
 
     def __init__(self, depth=16, width=8, num_classes=10, variant="theta-", extent=0, fused=True,
-                 img_size=32, in_chans=3, drop_rate=0.0):
+                 img_size=32, in_chans=3, drop_rate=0.0, ge_save="auto"):
         super().__init__()
         if (depth - 4) % 6 != 0 or depth < 10:
             raise ValueError(f"WRN depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 40, ...), got {depth}")
@@ -60,7 +61,8 @@ class GEWideResNet(nn.Module):
             for j in range(n):
                 s = stride if j == 0 else 1
                 size = conv_out(size, 3, s, 1)
-                blocks.append(PreActBlock(in_planes, widths[i + 1], s, size, variant, extent, fused, drop_rate))
+                blocks.append(PreActBlock(in_planes, widths[i + 1], s, size, variant, extent, fused, drop_rate,
+                                          ge_save))
                 in_planes = widths[i + 1]
             stages.append(nn.Sequential(*blocks))
         self.block1, self.block2, self.block3 = stages

@@ -8,6 +8,7 @@
 - assert_matches_reference(): a kernel against the reference in the same dtype.
 - assert_layout(), GEBlock / assert_compiled_matches_eager(), requires_cuda.
 - extension_build_dir(): where a test-only C++ extension builds (or the test skips).
+- GenetOpLog: which genet_ops ops ran (below autograd), e.g. the lean or the input-keeping ones.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import genet_ops
 from genet_ops import checks, reference
@@ -180,3 +182,17 @@ def assert_compiled_matches_eager(model, x) -> None:
     g_comp = torch.autograd.grad(y_comp.square().sum(), [x, *model.parameters()])
     for a, b in zip(g_comp, g_eager):
         torch.testing.assert_close(a, b)
+
+
+class GenetOpLog(TorchDispatchMode):
+    """Records the genet_ops ops that run inside the `with` (their names, e.g.
+    'genet_ops::excite_lean'), as the dispatcher sees them below autograd."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == "genet_ops":
+            self.ops.append(func.name())
+        return func(*args, **(kwargs or {}))

@@ -61,7 +61,8 @@ __device__ __forceinline__ A pick_plane(const A (&v)[PK], int p) {
 
 template <typename T, int V, int K>
 __global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
-    ge_packed_fwd_kernel(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y, const NchwPlan P) {
+    ge_packed_fwd_kernel(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y,
+                         acc_t<T>* __restrict__ means, const bool relu, const NchwPlan P) {
   using A = acc_t<T>;
   constexpr int PK = kPack<T>;
   const TeamPos q = team_pos(P.T, P.Tc, P.teams, P.units);
@@ -86,14 +87,21 @@ __global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
   A s[PK];
   const A count = static_cast<A>(P.plane);
 #pragma unroll
-  for (int j = 0; j < PK; ++j) s[j] = sigmoid_acc(div_acc(acc[j], count));
+  for (int j = 0; j < PK; ++j) acc[j] = div_acc(acc[j], count);  // the plane means
+  if (means != nullptr && q.on && q.tt == 0) {  // g (N, C, 1, 1): the unit's planes in a row
+#pragma unroll
+    for (int j = 0; j < PK; ++j)
+      if (j < P.pack) means[q.u * P.pack + j] = acc[j];
+  }
+#pragma unroll
+  for (int j = 0; j < PK; ++j) s[j] = sigmoid_acc(acc[j]);
   A slo[K], shi[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     slo[k] = pick_plane(s, it.p0[k]);
     shi[k] = pick_plane(s, it.p0[k] + 1);
   }
-  store_scaled_by<K>(y, res, it.off, xc, [&](int k, int i) { return i < it.b[k] ? slo[k] : shi[k]; });
+  store_scaled_by<K>(y, res, it.off, xc, [&](int k, int i) { return i < it.b[k] ? slo[k] : shi[k]; }, relu);
 }
 
 template <typename T, int V, int K>

@@ -6,12 +6,15 @@ Without a GPU:
 - test_emu_*: tests/emu/cuda builds the CUDA kernels' own source as plain C++ and runs it
   thread by thread on CPU tensors (fibers for threads; barriers and warp shuffles
   emulated), as torch.ops.genet_ops_emu.*. Parity with the float64 reference on shapes
-  that reach every launch plan (see test_emu_cases_reach_every_plan), bitwise equality
-  between two thread orders (a missing barrier shows up there), 64-bit unit decoding.
+  that reach every launch plan (see test_emu_cases_reach_every_plan), for the four ops
+  (ReLU epilogue on and off) and the output-keeping ones (gather_excite_lean's means,
+  excite_lean_backward with every relu / gather flag), bitwise equality between two
+  thread orders (a missing barrier shows up there), 64-bit unit decoding.
 
 With a GPU (skipped, with the reason, without one): the CUDA C++ backend and the Triton
 backend against the float64 reference in all four dtypes, NCHW / channels_last /
-strided / misaligned inputs, odd, tiny, large and empty shapes; gradcheck in float64;
+strided / misaligned inputs, odd, tiny, large and empty shapes, ReLU on and off; the
+output-keeping ops of the CUDA C++ backend the same way; gradcheck in float64;
 torch.library.opcheck; torch.compile(fullgraph=True) against eager; streams and devices.
 """
 from __future__ import annotations
@@ -237,7 +240,9 @@ def test_emu_lean_parity(emu, shape, extent, dtype, poison_outputs):
     """gather_excite_lean, excite_lean and excite_lean_backward (gather off and on) on the
     shapes that reach every plan, in both thread orders. (2, 3, 0, 5) at extent 0 has
     tiles without pixels: means and dg must come back 0."""
-    for layout, with_res, relu in LEAN_RUNS:
+    # planes past the register budget (two sweeps) are slow to emulate: fewer runs there
+    runs = LEAN_RUNS if shape[2] * shape[3] < 5000 else LEAN_RUNS[:2] + [("channels_last", True, True)]
+    for layout, with_res, relu in runs:
         check_emu_both_orders(emu, shape, extent, dtype, layout, with_res, relu=relu, lean=True)
 
 
@@ -345,9 +350,45 @@ GPU_CASES = [
 @pytest.mark.parametrize("shape,extent", GPU_CASES, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else f"e{v}")
 def test_gpu_parity(backend_name, shape, extent, dtype, poison_outputs):
     fns = gpu_fns(backend_name)
-    for layout in LAYOUTS:
+    for i, layout in enumerate(LAYOUTS):
         for with_res in (False, True):
-            check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cuda")
+            check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cuda", relu=(i + with_res) % 2 == 1)
+
+
+def gpu_lean_fns():
+    """The output-keeping ops of the CUDA C++ backend (they have no Triton twin yet)."""
+    gpu_fns("cuda")  # skips when the CUDA C++ kernels are missing
+    t = torch.ops.genet_ops
+    return (t.gather_excite_lean, t.excite_lean, t.excite_lean_backward)
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape,extent", GPU_CASES + [((2, 3, 0, 5), 0)],
+                         ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else f"e{v}")
+def test_gpu_lean_parity(shape, extent, dtype, poison_outputs):
+    fns = gpu_lean_fns()
+    for layout, with_res, relu in LEAN_RUNS + [("strided", True, True), ("strided", False, False)]:
+        check_lean_ops(fns, shape, extent, dtype, layout, with_res, relu, device="cuda")
+
+
+@requires_cuda
+@pytest.mark.parametrize("extent", [0, 2, 3])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_gpu_lean_gradcheck(extent, layout, chosen_backend):
+    """The public ops with save='output' (gather_excite_lean / excite_lean and the CUDA
+    excite_lean_backward under their autograd), ReLU on and off, in float64."""
+    gpu_lean_fns()
+    chosen_backend("cuda")
+    shape = (2, 3, 7, 5)
+    x = make(shape, torch.float64, layout, 0, "cuda").requires_grad_()
+    res = make(shape, torch.float64, layout, 1, "cuda").requires_grad_()
+    g = make(checks.g_shape(shape, extent), torch.float64, "contiguous", 2, "cuda").requires_grad_()
+    for relu in (False, True):
+        assert torch.autograd.gradcheck(
+            lambda a, r: genet_ops.gather_excite(a, extent, r, relu=relu, save="output"), (x, res))
+        assert torch.autograd.gradcheck(
+            lambda a, b, r: genet_ops.excite(a, b, extent, r, relu=relu, save="output"), (x, g, res))
 
 
 @pytest.fixture
@@ -392,8 +433,21 @@ def test_gpu_opcheck(backend_name, extent, layout, dtype):
         (ex.default, (rg(x), rg(g), extent)),
         (ex.default, (rg(x), rg(g), extent, rg(res))),
         (ex_bwd.default, (dy, x, g, extent)),
+        (ge.default, (rg(x), extent, rg(res), True)),
+        (ex.default, (rg(x), rg(g), extent, rg(res), True)),
     ]:
         torch.library.opcheck(op, args)
+    if backend_name == "cuda":
+        ge_lean, ex_lean, lean_bwd = gpu_lean_fns()
+        out, means = ge_lean(x, extent, res, True)
+        for op, args in [
+            (ge_lean.default, (rg(x), extent, rg(res), True)),
+            (ge_lean.default, (rg(x), extent)),
+            (ex_lean.default, (rg(x), rg(g), extent, rg(res), True)),
+            (lean_bwd.default, (dy, out, res, means, extent, True, True)),
+            (lean_bwd.default, (dy, out, None, means, extent, False, False)),
+        ]:
+            torch.library.opcheck(op, args)
 
 
 @requires_cuda

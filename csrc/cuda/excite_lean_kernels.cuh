@@ -30,10 +30,29 @@ __device__ __forceinline__ Vec<T, V> relu_masked(const Vec<T, V>& d, const Vec<T
   return r;
 }
 
-// The K items at off: dp into dc, and dp * (out - residual) added to acc per slot.
-template <bool RELU, int K, typename T, int V, typename A>
+// dx = dp * s (+ cf) for items [k0, k0 + N) of the K at off, skipping items outside the unit.
+template <bool ADD, int N, int K, typename T, int V, typename A>
+__device__ __forceinline__ void lean_store_dx(T* dx, const int64_t (&off)[K], int k0, const Vec<T, V> (&dc)[K],
+                                              const A (&s)[V], const A (&cf)[V]) {
+#pragma unroll
+  for (int k = k0; k < k0 + N; ++k) {
+    if (off[k] < 0) continue;
+    Vec<T, V> o;
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      const A d = static_cast<A>(dc[k].get(i)) * s[i];
+      o.set(i, static_cast<T>(ADD ? d + cf[i] : d));
+    }
+    store_vec<T, V>(dx + off[k], o);
+  }
+}
+
+// The K items at off: dp into dc, and dp * (out - residual) added to acc per slot. STORE
+// (excite's one pass) also writes dx = dp * s group by group, so that a group's vectors
+// die before the next group's loads.
+template <bool RELU, bool STORE, int K, typename T, int V, typename A>
 __device__ __forceinline__ void lean_reduce_items(Vec<T, V> (&dc)[K], A (&acc)[V], const T* dy, const T* out,
-                                                  const T* res, const int64_t (&off)[K]) {
+                                                  const T* res, const int64_t (&off)[K], T* dx, const A (&s)[V]) {
   constexpr int RI = K < kResItems ? K : kResItems;
 #pragma unroll
   for (int k1 = 0; k1 < K; k1 += RI) {
@@ -51,6 +70,7 @@ __device__ __forceinline__ void lean_reduce_items(Vec<T, V> (&dc)[K], A (&acc)[V
       for (int i = 0; i < V; ++i)
         acc[i] += static_cast<A>(dc[k1 + j].get(i)) * (static_cast<A>(ov[j].get(i)) - static_cast<A>(rv[j].get(i)));
     }
+    if constexpr (STORE) lean_store_dx<false, RI>(dx, off, k1, dc, s, s);
   }
 }
 
@@ -66,25 +86,13 @@ __device__ __forceinline__ void lean_load_grad(Vec<T, V> (&dc)[K], const T* dy, 
   }
 }
 
-// dx = dp * s (+ cf) for the K items at off, skipping items outside the unit.
-template <bool ADD, int K, typename T, int V, typename A>
-__device__ __forceinline__ void lean_store_dx(T* dx, const int64_t (&off)[K], const Vec<T, V> (&dc)[K], const A (&s)[V],
-                                              const A (&cf)[V]) {
-#pragma unroll
-  for (int k = 0; k < K; ++k) {
-    if (off[k] < 0) continue;
-    Vec<T, V> o;
-#pragma unroll
-    for (int i = 0; i < V; ++i) {
-      const A d = static_cast<A>(dc[k].get(i)) * s[i];
-      o.set(i, static_cast<T>(ADD ? d + cf[i] : d));
-    }
-    store_vec<T, V>(dx + off[k], o);
-  }
-}
+// Launch bounds' minimum of resident blocks per SM (plan.h, kMinBlocks): 1 for every
+// instance; with the bare bound ptxas held some 8-item instances of narrow vectors to 64
+// registers and spilled.
+constexpr int kLeanMinBlocks = 1;
 
 template <typename W, typename T, int K, bool RELU, bool GATHER>
-__global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
+__global__ void __launch_bounds__(kMaxTeam, kLeanMinBlocks)
     excite_lean_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ out, const T* __restrict__ res,
                            const acc_t<T>* __restrict__ g, T* __restrict__ dx, acc_t<T>* __restrict__ dg,
                            const typename W::Plan P) {
@@ -101,8 +109,7 @@ __global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
   for (int k0 = 0; k0 < nitems; k0 += K) {
     int64_t off[K];
     w.template offsets<K>(off, k0);
-    lean_reduce_items<RELU>(dc, acc, dy, out, res, off);
-    if constexpr (!GATHER) lean_store_dx<false>(dx, off, dc, s, s);
+    lean_reduce_items<RELU, !GATHER>(dc, acc, dy, out, res, off, dx, s);
   }
   reduce_tiles(acc, w);
 #pragma unroll
@@ -123,7 +130,7 @@ __global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
       int64_t off[K];
       w.template offsets<K>(off, k0);
       if (!P.cache) lean_load_grad<RELU>(dc, dy, out, off);
-      lean_store_dx<true>(dx, off, dc, s, cf);
+      lean_store_dx<true, K>(dx, off, 0, dc, s, cf);
     }
   }
 }

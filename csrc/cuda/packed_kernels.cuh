@@ -86,15 +86,14 @@ __global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
   team_allreduce<1>(acc, P.T, 1, 1, static_cast<A*>(nullptr));  // T <= 32: shuffles only
   A s[PK];
   const A count = static_cast<A>(P.plane);
+  // the plane means; g (N, C, 1, 1) holds the unit's planes in a row
+  const bool write_means = means != nullptr && q.on && q.tt == 0;
 #pragma unroll
-  for (int j = 0; j < PK; ++j) acc[j] = div_acc(acc[j], count);  // the plane means
-  if (means != nullptr && q.on && q.tt == 0) {  // g (N, C, 1, 1): the unit's planes in a row
-#pragma unroll
-    for (int j = 0; j < PK; ++j)
-      if (j < P.pack) means[q.u * P.pack + j] = acc[j];
+  for (int j = 0; j < PK; ++j) {
+    const A m = div_acc(acc[j], count);
+    if (write_means && j < P.pack) means[q.u * P.pack + j] = m;
+    s[j] = sigmoid_acc(m);
   }
-#pragma unroll
-  for (int j = 0; j < PK; ++j) s[j] = sigmoid_acc(acc[j]);
   A slo[K], shi[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) {

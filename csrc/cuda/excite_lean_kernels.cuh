@@ -87,8 +87,8 @@ __device__ __forceinline__ void lean_load_grad(Vec<T, V> (&dc)[K], const T* dy, 
 }
 
 // Launch bounds' minimum of resident blocks per SM (plan.h, kMinBlocks): 1 for every
-// instance; with the bare bound ptxas held some 8-item instances of narrow vectors to 64
-// registers and spilled.
+// instance; with the bare bound ptxas gave some 8-item instances of narrow vectors fewer
+// registers than they hold and spilled (csrc/cuda/README.md).
 constexpr int kLeanMinBlocks = 1;
 
 template <typename W, typename T, int K, bool RELU, bool GATHER>

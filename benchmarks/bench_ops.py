@@ -16,6 +16,8 @@ Providers (PROVIDERS below; add one for a new device there):
              avg_pool2d(ceil_mode=True) + nearest interpolate (cropped) for extent e; + residual
   compile    torch.compile of eager (default mode)
   fused      torch.ops.genet_ops.<op>: the compiled kernel of the device (C++ on CPU)
+  fused_lean genet_ops.<op>(..., save="output"): the same forward kernel (gather_excite_lean also
+             writes the tile means), backward by excite_lean_backward from the output
   triton     torch.ops.genet_ops.<op>_triton (CUDA only)
   reference  genet_ops.reference (pure PyTorch, the test oracle; only when asked for)
   clone      x.clone(): the copy every GB/s is compared with (docs/DESIGN.md §5)
@@ -176,6 +178,25 @@ class Fused(Provider):
         return _bind(getattr(torch.ops.genet_ops, case.op), case)
 
 
+class FusedLean(Fused):
+    """fused with save='output' (the public wrappers): gather_excite_lean / excite_lean, whose
+    backward, excite_lean_backward, reads the output and the residual instead of x. Timed
+    next to fused, whose backward keeps the input."""
+
+    name = "fused_lean"
+    LEAN = {"gather_excite": "gather_excite_lean", "excite": "excite_lean"}
+
+    def _kernel(self, device, op):
+        kernels = {super(FusedLean, self)._kernel(device, o) for o in (self.LEAN[op], "excite_lean_backward")}
+        return "reference" if "reference" in kernels else kernels.pop()
+
+    def make(self, case):
+        import genet_ops
+
+        fn = getattr(genet_ops, case.op)
+        return _bind(lambda *args: fn(*args, save="output"), case)
+
+
 class Triton(Provider):
     name = "triton"
 
@@ -210,7 +231,8 @@ class Clone(Provider):
         return lambda x, *rest: x.detach().clone()
 
 
-PROVIDERS: dict[str, Provider] = {p.name: p for p in (Eager(), Compile(), Fused(), Triton(), Reference(), Clone())}
+PROVIDERS: dict[str, Provider] = {p.name: p for p in (Eager(), Compile(), Fused(), FusedLean(), Triton(), Reference(),
+                                                     Clone())}
 
 
 class Variant(Provider):

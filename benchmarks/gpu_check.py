@@ -148,6 +148,19 @@ def verdicts(rows: list[dict]) -> dict:
     return out
 
 
+def lean_vs_input(rows: list[dict]) -> dict:
+    """{mode: [fused_lean ms / fused ms per case]}: the output-keeping ops against the
+    input-keeping ones, case by case, for the modes both were timed in."""
+    lean, base = _stage_rows(rows, "fused_lean"), _stage_rows(rows, "fused")
+    out: dict = {}
+    for k, m in lean.items():
+        for mode, r in m.items():
+            b = base.get(k, {}).get(mode)
+            if b and b.get("ms") and r.get("ms"):
+                out.setdefault(mode, []).append(r["ms"] / b["ms"])
+    return out
+
+
 def table(s: dict) -> tuple[str, str]:
     """(the whole table.txt, its short head that the run prints last)."""
     v, rows = s["versions"], s["rows"]
@@ -178,6 +191,10 @@ def table(s: dict) -> tuple[str, str]:
             if vs:
                 head.append(f"ab {knob}={variant}: median {statistics.median(vs):.3f}x the default over {len(vs)} "
                             f"timings (min {min(vs):.3f}, max {max(vs):.3f})")
+    lean = lean_vs_input(rows)
+    for mode, ratios in lean.items():
+        head.append(f"fused_lean {mode} (save='output') vs fused (input-keeping): median {statistics.median(ratios):.3f}x "
+                    f"fused's time over {len(ratios)} cases (min {min(ratios):.3f}, max {max(ratios):.3f})")
     for name, last in s["pytest"].items():
         head.append(f"{name}: {last}")
     for r in s["train"]:
@@ -185,7 +202,7 @@ def table(s: dict) -> tuple[str, str]:
                     f"{_fmt(r.get('img_per_s'), '.0f')} img/s, {_fmt(r.get('vs_eager'), '.2f')}x eager")
 
     body = ["", "bandwidth per case (ms; fraction of the same-run clone; speed-ups vs eager / compile where timed)"]
-    for provider in ("fused", "triton"):
+    for provider in ("fused", "fused_lean", "triton"):
         stages = _stage_rows(rows, provider)
         if not stages:
             continue

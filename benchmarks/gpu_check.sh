@@ -182,7 +182,8 @@ step check_cuda 45 1 "${BENCH[@]}" --check --providers fused --dtype bfloat16,fl
 step check_triton 80 1 "${BENCH[@]}" --check --providers triton --dtype bfloat16,float32 --extents 0,2 --tag check
 
 # ---------------------------------------------------------- 4. CUDA bandwidth
-step bw_cuda 110 1 "${BENCH[@]}" --providers fused,clone --dtype bfloat16,float32 --extents 0,2,4,8 \
+# fused_lean: the output-keeping ops (save="output"), their backward timed next to fused's
+step bw_cuda 110 1 "${BENCH[@]}" --providers fused,fused_lean,clone --dtype bfloat16,float32 --extents 0,2,4,8 \
   --modes forward,backward,full --rep-ms 30 --tag bw_cuda
 
 # ---------------------------------------------------------- 5. compute-sanitizer

@@ -46,7 +46,10 @@ def _small_odd_plane(layout: str, shape, extent: int) -> bool:
     return layout == "nchw" and _one_tile_per_plane(shape, extent) and 8 <= h * w <= 256 and (h * w) % 8 != 0
 
 
-_ALL_OPS = ("gather_excite", "gather_excite_backward", "excite", "excite_backward")
+_ALL_OPS = ("gather_excite", "gather_excite_backward", "excite", "excite_backward", "gather_excite_lean",
+            "excite_lean", "excite_lean_backward")
+# gather_excite_lean runs gather_excite's forward kernels, the packed and staged ones too.
+_GATHER_EXCITE_OPS = ("gather_excite", "gather_excite_backward", "gather_excite_lean")
 
 KNOBS: dict = {
     "cuda_items_per_thread": Knob(
@@ -60,7 +63,7 @@ KNOBS: dict = {
     "cuda_nchw_small_plane": Knob(
         values=("per_plane", "packed"),
         backend="cuda",
-        ops=("gather_excite", "gather_excite_backward"),
+        ops=_GATHER_EXCITE_OPS,
         applies=_small_odd_plane,
         doc="packed: a team reads 2-8 whole small planes (e.g. 7x7) as one contiguous run with 16-byte "
             "loads and sums each plane in registers, instead of 2- or 4-byte loads per plane",
@@ -68,7 +71,7 @@ KNOBS: dict = {
     "cuda_nchw_narrow_rows": Knob(
         values=("per_tile", "staged"),
         backend="cuda",
-        ops=("gather_excite", "gather_excite_backward"),
+        ops=_GATHER_EXCITE_OPS,
         applies=lambda layout, shape, extent: (layout == "nchw" and 0 < extent < shape[3] and shape[3] % 8 != 0
                                                and shape[2] * shape[3] <= 4096),
         doc="staged: tiles on rows too narrow for wide vectors (W = 14: 4-byte loads, 1-2-thread teams) are "

@@ -6,12 +6,15 @@ Without a GPU:
 - test_emu_*: tests/emu/cuda builds the CUDA kernels' own source as plain C++ and runs it
   thread by thread on CPU tensors (fibers for threads; barriers and warp shuffles
   emulated), as torch.ops.genet_ops_emu.*. Parity with the float64 reference on shapes
-  that reach every launch plan (see test_emu_cases_reach_every_plan), bitwise equality
-  between two thread orders (a missing barrier shows up there), 64-bit unit decoding.
+  that reach every launch plan (see test_emu_cases_reach_every_plan), for the four ops
+  (ReLU epilogue on and off) and the output-keeping ones (gather_excite_lean's means,
+  excite_lean_backward with every relu / gather flag), bitwise equality between two
+  thread orders (a missing barrier shows up there), 64-bit unit decoding.
 
 With a GPU (skipped, with the reason, without one): the CUDA C++ backend and the Triton
 backend against the float64 reference in all four dtypes, NCHW / channels_last /
-strided / misaligned inputs, odd, tiny, large and empty shapes; gradcheck in float64;
+strided / misaligned inputs, odd, tiny, large and empty shapes, ReLU on and off; the
+output-keeping ops of the CUDA C++ backend the same way; gradcheck in float64;
 torch.library.opcheck; torch.compile(fullgraph=True) against eager; streams and devices.
 """
 from __future__ import annotations
@@ -33,20 +36,21 @@ LAYOUTS = ["contiguous", "channels_last", "strided", "misaligned", "misaligned_c
 make = functools.partial(oracle.make, plane_spread=1.5)
 
 
-def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu"):
+def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu", relu=False):
     """Runs the four ops through fns = (gather_excite, gather_excite_backward, excite,
-    excite_backward) and checks each output against the float64 oracle within the eager
-    budget (tests/oracle.py), and its layout. Returns the outputs."""
+    excite_backward), the forward ones with the ReLU epilogue when relu, and checks each
+    output against the float64 oracle within the eager budget (tests/oracle.py), and its
+    layout. Returns the outputs."""
     ge, ge_bwd, ex, ex_bwd = fns
-    what = f"{tuple(shape)} e={extent} {dtype} {layout} res={with_res}"
+    what = f"{tuple(shape)} e={extent} {dtype} {layout} res={with_res} relu={relu}"
     x = make(shape, dtype, layout, 0, device)
     res = make(shape, dtype, layout, 1, device) if with_res else None
     dy = make(shape, dtype, layout, 2, device)
     g = make(checks.g_shape(shape, extent), dtype, "contiguous", 3, device)
 
-    y = ge(x, extent, res)
+    y = ge(x, extent, res, relu)
     dx = ge_bwd(dy, x, extent)
-    ye_ = ex(x, g, extent, res)
+    ye_ = ex(x, g, extent, res, relu)
     edx, edg = ex_bwd(dy, x, g, extent)
 
     x64 = x.detach().double().requires_grad_()
@@ -54,7 +58,8 @@ def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu"):
     r64 = None if res is None else res.double()
     y64 = reference.gather_excite(x64, extent, r64)
     (dx64,) = torch.autograd.grad(y64, x64, dy.double())
-    ey64 = reference.excite(x64, g64, extent, r64)
+    y64 = reference.gather_excite(x64.detach(), extent, r64, relu)
+    ey64 = reference.excite(x64.detach(), g64.detach(), extent, r64, relu)
     edx64, edg64 = reference.excite_backward(dy.double(), x64.detach(), g64.detach(), extent)
 
     xe = x.detach().clone().requires_grad_()
@@ -63,6 +68,8 @@ def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu"):
     (dxl,) = torch.autograd.grad(yl, xe, dy)
     eyl = eager_excite(xe, ge_, extent, res)
     edxl, edgl = torch.autograd.grad(eyl, [xe, ge_], dy)
+    if relu:
+        yl, eyl = torch.relu(yl), torch.relu(eyl)
 
     assert_within_budget(y, y64, yl, "gather_excite " + what)
     assert_within_budget(dx, dx64, dxl, "gather_excite_backward " + what)
@@ -74,6 +81,52 @@ def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu"):
     want_dg = torch.empty_like(checks.g_for_layout(g, checks.is_nchw(checks.kernel_input(x))))
     assert edg.shape == g.shape and edg.stride() == want_dg.stride(), f"dg layout {what}"
     return y, dx, ye_, edx, edg
+
+
+def check_lean_ops(fns, shape, extent, dtype, layout, with_res, relu, device="cpu"):
+    """Runs the output-keeping ops through fns = (gather_excite_lean, excite_lean,
+    excite_lean_backward): gather_excite_lean's output and tile means, excite_lean's
+    output, then excite_lean_backward on that output and those means with gather off and
+    on. Each result against the float64 reference within the budget, where the floor is
+    the reference run on the same inputs in their precision (its reductions in the
+    accumulation dtype, as the kernels'); and each layout. Returns the outputs."""
+    ge_lean, ex_lean, lean_bwd = fns
+    what = f"{tuple(shape)} e={extent} {dtype} {layout} res={with_res} relu={relu}"
+    x = make(shape, dtype, layout, 0, device)
+    res = make(shape, dtype, layout, 1, device) if with_res else None
+    dy = make(shape, dtype, layout, 2, device)
+    g = make(checks.g_shape(shape, extent), dtype, "contiguous", 3, device)
+    x64, g64 = x.double(), g.double()
+    r64 = None if res is None else res.double()
+    nchw = checks.is_nchw(checks.kernel_input(x))
+
+    out, means = ge_lean(x, extent, res, relu)
+    ye = eager_gather_excite(x, extent, res)
+    assert_within_budget(out, reference.gather_excite(x64, extent, r64, relu), torch.relu(ye) if relu else ye,
+                         "gather_excite_lean out " + what)
+    assert means.dtype == checks.acc_dtype(dtype), f"means dtype {means.dtype} {what}"
+    means64 = reference.gather_excite_lean(x64, extent)[1]
+    assert_within_budget(means, means64, reference.gather_excite_lean(x, extent)[1], "gather_excite_lean g " + what)
+    assert_layout(out, x, f"gather_excite_lean out {what}")
+    want_g = torch.empty_like(checks.g_for_layout(torch.empty(means.shape), nchw))
+    assert means.stride() == want_g.stride(), f"gather_excite_lean g layout {what}"
+
+    ey = ex_lean(x, g, extent, res, relu)
+    eye = eager_excite(x, g, extent, res)
+    assert_within_budget(ey, reference.excite(x64, g64, extent, r64, relu), torch.relu(eye) if relu else eye,
+                         "excite_lean " + what)
+
+    results = [out, means, ey]
+    for gather in (False, True):
+        dx, dg = lean_bwd(dy, out, res, means, extent, relu, gather)
+        dx64, dg64 = reference.excite_lean_backward(dy.double(), out.double(), r64, means.double(), extent, relu, gather)
+        dxe, dge = reference.excite_lean_backward(dy, out, res, means, extent, relu, gather)
+        assert_within_budget(dx, dx64, dxe, f"excite_lean_backward dx gather={gather} {what}")
+        assert_within_budget(dg, dg64, dge, f"excite_lean_backward dg gather={gather} {what}")
+        assert_layout(dx, out, f"excite_lean_backward dx {what}")
+        assert dg.dtype == means.dtype and dg.stride() == want_g.stride(), f"excite_lean_backward dg {what}"
+        results += [dx, dg]
+    return results
 
 
 # ============================================================== registration (no GPU)
@@ -130,6 +183,10 @@ def emu_fns(E):
     return (E.gather_excite, E.gather_excite_backward, E.excite, E.excite_backward)
 
 
+def emu_lean_fns(E):
+    return (E.gather_excite_lean, E.excite_lean, E.excite_lean_backward)
+
+
 # (shape, extent): each reaches some launch plan; test_emu_cases_reach_every_plan
 # checks that together they reach all of them.
 EMU_CASES = [
@@ -164,19 +221,45 @@ EMU_CASES = [
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape,extent", EMU_CASES, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else f"e{v}")
 def test_emu_parity(emu, shape, extent, dtype, poison_outputs):
-    for layout in LAYOUTS:
+    for i, layout in enumerate(LAYOUTS):
         for with_res in (False, True):
-            check_emu_both_orders(emu, shape, extent, dtype, layout, with_res)
+            # ReLU on in half the runs: with and without residual, in both native layouts
+            check_emu_both_orders(emu, shape, extent, dtype, layout, with_res, relu=(i + with_res) % 2 == 1)
 
 
-def check_emu_both_orders(emu, shape, extent, dtype, layout, with_res):
-    """check_four_ops on the emulator with threads run forward, then in reverse order
-    between barriers; the results must be equal bit for bit (a missing barrier differs)."""
+# The output-keeping ops' runs per case: (layout, residual, relu), every combination of
+# the flags in both native layouts, and misaligned views for the narrower vectors.
+LEAN_RUNS = [("contiguous", False, False), ("contiguous", True, True), ("channels_last", True, False),
+             ("channels_last", False, True), ("misaligned", True, True), ("misaligned_cl", True, False)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape,extent", EMU_CASES + [((2, 3, 0, 5), 0)],
+                         ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else f"e{v}")
+def test_emu_lean_parity(emu, shape, extent, dtype, poison_outputs):
+    """gather_excite_lean, excite_lean and excite_lean_backward (gather off and on) on the
+    shapes that reach every plan, in both thread orders. (2, 3, 0, 5) at extent 0 has
+    tiles without pixels: means and dg must come back 0."""
+    # planes past the register budget (two sweeps) are slow to emulate: fewer runs there
+    runs = LEAN_RUNS if shape[2] * shape[3] < 5000 else LEAN_RUNS[:2] + [("channels_last", True, True)]
+    for layout, with_res, relu in runs:
+        check_emu_both_orders(emu, shape, extent, dtype, layout, with_res, relu=relu, lean=True)
+
+
+def check_emu_both_orders(emu, shape, extent, dtype, layout, with_res, relu=False, lean=False):
+    """check_four_ops (check_lean_ops if lean) on the emulator with threads run forward,
+    then in reverse order between barriers; the results must be equal bit for bit (a
+    missing barrier differs)."""
+    def run():
+        if lean:
+            return check_lean_ops(emu_lean_fns(emu), shape, extent, dtype, layout, with_res, relu)
+        return check_four_ops(emu_fns(emu), shape, extent, dtype, layout, with_res, relu=relu)
+
     emu.emu_set_reverse(False)
-    fwd = check_four_ops(emu_fns(emu), shape, extent, dtype, layout, with_res)
+    fwd = run()
     emu.emu_set_reverse(True)
     try:
-        rev = check_four_ops(emu_fns(emu), shape, extent, dtype, layout, with_res)
+        rev = run()
     finally:
         emu.emu_set_reverse(False)
     for a, b in zip(fwd, rev):  # NaN-free (checked above), so equal means bitwise
@@ -267,9 +350,45 @@ GPU_CASES = [
 @pytest.mark.parametrize("shape,extent", GPU_CASES, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else f"e{v}")
 def test_gpu_parity(backend_name, shape, extent, dtype, poison_outputs):
     fns = gpu_fns(backend_name)
-    for layout in LAYOUTS:
+    for i, layout in enumerate(LAYOUTS):
         for with_res in (False, True):
-            check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cuda")
+            check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cuda", relu=(i + with_res) % 2 == 1)
+
+
+def gpu_lean_fns():
+    """The output-keeping ops of the CUDA C++ backend (they have no Triton twin yet)."""
+    gpu_fns("cuda")  # skips when the CUDA C++ kernels are missing
+    t = torch.ops.genet_ops
+    return (t.gather_excite_lean, t.excite_lean, t.excite_lean_backward)
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape,extent", GPU_CASES + [((2, 3, 0, 5), 0)],
+                         ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else f"e{v}")
+def test_gpu_lean_parity(shape, extent, dtype, poison_outputs):
+    fns = gpu_lean_fns()
+    for layout, with_res, relu in LEAN_RUNS + [("strided", True, True), ("strided", False, False)]:
+        check_lean_ops(fns, shape, extent, dtype, layout, with_res, relu, device="cuda")
+
+
+@requires_cuda
+@pytest.mark.parametrize("extent", [0, 2, 3])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_gpu_lean_gradcheck(extent, layout, chosen_backend):
+    """The public ops with save='output' (gather_excite_lean / excite_lean and the CUDA
+    excite_lean_backward under their autograd), ReLU on and off, in float64."""
+    gpu_lean_fns()
+    chosen_backend("cuda")
+    shape = (2, 3, 7, 5)
+    x = make(shape, torch.float64, layout, 0, "cuda").requires_grad_()
+    res = make(shape, torch.float64, layout, 1, "cuda").requires_grad_()
+    g = make(checks.g_shape(shape, extent), torch.float64, "contiguous", 2, "cuda").requires_grad_()
+    for relu in (False, True):
+        assert torch.autograd.gradcheck(
+            lambda a, r: genet_ops.gather_excite(a, extent, r, relu=relu, save="output"), (x, res))
+        assert torch.autograd.gradcheck(
+            lambda a, b, r: genet_ops.excite(a, b, extent, r, relu=relu, save="output"), (x, g, res))
 
 
 @pytest.fixture
@@ -314,8 +433,21 @@ def test_gpu_opcheck(backend_name, extent, layout, dtype):
         (ex.default, (rg(x), rg(g), extent)),
         (ex.default, (rg(x), rg(g), extent, rg(res))),
         (ex_bwd.default, (dy, x, g, extent)),
+        (ge.default, (rg(x), extent, rg(res), True)),
+        (ex.default, (rg(x), rg(g), extent, rg(res), True)),
     ]:
         torch.library.opcheck(op, args)
+    if backend_name == "cuda":
+        ge_lean, ex_lean, lean_bwd = gpu_lean_fns()
+        out, means = ge_lean(x, extent, res, True)
+        for op, args in [
+            (ge_lean.default, (rg(x), extent, rg(res), True)),
+            (ge_lean.default, (rg(x), extent)),
+            (ex_lean.default, (rg(x), rg(g), extent, rg(res), True)),
+            (lean_bwd.default, (dy, out, res, means, extent, True, True)),
+            (lean_bwd.default, (dy, out, None, means, extent, False, False)),
+        ]:
+            torch.library.opcheck(op, args)
 
 
 @requires_cuda

@@ -99,6 +99,25 @@ def test_summary_keeps_every_finished_row_of_a_cut_run(tmp_path):
     assert "bw_cuda" in text and "cut" in text
 
 
+def test_summary_times_the_lean_backward_next_to_the_input_keeping_one(tmp_path):
+    (tmp_path / "logs").mkdir()
+    base = {"op": "excite", "shape_name": "wrn-s2", "dtype": "bfloat16", "layout": "cl", "extent": 2}
+    rows = [dict(base, provider="fused", mode="backward", ms=0.5), dict(base, provider="fused_lean", mode="backward",
+                                                                        ms=0.25),
+            dict(base, provider="fused_lean", mode="full", ms=0.5)]  # no fused full row: no ratio
+    with open(tmp_path / "rows.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    out = tmp_path / "out"
+    out.mkdir()
+    gpu_check.summary(str(tmp_path), str(out))
+    assert gpu_check.lean_vs_input(rows) == {"backward": [0.5]}
+    text = (out / "table.txt").read_text()
+    assert "fused_lean backward" in text and "median 0.500x" in text and "fused_lean full" not in text
+    assert "fused_lean: op" in text  # its own rows in the bandwidth table
+    # the bench command the check runs plans fused_lean cases (dry run: no kernels needed)
+    assert bench_ops.main(["--device", "cuda", "--providers", "fused,fused_lean,clone", "--dry-run"]) == 0
+
+
 def test_bench_ops_streams_rows_and_stops_at_its_deadline(tmp_path):
     jsonl = tmp_path / "rows.jsonl"
     rc = bench_ops.main(["--device", "cpu", "--quick", "--ops", "gather_excite", "--extents", "0,2",

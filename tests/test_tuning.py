@@ -109,11 +109,14 @@ def test_tuning_cuda_knob_emu_parity(emu, name, value, shape, extent, poison_out
     k = _tuning.KNOBS[name]
     with _tuning.using(name, value):
         for dtype in DTYPES:
-            for layout in ("contiguous", "channels_last", "misaligned"):
+            for i, layout in enumerate(("contiguous", "channels_last", "misaligned")):
                 if not k.applies(_layout_name(layout), shape, extent):
                     continue
                 for with_res in (False, True):
-                    check_emu_both_orders(emu, shape, extent, dtype, layout, with_res)
+                    check_emu_both_orders(emu, shape, extent, dtype, layout, with_res, relu=with_res)
+                # the output-keeping ops on the same plans: the means from the alternative
+                # forward kernels, the lean backward on the knob's plan
+                check_emu_both_orders(emu, shape, extent, dtype, layout, i % 2 == 0, relu=i % 2 == 1, lean=True)
 
 
 def _plan(emu, shape, extent, dtype, layout, nvals=1):

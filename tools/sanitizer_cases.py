@@ -1,6 +1,8 @@
 """Small standalone workload for compute-sanitizer (racecheck, synccheck, memcheck) over
 the CUDA C++ kernels: each case runs gather_excite and excite, forward and backward
-(residual on), and checks the values against the float64 reference.
+(residual on), the output-keeping ops (gather_excite_lean with the ReLU epilogue, which
+also writes the tile means; excite with ReLU; excite_lean_backward with every relu /
+gather flag), and checks the values against the float64 reference.
 
     compute-sanitizer --tool racecheck python tools/sanitizer_cases.py
     python tools/sanitizer_cases.py --device cpu      # the same calls on the CPU kernels
@@ -52,6 +54,17 @@ CASES = [
     # NHWC with C not a multiple of any vector width, partial tiles
     ("nhwc-odd", (2, 13, 9, 7), 3, "cl", torch.float32, 0),
 ]
+# The alternative plans of genet_ops._tuning (csrc/cuda/tuning.h): (case as above, knob, value).
+KNOB_CASES = [
+    # 7x7 planes, 8 per unit with 16-byte loads (packed_kernels.cuh)
+    (("nchw-7x7-packed", (2, 8, 7, 7), 0, "nchw", torch.bfloat16, 0), "cuda_nchw_small_plane", "packed"),
+    # 14x14 at extent 2, two planes per unit staged in shared memory (staged_kernels.cuh)
+    (("nchw-14x14-e2-staged", (2, 4, 14, 14), 2, "nchw", torch.bfloat16, 0), "cuda_nchw_narrow_rows", "staged"),
+    # channels_last 14x14 global, C = 256: 128-thread teams
+    (("nhwc-team128", (2, 256, 14, 14), 0, "cl", torch.bfloat16, 0), "cuda_nhwc_team", "team128"),
+    # 2- and 4-item kernel instances
+    (("nchw-fit-items", (2, 8, 16, 16), 2, "nchw", torch.bfloat16, 0), "cuda_items_per_thread", "fit"),
+]
 
 
 def make(shape, layout, dtype, offset, device, gen):
@@ -78,15 +91,28 @@ def run_case(name, shape, extent, layout, dtype, offset, device) -> list[str]:
         "gather_excite": ops.gather_excite(x, extent, res),
         "gather_excite_backward": ops.gather_excite_backward(dy, x, extent),
         "excite": ops.excite(x, g, extent, res),
+        "excite_relu": ops.excite(x, g, extent, res, True),
         "excite_backward": ops.excite_backward(dy, x, g, extent),
+        "gather_excite_lean": ops.gather_excite_lean(x, extent, res, True),
     }
+    out, means = got["gather_excite_lean"]
+    for relu in (False, True):
+        for gather in (False, True):
+            got[f"excite_lean_backward_relu{int(relu)}_gather{int(gather)}"] = ops.excite_lean_backward(
+                dy, out, res, means, extent, relu, gather)
     d = [t.double() for t in (x, res, dy, g)]
     want = {
         "gather_excite": reference.gather_excite(d[0], extent, d[1]),
         "gather_excite_backward": reference.gather_excite_backward(d[2], d[0], extent),
         "excite": reference.excite(d[0], d[3], extent, d[1]),
+        "excite_relu": reference.excite(d[0], d[3], extent, d[1], True),
         "excite_backward": reference.excite_backward(d[2], d[0], d[3], extent),
+        "gather_excite_lean": reference.gather_excite_lean(d[0], extent, d[1], True),
     }
+    for relu in (False, True):  # from the kernel's own output and means, as autograd runs it
+        for gather in (False, True):
+            want[f"excite_lean_backward_relu{int(relu)}_gather{int(gather)}"] = reference.excite_lean_backward(
+                d[2], out.double(), d[1], means.double(), extent, relu, gather)
     tol = 5e-2 if dtype != torch.float32 else 1e-4
     bad = []
     for op, out in got.items():
@@ -103,20 +129,25 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
     args = ap.parse_args(argv)
+    import contextlib
+
     import genet_ops
+    from genet_ops import _tuning
 
     wanted = {c for c in args.cases.split(",") if c}
     kernels = genet_ops.backend_info()["kernels"]["gather_excite"]
     print(f"# genet_ops kernels: {kernels}; device {args.device}", flush=True)
     bad = []
-    for name, shape, extent, layout, dtype, offset in CASES:
+    runs = [(c, None, None) for c in CASES] + KNOB_CASES
+    for (name, shape, extent, layout, dtype, offset), knob, value in runs:
         if wanted and name not in wanted:
             continue
-        errs = run_case(name, shape, extent, layout, dtype, offset, args.device)
-        if args.device == "cuda":
-            torch.cuda.synchronize()
+        with _tuning.using(knob, value) if knob else contextlib.nullcontext():
+            errs = run_case(name, shape, extent, layout, dtype, offset, args.device)
+            if args.device == "cuda":
+                torch.cuda.synchronize()
         print(f"{'ok  ' if not errs else 'FAIL'} {name} {tuple(shape)} e{extent} {layout} "
-              f"{str(dtype).replace('torch.', '')} offset {offset}", flush=True)
+              f"{str(dtype).replace('torch.', '')} offset {offset}{f' {knob}={value}' if knob else ''}", flush=True)
         bad += errs
     for line in bad:
         print(line)

@@ -46,19 +46,6 @@ namespace cuda {
                                       (int)(bytes)))
 #endif
 
-// Float type in which reductions accumulate: double for double, else float (the
-// device twin of genet_ops::acc_t, without ATen).
-template <typename T>
-struct AccType {
-  using type = float;
-};
-template <>
-struct AccType<double> {
-  using type = double;
-};
-template <typename T>
-using acc_t = typename AccType<T>::type;
-
 // V elements of T as raw machine words: one 16-byte (or narrower) access. Kept as
 // words (not as V separate T) so that a cached vector of 16-bit values occupies
 // V / 2 registers, and elements are unpacked only where they are used.
@@ -115,12 +102,20 @@ __device__ __forceinline__ void store_vec(T* p, const Vec<T, V>& v) {
   *reinterpret_cast<Vec<T, V>*>(p) = v;
 }
 
-// y = x * scale(k, i) (+ res) for the K items at off, skipping items outside the unit
-// (off < 0). The residual is loaded kResItems vectors at a time (at most K), to bound
-// the live registers.
+// The forward's ReLU epilogue in the accumulation type, before the one rounding: NaN
+// passes (v < 0 is false for it), as torch.relu.
+template <typename A>
+__device__ __forceinline__ A relu_if(A v, bool relu) {
+  return relu && v < A(0) ? A(0) : v;
+}
+
+// y = x * scale(k, i) (+ res), then max(., 0) when relu, for the K items at off, skipping
+// items outside the unit (off < 0). relu is uniform over the launch, so the branch costs
+// a select per element. The residual is loaded kResItems vectors at a time (at most K),
+// to bound the live registers.
 template <int K, typename T, int V, typename Scale>
 __device__ __forceinline__ void store_scaled_by(T* y, const T* res, const int64_t (&off)[K],
-                                                const Vec<T, V> (&xv)[K], const Scale& scale) {
+                                                const Vec<T, V> (&xv)[K], const Scale& scale, bool relu) {
   using A = decltype(scale(0, 0));
   if (res != nullptr) {
     constexpr int RI = K < kResItems ? K : kResItems;
@@ -136,7 +131,7 @@ __device__ __forceinline__ void store_scaled_by(T* y, const T* res, const int64_
         Vec<T, V> out;
 #pragma unroll
         for (int i = 0; i < V; ++i)
-          out.set(i, static_cast<T>(static_cast<A>(xv[k].get(i)) * scale(k, i) + static_cast<A>(rv[j].get(i))));
+          out.set(i, static_cast<T>(relu_if(static_cast<A>(xv[k].get(i)) * scale(k, i) + static_cast<A>(rv[j].get(i)), relu)));
         store_vec<T, V>(y + off[k], out);
       }
     }
@@ -146,7 +141,7 @@ __device__ __forceinline__ void store_scaled_by(T* y, const T* res, const int64_
       if (off[k] < 0) continue;
       Vec<T, V> out;
 #pragma unroll
-      for (int i = 0; i < V; ++i) out.set(i, static_cast<T>(static_cast<A>(xv[k].get(i)) * scale(k, i)));
+      for (int i = 0; i < V; ++i) out.set(i, static_cast<T>(relu_if(static_cast<A>(xv[k].get(i)) * scale(k, i), relu)));
       store_vec<T, V>(y + off[k], out);
     }
   }
@@ -155,8 +150,8 @@ __device__ __forceinline__ void store_scaled_by(T* y, const T* res, const int64_
 // store_scaled_by with one scale per vector slot, the same for every item.
 template <int K, typename T, int V, typename A>
 __device__ __forceinline__ void store_scaled(T* y, const T* res, const int64_t (&off)[K],
-                                             const Vec<T, V> (&xv)[K], const A (&s)[V]) {
-  store_scaled_by<K>(y, res, off, xv, [&](int, int i) { return s[i]; });
+                                             const Vec<T, V> (&xv)[K], const A (&s)[V], bool relu) {
+  store_scaled_by<K>(y, res, off, xv, [&](int, int i) { return s[i]; }, relu);
 }
 
 // Division in the accumulation type without a slow-path subroutine call for float

@@ -1,6 +1,6 @@
 // excite forward and backward kernels, for either layout (W = NchwWalk<V> or
 // NhwcWalk<V>, tiles.cuh), on the same units as gather_excite. The forward is one
-// streaming pass: y = x * sigmoid(g[tile]) (+ residual). The backward is one pass too:
+// streaming pass: y = x * sigmoid(g[tile]) (+ residual), max(y, 0) when relu. The backward is one pass too:
 // it writes dx = dy * s as it goes and reduces sum(dy * x) per tile for
 // dg = s (1 - s) * sum(dy * x). Each chunk of K items issues its loads before any use.
 #pragma once
@@ -27,7 +27,7 @@ __device__ __forceinline__ void tile_sigmoid(A (&s)[V], const T* g, const W& w) 
 template <typename W, typename T, int K>
 __global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>) excite_fwd_kernel(const T* __restrict__ x, const T* __restrict__ g,
                                                               const T* __restrict__ res, T* __restrict__ y,
-                                                              const typename W::Plan P) {
+                                                              const bool relu, const typename W::Plan P) {
   using A = acc_t<T>;
   constexpr int V = W::kV;
   W w(P);
@@ -40,7 +40,7 @@ __global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>) excite_fwd_kernel(con
     w.template offsets<K>(off, k0);
     Vec<T, V> xv[K];
     load_items(xv, x, off);
-    store_scaled<K>(y, res, off, xv, s);
+    store_scaled<K>(y, res, off, xv, s, relu);
   }
 }
 

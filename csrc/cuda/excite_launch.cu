@@ -7,12 +7,12 @@ namespace genet_ops {
 namespace cuda {
 
 template <typename T, typename Plan>
-void launch_excite(const T* x, const T* g, const T* res, T* y, const Plan& P, stream_t stream) {
+void launch_excite(const T* x, const T* g, const T* res, T* y, bool relu, const Plan& P, stream_t stream) {
   with_vec_items<T>(P, [&](auto vc, auto kc) {
     constexpr int V = decltype(vc)::value;
     constexpr int K = decltype(kc)::value;
     auto kernel = &excite_fwd_kernel<typename WalkFor<Plan, V>::type, T, K>;
-    GENET_LAUNCH(kernel, grid_x(P.grid, "excite"), P.block, 0, stream, x, g, res, y, P);
+    GENET_LAUNCH(kernel, grid_x(P.grid, "excite"), P.block, 0, stream, x, g, res, y, relu, P);
   });
 }
 
@@ -28,7 +28,7 @@ void launch_excite_backward(const T* dy, const T* x, const T* g, T* dx, T* dg, c
 }
 
 #define GENET_INSTANTIATE(T, Plan)                                                                      \
-  template void launch_excite<T, Plan>(const T*, const T*, const T*, T*, const Plan&, stream_t);       \
+  template void launch_excite<T, Plan>(const T*, const T*, const T*, T*, bool, const Plan&, stream_t); \
   template void launch_excite_backward<T, Plan>(const T*, const T*, const T*, T*, T*, const Plan&, stream_t);
 GENET_FOR_EACH_TYPE_AND_PLAN(GENET_INSTANTIATE)
 #undef GENET_INSTANTIATE

@@ -2,8 +2,10 @@
 // NhwcWalk<V>, tiles.cuh).
 //
 // Forward: sweep 1 loads the unit's x into registers (or, past the register budget,
-// only reduces it), the team sums each tile, then sweep 2 writes y = x * s (+ residual)
-// from the registers (or re-reads x, from L2). The backward reduces sum(x) and
+// only reduces it), the team sums each tile, then sweep 2 writes y = x * s (+ residual),
+// and max(y, 0) when relu, from the registers (or re-reads x, from L2). gather_excite_lean
+// passes `means` (acc_t, g's layout): the team's head lanes also write each tile's mean
+// there. The backward reduces sum(x) and
 // sum(dy * x) in one sweep and keeps only dy for the second, which writes
 // dx = dy * s + s (1 - s) / |t| * sum(dy * x). fp32 accumulation (fp64 for double).
 //
@@ -16,17 +18,10 @@
 namespace genet_ops {
 namespace cuda {
 
-// Slots that head a tile keep their value; the others copy their left neighbour.
-template <int V, typename A>
-__device__ __forceinline__ void spread_heads(A (&v)[V], int grp) {
-#pragma unroll
-  for (int i = 1; i < V; ++i)
-    if (!slot_on<V>(i, grp)) v[i] = v[i - 1];
-}
-
 template <typename W, typename T, int K>
 __global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
-    ge_fwd_kernel(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y, const typename W::Plan P) {
+    ge_fwd_kernel(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y, acc_t<T>* __restrict__ means,
+                  const bool relu, const typename W::Plan P) {
   using A = acc_t<T>;
   constexpr int V = W::kV;
   W w(P);
@@ -50,7 +45,14 @@ __global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
   A s[V];
   const A count = static_cast<A>(w.count());
 #pragma unroll
-  for (int i = 0; i < V; ++i) s[i] = sigmoid_acc(div_acc(acc[i], count));
+  for (int i = 0; i < V; ++i) acc[i] = div_acc(acc[i], count);  // the tile means
+  if (means != nullptr && w.writes_g()) {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      if (slot_on<V>(i, w.grp())) means[w.g_offset(i)] = acc[i];
+  }
+#pragma unroll
+  for (int i = 0; i < V; ++i) s[i] = sigmoid_acc(acc[i]);
   spread_heads<V>(s, w.grp());
 
   w.restart();
@@ -58,7 +60,7 @@ __global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
     int64_t off[K];
     w.template offsets<K>(off, k0);
     if (!P.cache) load_items(xc, x, off);
-    store_scaled<K>(y, res, off, xc, s);
+    store_scaled<K>(y, res, off, xc, s, relu);
   }
 }
 

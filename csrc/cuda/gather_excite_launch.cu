@@ -9,17 +9,21 @@ namespace genet_ops {
 namespace cuda {
 
 template <typename T, typename Plan>
-void launch_gather_excite(const T* x, const T* res, T* y, const Plan& P, stream_t stream) {
+void launch_gather_excite(const T* x, const T* res, T* y, acc_t<T>* means, bool relu, const Plan& P,
+                          stream_t stream) {
   with_vec_items<T>(P, [&](auto vc, auto kc) {
     constexpr int V = decltype(vc)::value;
     constexpr int K = decltype(kc)::value;
     if constexpr (std::is_same_v<Plan, NchwPlan>) {  // the alternative NCHW plans (V >= 2)
       if constexpr (V > 1) {
-        if (P.staged) return launch_plan("gather_excite", &ge_staged_fwd_kernel<T, V, K>, P, stream, x, res, y, P);
-        if (P.pack) return launch_plan("gather_excite", &ge_packed_fwd_kernel<T, V, K>, P, stream, x, res, y, P);
+        if (P.staged)
+          return launch_plan("gather_excite", &ge_staged_fwd_kernel<T, V, K>, P, stream, x, res, y, means, relu, P);
+        if (P.pack)
+          return launch_plan("gather_excite", &ge_packed_fwd_kernel<T, V, K>, P, stream, x, res, y, means, relu, P);
       }
     }
-    launch_plan("gather_excite", &ge_fwd_kernel<typename WalkFor<Plan, V>::type, T, K>, P, stream, x, res, y, P);
+    launch_plan("gather_excite", &ge_fwd_kernel<typename WalkFor<Plan, V>::type, T, K>, P, stream, x, res, y, means,
+                relu, P);
   });
 }
 
@@ -39,7 +43,7 @@ void launch_gather_excite_backward(const T* dy, const T* x, T* dx, const Plan& P
 }
 
 #define GENET_INSTANTIATE(T, Plan)                                                                    \
-  template void launch_gather_excite<T, Plan>(const T*, const T*, T*, const Plan&, stream_t);        \
+  template void launch_gather_excite<T, Plan>(const T*, const T*, T*, acc_t<T>*, bool, const Plan&, stream_t); \
   template void launch_gather_excite_backward<T, Plan>(const T*, const T*, T*, const Plan&, stream_t);
 GENET_FOR_EACH_TYPE_AND_PLAN(GENET_INSTANTIATE)
 #undef GENET_INSTANTIATE

@@ -61,7 +61,8 @@ __device__ __forceinline__ A pick_plane(const A (&v)[PK], int p) {
 
 template <typename T, int V, int K>
 __global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
-    ge_packed_fwd_kernel(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y, const NchwPlan P) {
+    ge_packed_fwd_kernel(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y,
+                         acc_t<T>* __restrict__ means, const bool relu, const NchwPlan P) {
   using A = acc_t<T>;
   constexpr int PK = kPack<T>;
   const TeamPos q = team_pos(P.T, P.Tc, P.teams, P.units);
@@ -85,15 +86,21 @@ __global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
   team_allreduce<1>(acc, P.T, 1, 1, static_cast<A*>(nullptr));  // T <= 32: shuffles only
   A s[PK];
   const A count = static_cast<A>(P.plane);
+  // the plane means; g (N, C, 1, 1) holds the unit's planes in a row
+  const bool write_means = means != nullptr && q.on && q.tt == 0;
 #pragma unroll
-  for (int j = 0; j < PK; ++j) s[j] = sigmoid_acc(div_acc(acc[j], count));
+  for (int j = 0; j < PK; ++j) {
+    const A m = div_acc(acc[j], count);
+    if (write_means && j < P.pack) means[q.u * P.pack + j] = m;
+    s[j] = sigmoid_acc(m);
+  }
   A slo[K], shi[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     slo[k] = pick_plane(s, it.p0[k]);
     shi[k] = pick_plane(s, it.p0[k] + 1);
   }
-  store_scaled_by<K>(y, res, it.off, xc, [&](int k, int i) { return i < it.b[k] ? slo[k] : shi[k]; });
+  store_scaled_by<K>(y, res, it.off, xc, [&](int k, int i) { return i < it.b[k] ? slo[k] : shi[k]; }, relu);
 }
 
 template <typename T, int V, int K>

@@ -29,6 +29,19 @@
 namespace genet_ops {
 namespace cuda {
 
+// Float type in which reductions accumulate: double for double, else float (the
+// device twin of genet_ops::acc_t, without ATen; the launchers' signatures use it).
+template <typename T>
+struct AccType {
+  using type = float;
+};
+template <>
+struct AccType<double> {
+  using type = double;
+};
+template <typename T>
+using acc_t = typename AccType<T>::type;
+
 // Items (vectors) per thread kept in registers: x for the forward, dy for the backward.
 // The kernels are instantiated for K = kItems; with the knob cuda_items_per_thread
 // (tuning.h) also for K = 2 and 4, so that a plan loading 2 items does not pay the

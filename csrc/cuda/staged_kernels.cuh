@@ -72,7 +72,8 @@ struct StagedTile {
 
 template <typename T, int V, int K>
 __global__ void __launch_bounds__(kMaxTeam, kStagedMinBlocks)
-    ge_staged_fwd_kernel(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y, const NchwPlan P) {
+    ge_staged_fwd_kernel(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y,
+                         acc_t<T>* __restrict__ means, const bool relu, const NchwPlan P) {
   using A = acc_t<T>;
   GENET_DECLARE_SMEM(smem_raw);
   const TeamPos q = team_pos(P.T, P.Tc, P.teams, P.units);
@@ -94,10 +95,12 @@ __global__ void __launch_bounds__(kMaxTeam, kStagedMinBlocks)
     A sum = A(0);
     for (int r = 0; r < tl.rows; ++r)
       for (int c = 0; c < tl.cols; ++c) sum += static_cast<A>(xs[tl.first + r * P.W + c]);
-    ss[sg] = sigmoid_acc(div_acc(sum, static_cast<A>(tl.rows * tl.cols)));
+    const A mean = div_acc(sum, static_cast<A>(tl.rows * tl.cols));
+    if (means != nullptr) means[q.u * nseg + sg] = mean;  // g (N, C, th, tw): the unit's tiles in a row
+    ss[sg] = sigmoid_acc(mean);
   }
   __syncthreads();
-  store_scaled_by<K>(y, res, off, xc, [&](int k, int i) { return ss[tile[ro[k] + i]]; });
+  store_scaled_by<K>(y, res, off, xc, [&](int k, int i) { return ss[tile[ro[k] + i]]; }, relu);
 }
 
 template <typename T, int V, int K>

@@ -211,5 +211,13 @@ __device__ __forceinline__ void reduce_tiles(A (&acc)[NV], const W& w) {
   team_allreduce<W::kV>(acc, w.P.T, w.stride(), w.grp(), reinterpret_cast<A*>(smem_raw));
 }
 
+// Slots that head a tile keep their value; the others copy their left neighbour.
+template <int V, typename A>
+__device__ __forceinline__ void spread_heads(A (&v)[V], int grp) {
+#pragma unroll
+  for (int i = 1; i < V; ++i)
+    if (!slot_on<V>(i, grp)) v[i] = v[i - 1];
+}
+
 }  // namespace cuda
 }  // namespace genet_ops

@@ -17,6 +17,7 @@
 #include "gather_excite_cuda.cpp"
 #include "tuning.cpp"
 #include "excite_launch.cu"
+#include "excite_lean_launch.cu"
 #include "gather_excite_launch.cu"
 
 namespace {

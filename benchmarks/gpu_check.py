@@ -201,6 +201,11 @@ def table(s: dict) -> tuple[str, str]:
         head.append(f"train {r.get('model')} batch {r.get('batch')} {r.get('provider')} compile={r.get('compile')}: "
                     f"{_fmt(r.get('img_per_s'), '.0f')} img/s, {_fmt(r.get('vs_eager'), '.2f')}x eager")
 
+    for r in s.get("memory", []):
+        head.append(f"memory {r.get('model')} {r.get('dtype')} {r.get('provider')}: saved "
+                    f"{_fmt((r.get('saved_bytes') or 0) / 2**20, '.1f')} MiB, peak "
+                    f"{_fmt((r.get('peak_bytes') or 0) / 2**20, '.1f')} MiB")
+
     body = ["", "bandwidth per case (ms; fraction of the same-run clone; speed-ups vs eager / compile where timed)"]
     for provider in ("fused", "fused_lean", "triton"):
         stages = _stage_rows(rows, provider)
@@ -236,10 +241,13 @@ def summary(scratch: str, out: str) -> dict:
     logs = os.path.join(scratch, "logs")
     steps = _jsonl(os.path.join(scratch, "steps.jsonl"))
     meta = _load(os.path.join(scratch, "run.json"), {}) or {}
-    train = []
+    train, memory = [], []
     for path in sorted(glob.glob(os.path.join(scratch, "train", "*.json"))):
         data = _load(path, {}) or {}
         train += [r for r in data.get("rows", []) if isinstance(r, dict)]
+    for path in sorted(glob.glob(os.path.join(scratch, "memory", "*.json"))):
+        data = _load(path, {}) or {}
+        memory += [r for r in data.get("rows", []) if isinstance(r, dict)]
     s = {
         "versions": _load(os.path.join(scratch, "versions.json"), {}) or {},
         "backend_info": _load(os.path.join(logs, "backend_info.json")),
@@ -251,6 +259,7 @@ def summary(scratch: str, out: str) -> dict:
                       for p in sorted(glob.glob(os.path.join(logs, "sanitizer*.log")))},
         "ptxas": _tail(os.path.join(logs, "ptxas.txt"), 400),
         "train": train,
+        "memory": memory,
         "rows": _jsonl(os.path.join(scratch, "rows.jsonl")),
     }
     s["targets"] = verdicts(s["rows"])

@@ -36,6 +36,9 @@
 #                          the module is missing)
 #    compile           90  eager, torch.compile (default mode), fused CUDA C++ and Triton, bf16,
 #                          gather_excite, extents 0 then 2, the same shapes
+#    memory            45  bench_memory: saved bytes and CUDA peak of a GE-WRN-16-8 training step,
+#                          N=512 bf16 autocast then fp32: no GE, eager, fused keeping the input,
+#                          fused keeping the output (save='auto' and 'output')
 #    tests             90  pytest tests/test_cuda.py test_triton.py test_hardening.py -k "not emu"
 #    train             60  bench_train: GE-WRN-16-8, bf16, channels_last, batch 512, eager vs
 #                          fused, with and without compile (if time is left)
@@ -208,6 +211,10 @@ step ab 60 1 "${BENCH[@]}" --ab --dtype bfloat16 --extents 0,2,4,8 --modes forwa
 # ------------------------------------------------------ 8. eager vs compile
 step compile 90 1 "${BENCH[@]}" --providers eager,compile,fused,triton,clone --ops gather_excite --dtype bfloat16 \
   --extents 0,2 --modes forward,full --rep-ms 30 --tag compile
+
+# ------------------------------------------------------------- 9. memory
+step memory 45 1 "$PY" benchmarks/bench_memory.py --device cuda --models ge_wrn_16_8 --batch 512 --dtypes bf16,fp32 \
+  --providers none,eager,fused-input,fused-lean,fused-output --plot false --out "$SCRATCH/memory"
 
 # ------------------------------------------------------------------ 9. tests
 step tests 90 1 "$PY" -m pytest -q -rfEs -p no:cacheprovider tests/test_cuda.py tests/test_triton.py \

@@ -22,7 +22,7 @@ import bench_ops  # noqa: E402
 import gpu_check  # noqa: E402
 
 STEPS = ["versions", "build", "check_cuda", "check_triton", "bw_cuda", "racecheck", "synccheck", "memcheck",
-         "bw_triton", "ab", "compile", "tests", "train"]
+         "bw_triton", "ab", "compile", "memory", "tests", "train"]
 BENCH_STEPS = {"check_cuda", "check_triton", "bw_cuda", "bw_triton", "ab", "compile"}
 
 

@@ -95,19 +95,23 @@ def check_same(t: torch.Tensor, x: torch.Tensor, name: str, x_name: str = "x") -
         raise ValueError(f"genet_ops: {name} must be on {x_name}'s device {x.device}, got {t.device}")
 
 
-def check_g(g: torch.Tensor, x: torch.Tensor, extent: int) -> None:
+def check_g(g: torch.Tensor, x: torch.Tensor, extent: int, x_name: str = "x", dtype: torch.dtype | None = None) -> None:
+    """g: (N, C, ceil(H/e), ceil(W/e)) for x, on x's device, in x's dtype (or `dtype`:
+    the output-keeping backward's saved logits are in the accumulation dtype)."""
     if not isinstance(g, torch.Tensor):
         raise TypeError(f"genet_ops: g must be a torch.Tensor, got {type(g).__name__}")
     want = g_shape(x.shape, extent)
     if tuple(g.shape) != want:
         raise ValueError(
             f"genet_ops: g must have shape {list(want)} (N, C, ceil(H/extent), ceil(W/extent)) "
-            f"for x of shape {list(x.shape)} and extent {extent}, got {list(g.shape)}"
+            f"for {x_name} of shape {list(x.shape)} and extent {extent}, got {list(g.shape)}"
         )
-    if g.dtype != x.dtype:
+    if dtype is None and g.dtype != x.dtype:
         raise ValueError(f"genet_ops: g must have x's dtype {x.dtype}, got {g.dtype}")
+    if dtype is not None and g.dtype != dtype:
+        raise ValueError(f"genet_ops: g must be {dtype} (the accumulation dtype of {x_name}'s {x.dtype}), got {g.dtype}")
     if g.device != x.device:
-        raise ValueError(f"genet_ops: g must be on x's device {x.device}, got {g.device}")
+        raise ValueError(f"genet_ops: g must be on {x_name}'s device {x.device}, got {g.device}")
 
 
 # Each op's checks, in the order every backend makes them (it decides which error a call
@@ -145,29 +149,11 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def check_means(g: torch.Tensor, out: torch.Tensor, extent: int) -> None:
-    """The saved tile logits of the output-keeping backward: g's shape, in the
-    accumulation dtype of out (float32, float64 for float64), on out's device."""
-    if not isinstance(g, torch.Tensor):
-        raise TypeError(f"genet_ops: g must be a torch.Tensor, got {type(g).__name__}")
-    want = g_shape(out.shape, extent)
-    if tuple(g.shape) != want:
-        raise ValueError(
-            f"genet_ops: g must have shape {list(want)} (N, C, ceil(H/extent), ceil(W/extent)) "
-            f"for out of shape {list(out.shape)} and extent {extent}, got {list(g.shape)}"
-        )
-    if g.dtype != acc_dtype(out.dtype):
-        raise ValueError(f"genet_ops: g must be {acc_dtype(out.dtype)} (the accumulation dtype of out's "
-                         f"{out.dtype}), got {g.dtype}")
-    if g.device != out.device:
-        raise ValueError(f"genet_ops: g must be on out's device {out.device}, got {g.device}")
-
-
 def check_excite_lean_backward(grad_out: torch.Tensor, out: torch.Tensor, residual: torch.Tensor | None,
                                g: torch.Tensor, extent: int) -> None:
     check_x(out, "out")
     check_extent(extent)
-    check_means(g, out, extent)
+    check_g(g, out, extent, "out", acc_dtype(out.dtype))
     check_same(grad_out, out, "grad_out", "out")
     if residual is not None:
         check_same(residual, out, "residual", "out")

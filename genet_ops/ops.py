@@ -120,7 +120,7 @@ def gather_excite(x: torch.Tensor, extent: int = 0, residual: torch.Tensor | Non
 
     extent 0 gathers over the whole plane; extent e over non-overlapping e x e tiles
     (the last ones partial); any extent >= max(H, W) is global. Differentiable in x and
-    residual to every order, in forward mode and under torch.func (see the README).
+    residual to every order, in forward mode and under torch.func (docs/STATUS.md).
     save: what backward keeps, 'auto' (the output where exact enough, see keeps_output),
     'output' or 'input' (x, as eager PyTorch does).
     """

@@ -42,6 +42,6 @@ An alternative plan for the gather_excite kernels on channels_last planes too la
 one block (persistent programs, so that the second sweep re-reads from L2) sits behind
 the internal knob triton_cl_global of genet_ops._tuning (_launch.plan_persistent).
 
-Where these kernels were verified, and where not yet: the README's verification table.
+Where these kernels were verified, and where not yet: docs/STATUS.md.
 """
 from . import excite, gather_excite, lean  # noqa: F401  (register genet_ops::*_triton)

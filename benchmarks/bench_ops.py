@@ -71,6 +71,9 @@ OPS = ("gather_excite", "excite")
 
 
 # ----------------------------------------------------------------- the eager code
+# Deliberately the code a user writes (mean / pooling, interpolate, in x's dtype), not
+# genet_ops.reference (float32 accumulation, one rounding: the test oracle): it is the
+# baseline the fused ops must beat.
 def eager_gather_excite(x, extent: int, residual=None):
     H, W = x.shape[-2:]
     if extent == 0 or extent >= max(H, W):

@@ -318,7 +318,9 @@ class GatherExcite(nn.Module):
                 return gather_excite(x, self.extent, residual, relu=relu, save=self.save)
             return excite(x, g.to(dt), self.extent, residual, relu=relu, save=self.save)
 
-        # Eager: the seed's math, x * gate(upsample(gather(x))).
+        # Eager: the seed's math, x * gate(upsample(gather(x))), in the model's dtype with
+        # PyTorch's pooling, i.e. what a user has without genet_ops; genet_ops.reference
+        # (float32 accumulation, one rounding) is the oracle, not a training path.
         g = _tile_mean(x, self.extent) if self.gather is None else self.gather_g(x)
         if self.add_maxpool and self.gather is None:
             g = 0.5 * g + 0.5 * _tile_max(x, self.extent)

@@ -53,9 +53,10 @@ Args make_args(const OpCall& c, bool block_channels) {
 
 int64_t channel_block(const TileGeom& t, int64_t elem_size) {
   // Blocking turns each pixel's contiguous channels into short strided runs, which the
-  // prefetchers follow badly: on the 2-core EPYC (2 MiB L2, 32 MiB L3) a whole 3 MiB
-  // tile row re-read from L3 beat 1 MiB blocks re-read from L2 by 10-30%. So blocks only
-  // keep giant tile rows within a last-level cache. Blocks are 32 channels or more.
+  // prefetchers follow badly, so that a whole tile row re-read from the last-level cache
+  // beats smaller blocks re-read from L2 (docs/STATUS.md, measurements behind code
+  // choices). So blocks only keep giant tile rows within a last-level cache. Blocks are
+  // 32 channels or more.
   constexpr int64_t kBudget = int64_t(8) << 20;
   constexpr int64_t kMin = 32;
   const int64_t per_channel = std::max<int64_t>(t.eh * t.W * elem_size, 1);

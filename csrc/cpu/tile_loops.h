@@ -37,8 +37,8 @@ T* mptr(void* p) {
 // over the batch gathers every tile, one vectorised sigmoid covers all its tiles (small
 // planes have a tile or two each), the per-tile values are spread to per-column tables
 // (one row of ldw per unit), and the second sweep finds the batch still in L1 (8 KiB of
-// float per tensor; measured best among 2-64 K elements for 7x7..14x14 planes, where
-// batching matters). Keeping these phases apart also keeps scalar stores away from the
+// float per tensor: the best batch size for the small planes where batching matters,
+// docs/STATUS.md). Keeping these phases apart also keeps scalar stores away from the
 // vector loads that read them. A unit bigger than a batch is a batch of its own (in L2).
 constexpr int64_t kBatchElems = 2048;
 
@@ -121,8 +121,8 @@ inline int64_t g_offset(const NhwcUnit& u, const TileGeom& t) { return (u.n * t.
 // NHWC pixels go one after the other - a sequential stream - while a tile row's
 // per-channel accumulators sit in L1; for wide channel runs (kWideChannels or more) they
 // go through the register-accumulating group primitives of vec_rows.h, kPixGroup pixels
-// at a time. On the 2-core EPYC one pixel at a time was faster at 512 channels, groups
-// at 1024 and 2048.
+// at a time: groups pay off only for very wide channel runs (docs/STATUS.md has where the
+// threshold was measured).
 constexpr int64_t kWideChannels = 1024;
 constexpr int64_t kPixGroup = 4;
 

@@ -22,7 +22,7 @@ BWD_BLOCK_BYTES = 4096
 # channels_last: channels per program (one 128-byte line of bf16 per pixel).
 CL_CHANNELS = 64
 # Pack fewer units per program rather than launch fewer programs than this (2 per SM of
-# an H100); not under the interpreter, where fewer programs only run faster.
+# a 132-SM Hopper part); not under the interpreter, where fewer programs only run faster.
 MIN_PROGRAMS = 0 if INTERPRET else 264
 # Widest access per thread: 16 bytes.
 VEC_BYTES = 16
@@ -41,7 +41,7 @@ AUTOTUNE_KEY = ["BLOCK_A", "BLOCK_R", "BLOCK_T", "BLOCK_K", "CL", "VEC", "SINGLE
 
 # Knob triton_cl_global = persistent (plan_persistent): channels per program (one 32-byte
 # sector of each pixel), and the bytes of x that all persistent programs together may have
-# between their two sweeps, well inside an H100's 50 MB L2.
+# between their two sweeps, well inside a Hopper part's 50 MB L2.
 PERSIST_GROUP_BYTES = 32
 PERSIST_L2_BYTES = 32 << 20
 # Persistent programs under the interpreter: few, so that each walks several positions.

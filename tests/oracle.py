@@ -8,6 +8,7 @@
 - assert_matches_reference(): a kernel against the reference in the same dtype.
 - assert_layout(), GEBlock / assert_compiled_matches_eager(), requires_cuda.
 - extension_build_dir(): where a test-only C++ extension builds (or the test skips).
+- write_cifar_tree(): a small tree in the real CIFAR-10 python format (train and script tests).
 - GenetOpLog: which genet_ops ops ran (below autograd), e.g. the lean or the input-keeping ones.
 """
 from __future__ import annotations
@@ -196,3 +197,25 @@ class GenetOpLog(TorchDispatchMode):
         if func.namespace == "genet_ops":
             self.ops.append(func.name())
         return func(*args, **(kwargs or {}))
+
+
+def write_cifar_tree(root, n_train=(40, 40, 40, 40, 44), n_test=50, seed=0):
+    """A small tree in the real CIFAR-10 python format (pickled dicts with bytes keys,
+    data uint8 (n, 3072) as R, G, B planes, labels a list of ints)."""
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.RandomState(seed)
+    folder = os.path.join(root, "cifar-10-batches-py")
+    os.makedirs(folder, exist_ok=True)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name, n in zip(names, list(n_train) + [n_test]):
+        d = {b"batch_label": name.encode(), b"labels": rng.randint(0, 10, n).tolist(),
+             b"data": rng.randint(0, 256, (n, 3072)).astype(np.uint8),
+             b"filenames": [f"img_{i}.png".encode() for i in range(n)]}
+        with open(os.path.join(folder, name), "wb") as f:
+            pickle.dump(d, f, protocol=2)
+    with open(os.path.join(folder, "batches.meta"), "wb") as f:
+        pickle.dump({b"label_names": [b"c%d" % i for i in range(10)], b"num_cases_per_batch": 40}, f)
+    return folder

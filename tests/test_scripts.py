@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from test_train import write_cifar_tree
+from oracle import write_cifar_tree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ["train_full_1p.sh", "train_performance_1p.sh", "train_full_8p.sh", "train_performance_8p.sh",

@@ -22,6 +22,7 @@ import train
 from training import args as targs
 from training import checkpoint
 from training import data
+from oracle import write_cifar_tree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_PY = os.path.join(ROOT, "train.py")
@@ -136,24 +137,6 @@ def test_fused_and_eager_agree_step_by_step(variant, extent):
 
 
 # -------------------------------------------------------------- CIFAR-10 pickles
-def write_cifar_tree(root, n_train=(40, 40, 40, 40, 44), n_test=50, seed=0):
-    """A small tree in the real CIFAR-10 python format (pickled dicts with bytes keys,
-    data uint8 (n, 3072) as R, G, B planes, labels a list of ints)."""
-    rng = np.random.RandomState(seed)
-    folder = os.path.join(root, "cifar-10-batches-py")
-    os.makedirs(folder, exist_ok=True)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name, n in zip(names, list(n_train) + [n_test]):
-        d = {b"batch_label": name.encode(), b"labels": rng.randint(0, 10, n).tolist(),
-             b"data": rng.randint(0, 256, (n, 3072)).astype(np.uint8),
-             b"filenames": [f"img_{i}.png".encode() for i in range(n)]}
-        with open(os.path.join(folder, name), "wb") as f:
-            pickle.dump(d, f, protocol=2)
-    with open(os.path.join(folder, "batches.meta"), "wb") as f:
-        pickle.dump({b"label_names": [b"c%d" % i for i in range(10)], b"num_cases_per_batch": 40}, f)
-    return folder
-
-
 def test_synthetic_cifar_tree_trains_one_epoch_and_evaluates(tmp_path, capsys):
     write_cifar_tree(tmp_path / "data")
     out = tmp_path / "out"

@@ -34,7 +34,7 @@ CASES = [
     ("nchw-team512", (2, 4, 132, 132), 0, "nchw", torch.bfloat16, 0),
     # NCHW flat, 192x192 plane: cv = 4608 -> 512 threads x 9 items > K: the two-sweep path
     ("nchw-two-sweep", (2, 2, 192, 192), 0, "nchw", torch.bfloat16, 0),
-    # NCHW, extent 2 on W = 16: tiles narrower than a vector (multi: 4 tiles per vector)
+    # NCHW, extent 2 on W = 16: tiles narrower than a vector (multi_tile: 4 tiles per vector)
     ("nchw-narrow-tiles", (2, 8, 16, 16), 2, "nchw", torch.bfloat16, 0),
     # the same in float32 (V = 4: 2 tiles per vector), extent 1 (one pixel per tile) too
     ("nchw-narrow-tiles-f32", (2, 8, 16, 16), 2, "nchw", torch.float32, 0),

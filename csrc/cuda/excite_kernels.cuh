@@ -15,7 +15,7 @@ template <typename W, typename T, int V, typename A>
 __device__ __forceinline__ void tile_sigmoid(A (&s)[V], const T* g, const W& w) {
 #pragma unroll
   for (int i = 0; i < V; ++i) {
-    if (slot_on<V>(i, w.grp())) {
+    if (slot_on<V>(i, w.tile_cols())) {
       const int64_t o = w.g_offset(i);
       s[i] = o >= 0 ? sigmoid_acc(static_cast<A>(g[o])) : A(0);
     } else {
@@ -82,7 +82,7 @@ __global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>) excite_bwd_kernel(con
   if (w.writes_g()) {
 #pragma unroll
     for (int i = 0; i < V; ++i)
-      if (slot_on<V>(i, w.grp())) dg[w.g_offset(i)] = static_cast<T>(s[i] * (A(1) - s[i]) * acc[i]);
+      if (slot_on<V>(i, w.tile_cols())) dg[w.g_offset(i)] = static_cast<T>(s[i] * (A(1) - s[i]) * acc[i]);
   }
 }
 

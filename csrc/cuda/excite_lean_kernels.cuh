@@ -117,14 +117,14 @@ __global__ void __launch_bounds__(kMaxTeam, kLeanMinBlocks)
   if (w.writes_g()) {
 #pragma unroll
     for (int i = 0; i < V; ++i)
-      if (slot_on<V>(i, w.grp())) dg[w.g_offset(i)] = acc[i];
+      if (slot_on<V>(i, w.tile_cols())) dg[w.g_offset(i)] = acc[i];
   }
   if constexpr (GATHER) {
     A cf[V];
     const A count = static_cast<A>(w.count());
 #pragma unroll
     for (int i = 0; i < V; ++i) cf[i] = div_acc(acc[i], count);
-    spread_heads<V>(cf, w.grp());
+    spread_heads<V>(cf, w.tile_cols());
     w.restart();
     for (int k0 = 0; k0 < nitems; k0 += K) {
       int64_t off[K];

@@ -49,11 +49,11 @@ __global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
   if (means != nullptr && w.writes_g()) {
 #pragma unroll
     for (int i = 0; i < V; ++i)
-      if (slot_on<V>(i, w.grp())) means[w.g_offset(i)] = acc[i];
+      if (slot_on<V>(i, w.tile_cols())) means[w.g_offset(i)] = acc[i];
   }
 #pragma unroll
   for (int i = 0; i < V; ++i) s[i] = sigmoid_acc(acc[i]);
-  spread_heads<V>(s, w.grp());
+  spread_heads<V>(s, w.tile_cols());
 
   w.restart();
   for (int k0 = 0; k0 < nitems; k0 += K) {
@@ -103,8 +103,8 @@ __global__ void __launch_bounds__(kMaxTeam, kMinBlocks<K>)
     s[i] = sigmoid_acc(div_acc(acc[i], count));
     cf[i] = div_acc(s[i] * (A(1) - s[i]) * acc[V + i], count);
   }
-  spread_heads<V>(s, w.grp());
-  spread_heads<V>(cf, w.grp());
+  spread_heads<V>(s, w.tile_cols());
+  spread_heads<V>(cf, w.tile_cols());
 
   w.restart();
   for (int k0 = 0; k0 < nitems; k0 += K) {

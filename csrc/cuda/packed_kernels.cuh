@@ -6,7 +6,7 @@
 // at the plane boundary into two partial sums, keeps one partial per plane of its unit
 // (pack <= V <= 16 bytes / sizeof(T) registers: kPack<T>), and the warp's shuffle tree
 // hands every lane each plane's total.
-// The run stays in registers (CC <= K items), so x (dy) is read once.
+// The run stays in registers (item_cols <= K items), so x (dy) is read once.
 #pragma once
 
 #include "tiles.cuh"
@@ -31,7 +31,7 @@ __device__ __forceinline__ PackedItems<K> packed_items(const NchwPlan& P, const 
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int j = q.c_l + k * P.Tc;  // vector of the run
-    const bool on = q.on && k < P.CC && j < nvec;
+    const bool on = q.on && k < P.item_cols && j < nvec;
     const int e0 = j * V;
     it.p0[k] = on ? e0 / plane : 0;
     it.b[k] = on ? static_cast<int>(imin(V, (it.p0[k] + 1) * plane - e0)) : V;

@@ -3,8 +3,9 @@
 //
 // A *unit* is the piece of work one team owns; a team is T = Tc x R threads (powers of
 // two), Tc lanes across the contiguous direction with V-element vectors, R lanes across
-// the other. Each thread handles up to RR x CC *items* (one vector each); when they fit
-// in K registers per tensor (`cache`), every element is read from device memory once.
+// the other. Each thread handles up to item_rows x item_cols *items* (one vector each);
+// when they fit in K registers per tensor (`cache`), every element is read from device
+// memory once.
 // Otherwise the kernel sweeps the unit twice and the second sweep is served from L2.
 //
 // NCHW, tw == 1 ("flat"): a unit is one tile, a contiguous run of rows x W elements
@@ -70,39 +71,41 @@ struct NchwPlan {
   int64_t units;
   int64_t H, W, plane;
   int64_t eh, ew, th, tw;
-  int64_t nu;     // units per tile row: 1 (flat), tw (ew >= V) or W / V (ew < V)
-  int64_t ucols;  // 2-D: columns per unit
+  int64_t units_per_row;  // units per tile row: 1 (flat), tw (ew >= V) or W / V (ew < V)
+  int64_t unit_cols;      // 2-D: columns per unit
   int flat;
-  int multi;  // ew < V: a vector holds V / ew whole tiles
-  int grp;    // columns of one tile inside a vector (V unless multi)
-  int pack;   // packed or staged plan: whole planes per unit, else 0
+  int multi_tile;  // ew < V: a vector holds V / ew whole tiles
+  int tile_cols;   // columns of one tile inside a vector (V unless multi_tile)
+  int pack;        // packed or staged plan: whole planes per unit, else 0
   int staged;  // staged plan (knob cuda_nchw_narrow_rows): the unit's run goes through shared memory
   int64_t stage_bytes;  // staged: shared memory per team
   int V;
-  int Tc, R, T, RR, CC;
+  int Tc, R, T;
+  int item_rows, item_cols;  // a thread's items: rows of the unit x column vectors
   int block, teams;
   int64_t grid;
   int cache;
   int K;  // items per thread of the kernel instance: kItems, or 2 / 4 (items_instance)
   int idx32;
   int smem;
-  DivMod dm_nu, dm_th;
+  DivMod dm_units_per_row, dm_th;
 };
 
 struct NhwcPlan {
   int64_t units;
   int64_t C, H, W;
   int64_t eh, ew, th, tw;
-  int64_t ncg;  // channel groups of Tc * V channels
+  int64_t channel_groups;  // groups of Tc * V channels
   int V;
-  int Tc, R, T, RR;
+  int Tc, R, T;
+  int item_rows;  // a thread's items: pixels of the tile (one channel vector each)
   int block, teams;
   int64_t grid;
   int cache;
   int K;
   int idx32;
   int smem;
-  DivMod dm_cg, dm_tw, dm_th;
+  DivMod dm_channel_groups, dm_tw, dm_th;
 };
 
 }  // namespace cuda

@@ -78,9 +78,9 @@ inline bool plan_packed(NchwPlan& p, const TileGeom& t, int vmax, int K, uintptr
     if (Tc > 32) continue;  // one warp per unit: the plane sums need shuffles only
     p.V = V;
     p.pack = static_cast<int>(pack);
-    p.grp = V;
+    p.tile_cols = V;
     p.Tc = static_cast<int>(Tc);
-    p.CC = static_cast<int>(ceil_div(cv, Tc));
+    p.item_cols = static_cast<int>(ceil_div(cv, Tc));
     return true;
   }
   return false;
@@ -109,8 +109,8 @@ inline bool plan_staged(NchwPlan& p, const TileGeom& t, int vmax, int K, uintptr
     p.stage_bytes = stage_bytes;
     p.Tc = static_cast<int>(T);
     p.R = 1;
-    p.RR = 1;
-    p.CC = static_cast<int>(ceil_div(cv, T));
+    p.item_rows = 1;
+    p.item_cols = static_cast<int>(ceil_div(cv, T));
     return true;
   }
   return false;
@@ -139,46 +139,46 @@ inline NchwPlan plan_nchw(const TileGeom& t, int es, uintptr_t addr_or, int K, i
     p.V = pick_vec(vmax, [&](int V) {
       return aligned(V) && p.plane % V == 0 && (t.th == 1 || (t.eh * t.W) % V == 0);
     });
-    p.nu = 1;
-    p.ucols = 0;
-    p.multi = 0;
-    p.grp = p.V;
+    p.units_per_row = 1;
+    p.unit_cols = 0;
+    p.multi_tile = 0;
+    p.tile_cols = p.V;
     cv = ceil_div(rows_max * t.W, p.V);
     p.R = 1;
     p.Tc = static_cast<int>(std::min<int64_t>(pow2_ceil(ceil_div(cv, K)), kMaxTeam));
-    p.CC = static_cast<int>(ceil_div(cv, p.Tc));
-    p.RR = 1;
+    p.item_cols = static_cast<int>(ceil_div(cv, p.Tc));
+    p.item_rows = 1;
   } else {
     p.V = pick_vec(vmax, [&](int V) {
       return aligned(V) && t.W % V == 0 && (t.ew % V == 0 || V % t.ew == 0);
     });
-    p.multi = t.ew < p.V;
-    if (p.multi) {
-      p.ucols = p.V;
-      p.nu = t.W / p.V;
-      p.grp = static_cast<int>(t.ew);
+    p.multi_tile = t.ew < p.V;
+    if (p.multi_tile) {
+      p.unit_cols = p.V;
+      p.units_per_row = t.W / p.V;
+      p.tile_cols = static_cast<int>(t.ew);
       cv = 1;
     } else {
-      p.ucols = t.ew;
-      p.nu = t.tw;
-      p.grp = p.V;
+      p.unit_cols = t.ew;
+      p.units_per_row = t.tw;
+      p.tile_cols = p.V;
       cv = t.ew / p.V;
     }
     p.Tc = static_cast<int>(std::min<int64_t>(pow2_ceil(cv), kMaxTeam));
-    p.CC = static_cast<int>(ceil_div(cv, p.Tc));
+    p.item_cols = static_cast<int>(ceil_div(cv, p.Tc));
     p.R = 1;
-    while (ceil_div(rows_max, p.R) * p.CC > K && p.Tc * p.R < kMaxTeam) p.R <<= 1;
-    p.RR = static_cast<int>(ceil_div(rows_max, p.R));
+    while (ceil_div(rows_max, p.R) * p.item_cols > K && p.Tc * p.R < kMaxTeam) p.R <<= 1;
+    p.item_rows = static_cast<int>(ceil_div(rows_max, p.R));
   }
   const bool packed = packable && (plan_packed(p, t, vmax, K, addr_or, es) ||
                                    plan_staged(p, t, vmax, K, addr_or, es, nvals, acc_size));
   p.T = p.Tc * p.R;
-  p.cache = static_cast<int64_t>(p.RR) * p.CC <= K;
-  p.K = items_instance(static_cast<int64_t>(p.RR) * p.CC, p.cache);
-  p.units = packed ? t.N * t.C / p.pack : t.N * t.C * t.th * p.nu;
+  p.cache = static_cast<int64_t>(p.item_rows) * p.item_cols <= K;
+  p.K = items_instance(static_cast<int64_t>(p.item_rows) * p.item_cols, p.cache);
+  p.units = packed ? t.N * t.C / p.pack : t.N * t.C * t.th * p.units_per_row;
   finish_team(p.T, p.units, p.block, p.teams, p.grid);
   p.idx32 = use_idx32(p.units);
-  p.dm_nu = DivMod(p.nu);
+  p.dm_units_per_row = DivMod(p.units_per_row);
   p.dm_th = DivMod(p.th);
   p.smem = p.staged ? static_cast<int>(round16(2 * p.pack * p.plane) + p.teams * p.stage_bytes)
                    : reduce_smem_bytes(p.T, p.block, nvals * p.V, acc_size);
@@ -221,14 +221,14 @@ inline NhwcPlan plan_nhwc(const TileGeom& t, int es, uintptr_t addr_or, int K, i
   p.Tc = Tc;
   p.R = R;
   p.T = Tc * R;
-  p.RR = static_cast<int>(ceil_div(pix, R));
-  p.cache = p.RR <= K;
-  p.K = items_instance(p.RR, p.cache);
-  p.ncg = ceil_div(cvec, Tc);
-  p.units = t.N * t.th * t.tw * p.ncg;
+  p.item_rows = static_cast<int>(ceil_div(pix, R));
+  p.cache = p.item_rows <= K;
+  p.K = items_instance(p.item_rows, p.cache);
+  p.channel_groups = ceil_div(cvec, Tc);
+  p.units = t.N * t.th * t.tw * p.channel_groups;
   finish_team(p.T, p.units, p.block, p.teams, p.grid);
   p.idx32 = use_idx32(p.units);
-  p.dm_cg = DivMod(p.ncg);
+  p.dm_channel_groups = DivMod(p.channel_groups);
   p.dm_tw = DivMod(p.tw);
   p.dm_th = DivMod(p.th);
   p.smem = reduce_smem_bytes(p.T, p.block, nvals * p.V, acc_size);

@@ -19,21 +19,21 @@ namespace cuda {
 #define GENET_DECLARE_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
 #endif
 
-// Slot i takes part when (i % PER) is a multiple of grp: callers that hold one
-// partial per group of grp columns reduce only the group heads.
+// Slot i takes part when (i % PER) is a multiple of tile_cols: callers that hold one
+// partial per group of tile_cols columns reduce only the group heads.
 template <int PER>
-__device__ __forceinline__ bool slot_on(int i, int grp) {
-  return ((i % PER) & (grp - 1)) == 0;
+__device__ __forceinline__ bool slot_on(int i, int tile_cols) {
+  return ((i % PER) & (tile_cols - 1)) == 0;
 }
 
 template <int PER, int NV, typename A>
-__device__ __forceinline__ void team_allreduce(A (&v)[NV], int T, int stride, int grp, A* smem) {
+__device__ __forceinline__ void team_allreduce(A (&v)[NV], int T, int stride, int tile_cols, A* smem) {
   // 1) inside the warp: butterfly over the lanes that share c.
   const int wl = T < 32 ? T : 32;
   for (int off = stride; off < wl; off <<= 1) {
 #pragma unroll
     for (int i = 0; i < NV; ++i)
-      if (slot_on<PER>(i, grp)) v[i] += __shfl_xor_sync(0xffffffffu, v[i], off);
+      if (slot_on<PER>(i, tile_cols)) v[i] += __shfl_xor_sync(0xffffffffu, v[i], off);
   }
   if (T <= 32) return;
 
@@ -49,13 +49,13 @@ __device__ __forceinline__ void team_allreduce(A (&v)[NV], int T, int stride, in
   if ((tt & (S - 1)) < stride) {
 #pragma unroll
     for (int i = 0; i < NV; ++i)
-      if (slot_on<PER>(i, grp)) smem[i * bd + tid] = v[i];
+      if (slot_on<PER>(i, tile_cols)) smem[i * bd + tid] = v[i];
   }
   __syncthreads();
   for (int f = tt; f < stride * NV; f += T) {
     const int i = f / stride;
     const int cc = f & (stride - 1);
-    if (!slot_on<PER>(i, grp)) continue;
+    if (!slot_on<PER>(i, tile_cols)) continue;
     A sum = smem[i * bd + base + cc];
     for (int gg = 1; gg < NG; ++gg) sum += smem[i * bd + base + gg * S + cc];
     smem[i * bd + base + cc] = sum;  // only this finisher reads the gg = 0 slot
@@ -63,7 +63,7 @@ __device__ __forceinline__ void team_allreduce(A (&v)[NV], int T, int stride, in
   __syncthreads();
 #pragma unroll
   for (int i = 0; i < NV; ++i)
-    if (slot_on<PER>(i, grp)) v[i] = smem[i * bd + base + c];
+    if (slot_on<PER>(i, tile_cols)) v[i] = smem[i * bd + base + c];
   __syncthreads();  // the caller may reuse the shared memory
 }
 

@@ -44,7 +44,7 @@ __device__ __forceinline__ void staged_items(const NchwPlan& P, const TeamPos& q
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int j = q.tt + k * P.T;
-    const bool on = q.on && k < P.CC && j < nvec;
+    const bool on = q.on && k < P.item_cols && j < nvec;
     ro[k] = j * V;
     off[k] = on ? base + j * V : -1;
   }

@@ -43,7 +43,7 @@ __device__ __forceinline__ NchwUnit nchw_unit(const NchwPlan& P, const TeamPos& 
   NchwUnit U{0, 0, 0, 0, 1};
   if (!q.on) return U;
   int64_t t, p;
-  const int64_t cu = split(q.u, P.dm_nu, P.idx32, t);  // t = plane * th + ty
+  const int64_t cu = split(q.u, P.dm_units_per_row, P.idx32, t);  // t = plane * th + ty
   const int64_t ty = split(t, P.dm_th, P.idx32, p);
   const int64_t rows = imin(P.eh, P.H - ty * P.eh);
   U.base = p * P.plane + ty * P.eh * P.W;
@@ -53,11 +53,11 @@ __device__ __forceinline__ NchwUnit nchw_unit(const NchwPlan& P, const TeamPos& 
     U.count = U.cols;
     U.gidx = t;  // tw == 1
   } else {
-    U.base += cu * P.ucols;
+    U.base += cu * P.unit_cols;
     U.rows = rows;
-    U.cols = imin(P.ucols, P.W - cu * P.ucols);
-    U.count = rows * (P.multi ? P.grp : U.cols);
-    U.gidx = t * P.tw + (P.multi ? cu * (P.V / P.grp) : cu);
+    U.cols = imin(P.unit_cols, P.W - cu * P.unit_cols);
+    U.count = rows * (P.multi_tile ? P.tile_cols : U.cols);
+    U.gidx = t * P.tw + (P.multi_tile ? cu * (P.V / P.tile_cols) : cu);
   }
   return U;
 }
@@ -65,8 +65,8 @@ __device__ __forceinline__ NchwUnit nchw_unit(const NchwPlan& P, const TeamPos& 
 // Item walk of one NCHW thread: rows r_l + rr * R, column vectors c_l + cc * Tc.
 struct NchwItems {
   int rr = 0, cc = 0;
-  __device__ __forceinline__ void next(int CC) {
-    if (++cc == CC) {
+  __device__ __forceinline__ void next(int item_cols) {
+    if (++cc == item_cols) {
       cc = 0;
       ++rr;
     }
@@ -80,12 +80,12 @@ struct NchwItems {
   }
 };
 
-// Sum each run of grp consecutive columns into its first slot (per half of size V).
+// Sum each run of tile_cols consecutive columns into its first slot (per half of size V).
 template <int V, int NV, typename A>
-__device__ __forceinline__ void group_columns(A (&acc)[NV], int grp) {
+__device__ __forceinline__ void group_columns(A (&acc)[NV], int tile_cols) {
 #pragma unroll
   for (int w = 1; w < V; w <<= 1) {
-    if (w < grp) {
+    if (w < tile_cols) {
 #pragma unroll
       for (int i = 0; i < NV; i += 2 * w) acc[i] += acc[i + w];
     }
@@ -106,7 +106,7 @@ __device__ __forceinline__ NhwcUnit nhwc_unit(const NhwcPlan& P, const TeamPos& 
   NhwcUnit U{0, 0, 0, 0, 1, 1, false};
   if (!q.on) return U;
   int64_t t, t2, n;
-  const int64_t cg = split(q.u, P.dm_cg, P.idx32, t);  // t = (n * th + ty) * tw + tx
+  const int64_t cg = split(q.u, P.dm_channel_groups, P.idx32, t);  // t = (n * th + ty) * tw + tx
   const int64_t tx = split(t, P.dm_tw, P.idx32, t2);
   const int64_t ty = split(t2, P.dm_th, P.idx32, n);
   U.rows = static_cast<int>(imin(P.eh, P.H - ty * P.eh));
@@ -156,9 +156,9 @@ struct NchwWalk {
   NchwItems it;
   __device__ __forceinline__ explicit NchwWalk(const NchwPlan& plan)
       : P(plan), q(team_pos(plan.T, plan.Tc, plan.teams, plan.units)), U(nchw_unit(plan, q)) {}
-  __device__ __forceinline__ int nitems() const { return P.RR * P.CC; }
+  __device__ __forceinline__ int nitems() const { return P.item_rows * P.item_cols; }
   __device__ __forceinline__ int stride() const { return 1; }
-  __device__ __forceinline__ int grp() const { return P.grp; }
+  __device__ __forceinline__ int tile_cols() const { return P.tile_cols; }
   __device__ __forceinline__ int64_t count() const { return U.count; }
   __device__ __forceinline__ void restart() { it = NchwItems(); }
   template <int K>
@@ -166,11 +166,11 @@ struct NchwWalk {
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       off[k] = k0 + k < nitems() ? it.offset(P, U, q, V) : -1;
-      it.next(P.CC);
+      it.next(P.item_cols);
     }
   }
-  // Slot i heads a group of grp columns: its tile's offset in g (N, C, th, tw).
-  __device__ __forceinline__ int64_t g_offset(int i) const { return q.on ? U.gidx + i / P.grp : -1; }
+  // Slot i heads a group of tile_cols columns: its tile's offset in g (N, C, th, tw).
+  __device__ __forceinline__ int64_t g_offset(int i) const { return q.on ? U.gidx + i / P.tile_cols : -1; }
   __device__ __forceinline__ bool writes_g() const { return q.on && q.tt == 0; }
 };
 
@@ -184,9 +184,9 @@ struct NhwcWalk {
   NhwcItems it;
   __device__ __forceinline__ explicit NhwcWalk(const NhwcPlan& plan)
       : P(plan), q(team_pos(plan.T, plan.Tc, plan.teams, plan.units)), U(nhwc_unit(plan, q, V)), it(plan, U, q) {}
-  __device__ __forceinline__ int nitems() const { return P.RR; }
+  __device__ __forceinline__ int nitems() const { return P.item_rows; }
   __device__ __forceinline__ int stride() const { return P.Tc; }
-  __device__ __forceinline__ int grp() const { return 1; }
+  __device__ __forceinline__ int tile_cols() const { return 1; }
   __device__ __forceinline__ int64_t count() const { return U.count; }
   __device__ __forceinline__ void restart() { it = NhwcItems(P, U, q); }
   template <int K>
@@ -207,16 +207,16 @@ struct NhwcWalk {
 template <typename W, int NV, typename A>
 __device__ __forceinline__ void reduce_tiles(A (&acc)[NV], const W& w) {
   GENET_DECLARE_SMEM(smem_raw);
-  group_columns<W::kV>(acc, w.grp());
-  team_allreduce<W::kV>(acc, w.P.T, w.stride(), w.grp(), reinterpret_cast<A*>(smem_raw));
+  group_columns<W::kV>(acc, w.tile_cols());
+  team_allreduce<W::kV>(acc, w.P.T, w.stride(), w.tile_cols(), reinterpret_cast<A*>(smem_raw));
 }
 
 // Slots that head a tile keep their value; the others copy their left neighbour.
 template <int V, typename A>
-__device__ __forceinline__ void spread_heads(A (&v)[V], int grp) {
+__device__ __forceinline__ void spread_heads(A (&v)[V], int tile_cols) {
 #pragma unroll
   for (int i = 1; i < V; ++i)
-    if (!slot_on<V>(i, grp)) v[i] = v[i - 1];
+    if (!slot_on<V>(i, tile_cols)) v[i] = v[i - 1];
 }
 
 }  // namespace cuda

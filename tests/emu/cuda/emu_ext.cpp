@@ -23,7 +23,7 @@
 namespace {
 
 // The plan a kernel would run with, for tests that must reach every code path:
-// [layout (0 NCHW, 1 NHWC), V, Tc, R, T, items per thread, cache, block, flat or 0, multi or 0,
+// [layout (0 NCHW, 1 NHWC), V, Tc, R, T, items per thread, cache, block, flat or 0, multi_tile or 0,
 //  items of the kernel instance K, planes per unit (packed or staged) or 0, staged];
 // NCHW plans as gather_excite's.
 std::vector<int64_t> emu_plan(const at::Tensor& x, int64_t extent, int64_t nvals) {
@@ -35,10 +35,11 @@ std::vector<int64_t> emu_plan(const at::Tensor& x, int64_t extent, int64_t nvals
   const uintptr_t addr = reinterpret_cast<uintptr_t>(xk.const_data_ptr());
   if (genet_ops::layout_of(xk) == genet_ops::Layout::NCHW) {
     const NchwPlan P = plan_nchw(t, es, addr, kItems, static_cast<int>(nvals), as, true);
-    return {0, P.V, P.Tc, P.R, P.T, int64_t{P.RR} * P.CC, P.cache, P.block, P.flat, P.multi, P.K, P.pack, P.staged};
+    return {0, P.V, P.Tc, P.R, P.T, int64_t{P.item_rows} * P.item_cols, P.cache,
+            P.block, P.flat, P.multi_tile, P.K, P.pack, P.staged};
   }
   const NhwcPlan P = plan_nhwc(t, es, addr, kItems, static_cast<int>(nvals), as);
-  return {1, P.V, P.Tc, P.R, P.T, P.RR, P.cache, P.block, 0, 0, P.K, 0, 0};
+  return {1, P.V, P.Tc, P.R, P.T, P.item_rows, P.cache, P.block, 0, 0, P.K, 0, 0};
 }
 
 // 32-bit fast division against the plain one, for n in [n0, n0 + count).

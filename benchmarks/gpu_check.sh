@@ -39,7 +39,8 @@
 #    memory            45  bench_memory: saved bytes and CUDA peak of a GE-WRN-16-8 training step,
 #                          N=512 bf16 autocast then fp32: no GE, eager, fused keeping the input,
 #                          fused keeping the output (save='auto' and 'output')
-#    tests             90  pytest tests/test_cuda.py test_triton.py test_hardening.py -k "not emu"
+#    tests             90  pytest tests/test_parity.py test_cuda.py test_triton.py test_hardening.py
+#                          -k "not emu" -m "not host" (the GPU's tests, not the CPU backends')
 #    train             60  bench_train: GE-WRN-16-8, bf16, channels_last, batch 512, eager vs
 #                          fused, with and without compile (if time is left)
 # GPU_CHECK_DRY_RUN=1 runs what needs no GPU (versions, the build unless
@@ -217,8 +218,8 @@ step memory 45 1 "$PY" benchmarks/bench_memory.py --device cuda --models ge_wrn_
   --providers none,eager,fused-input,fused-lean,fused-output --plot false --out "$SCRATCH/memory"
 
 # ------------------------------------------------------------------ 9. tests
-step tests 90 1 "$PY" -m pytest -q -rfEs -p no:cacheprovider tests/test_cuda.py tests/test_triton.py \
-  tests/test_hardening.py -k "not emu"
+step tests 90 1 "$PY" -m pytest -q -rfEs -p no:cacheprovider tests/test_parity.py tests/test_cuda.py \
+  tests/test_triton.py tests/test_hardening.py -k "not emu" -m "not host"
 
 # -------------------------------------------------------------- 10. training
 step train 60 1 "$PY" benchmarks/bench_train.py --device cuda --batch-sizes 512 --dtype bf16 --channels-last true \

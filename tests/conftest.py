@@ -33,3 +33,11 @@ def poison_outputs():
     yield
     torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
     torch.utils.deterministic.fill_uninitialized_memory = prev_fill
+
+
+@pytest.fixture(scope="session")
+def cuda_emu():
+    """torch.ops.genet_ops_emu: the CUDA kernels' source run on the CPU (tests/parity.py)."""
+    import parity
+
+    return parity.load_cuda_emu()

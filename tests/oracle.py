@@ -10,6 +10,8 @@
 - extension_build_dir(): where a test-only C++ extension builds (or the test skips).
 - write_cifar_tree(): a small tree in the real CIFAR-10 python format (train and script tests).
 - GenetOpLog: which genet_ops ops ran (below autograd), e.g. the lean or the input-keeping ones.
+
+tests/parity.py builds the one parity loop over every backend on these.
 """
 from __future__ import annotations
 
@@ -98,20 +100,6 @@ def eager_excite(x, g, extent, residual=None, relu=False):
     y = x * reference.expand_tiles(torch.sigmoid(g), t)
     y = y if residual is None else y + residual
     return torch.relu(y) if relu else y
-
-
-def eager_lean_backward(grad_out, out, residual, g, extent, relu, gather):
-    """excite_lean_backward's formulas as eager code in out's dtype (every step rounded
-    to it, g too): the error floor of the output-keeping backward. (dx, dg), dg in g's dtype."""
-    t = checks.tile_geom(out.shape, extent)
-    dp = torch.where(out <= 0, 0, grad_out) if relu else grad_out
-    z = out if residual is None else out - residual
-    s = torch.sigmoid(g.to(out.dtype))
-    dg = (1 - s) * reference.tile_sum(dp * z, t)
-    dx = dp * reference.expand_tiles(s, t)
-    if gather:
-        dx = dx + reference.expand_tiles(dg / reference.tile_count(t, out.device, out.dtype), t)
-    return dx, dg.to(g.dtype)
 
 
 def assert_within_budget(out, oracle, eager, what: str, atol: float | None = None) -> None:

@@ -1,6 +1,7 @@
 """What is specific to the C++ CPU kernels (csrc/cpu): that they are the ones running,
 the edges of their vector loops and work splits, both instruction sets, threading, and
-that the build stays loadable on any x86-64. docs/DESIGN.md §2 parity in general is test_ops.py.
+that the build stays loadable on any x86-64. Parity with the float64 reference (every op,
+the output-keeping ones too) is test_parity.py's (backend "cpu"), through autograd test_ops.py's.
 """
 import itertools
 import os
@@ -15,8 +16,7 @@ import torch
 
 import genet_ops
 from genet_ops import checks, reference
-from oracle import (DTYPES, assert_layout, assert_matches_reference, assert_within_budget, eager_excite,
-                    eager_gather_excite, eager_lean_backward, make)
+from oracle import DTYPES, assert_matches_reference, make
 
 pytestmark = pytest.mark.skipif(not genet_ops.backend_info()["extension_loaded"], reason="genet_ops._C not built")
 
@@ -107,54 +107,6 @@ def test_work_split_edges(shape, extent, channels_last, dtype, poison_outputs):
 
 
 # The new ops and flags (ReLU epilogue, tile means, the output-keeping backward) against the
-# float64 reference within docs/DESIGN.md §4's budget: odd and partial-tile shapes, a strided
-# input, extents 0 / 1 / 2 / 3 / large, residual and ReLU on and off, gather on and off, empty.
-LEAN_SHAPES = [(2, 3, 7, 7), (3, 2, 3, 5), (2, 5, 13, 11), (1, 4, 32, 32), (0, 3, 8, 8)]
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
-def test_lean_ops_within_budget(dtype, layout, poison_outputs):
-    ops, acc = torch.ops.genet_ops, checks.acc_dtype(dtype)
-    for shape, extent in itertools.product(LEAN_SHAPES, (0, 1, 2, 3, 64)):
-        x = make(shape, dtype, layout, 0, plane_spread=1.0)
-        r, dy = make(shape, dtype, layout, 1), make(shape, dtype, layout, 2)
-        gx = make(checks.g_shape(shape, extent), dtype, "contiguous", 3).mul_(2)
-        g_acc = make(checks.g_shape(shape, extent), acc, "contiguous", 4).mul_(2)
-        t = checks.tile_geom(shape, extent)
-        for with_res, relu in itertools.product((False, True), repeat=2):
-            res = r if with_res else None
-            res64 = None if res is None else res.double()
-            what = f"{tuple(shape)} e{extent} {layout} res={with_res} relu={relu}"
-
-            y, m = ops.gather_excite_lean(x, extent, res, relu)
-            y64, m64 = reference.gather_excite_lean(x.double(), extent, res64, relu)
-            assert_layout(y, x, "gather_excite_lean out " + what)
-            assert m.dtype == acc and m.stride() == reference.gather_excite_lean(x, extent)[1].stride(), what
-            assert_within_budget(y, y64, eager_gather_excite(x, extent, res, relu), "gather_excite_lean out " + what)
-            eager_m = reference.tile_sum(x.to(acc), t) / reference.tile_count(t, x.device, acc)
-            assert_within_budget(m, m64, eager_m, "gather_excite_lean g " + what)
-            assert torch.equal(ops.gather_excite(x, extent, res, relu), y), "gather_excite vs lean " + what
-
-            ye = ops.excite(x, gx, extent, res, relu)
-            ye64 = reference.excite(x.double(), gx.double(), extent, res64, relu)
-            assert_within_budget(ye, ye64, eager_excite(x, gx, extent, res, relu), "excite " + what)
-
-            for gather in (False, True):
-                out, g = (y, m) if gather else (ye, g_acc)
-                args = (out, res, g, extent, relu, gather)
-                dx, dg = ops.excite_lean_backward(dy, *args)
-                dx64, dg64 = reference.excite_lean_backward(dy.double(), out.double(), res64, g.double(),
-                                                            extent, relu, gather)
-                dxe, dge = eager_lean_backward(dy, *args)
-                w = f"excite_lean_backward gather={gather} {what}"
-                assert_layout(dx, out, w + " dx")
-                assert dg.dtype == acc and dg.stride() == checks.g_for_layout(g, checks.is_nchw(
-                    checks.kernel_input(out))).stride(), w
-                assert_within_budget(dx, dx64, dxe, w + " dx")
-                assert_within_budget(dg, dg64, dge, w + " dg")
-
-
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"], ids=["nchw", "cl"])
 def test_relu_keeps_nan_and_masks_where_out_is_not_positive(layout):
     """ReLU as torch.relu (NaN kept, -0.0 and +0.0 both count as 'not positive' in the

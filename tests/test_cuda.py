@@ -5,128 +5,25 @@ Without a GPU:
   dispatcher holds their CUDA kernel for every op (not the Python fallback).
 - test_emu_*: tests/emu/cuda builds the CUDA kernels' own source as plain C++ and runs it
   thread by thread on CPU tensors (fibers for threads; barriers and warp shuffles
-  emulated), as torch.ops.genet_ops_emu.*. Parity with the float64 reference on shapes
-  that reach every launch plan (see test_emu_cases_reach_every_plan), for the four ops
-  (ReLU epilogue on and off) and the output-keeping ones (gather_excite_lean's means,
-  excite_lean_backward with every relu / gather flag), bitwise equality between two
-  thread orders (a missing barrier shows up there), 64-bit unit decoding.
+  emulated), as torch.ops.genet_ops_emu.* (conftest's cuda_emu fixture). Here: the
+  shapes of parity.EMU_CASES reach every launch plan, 64-bit unit decoding, the fast
+  divmod. Their parity with the float64 reference, in two thread orders, runs in
+  test_parity.py (backend "cuda_emu").
 
-With a GPU (skipped, with the reason, without one): the CUDA C++ backend and the Triton
-backend against the float64 reference in all four dtypes, NCHW / channels_last /
-strided / misaligned inputs, odd, tiny, large and empty shapes, ReLU on and off; the
-output-keeping ops of the CUDA C++ backend the same way; gradcheck in float64;
-torch.library.opcheck; torch.compile(fullgraph=True) against eager; streams and devices.
+With a GPU (skipped, with the reason, without one), for both CUDA backends: gradcheck in
+float64, torch.library.opcheck, torch.compile(fullgraph=True) against eager, streams
+and devices, errors. Their parity is test_parity.py's (backends "cuda" and "triton").
 """
 from __future__ import annotations
 
-import functools
 
 import pytest
 import torch
 
 import genet_ops
-from genet_ops import _extension, _tuning, backend, checks, ops, reference
-import oracle
-from oracle import (DTYPES, GEBlock, assert_compiled_matches_eager, assert_layout, assert_within_budget, eager_excite,
-                    eager_gather_excite, requires_cuda)
-
-from oracle import ROOT
-LAYOUTS = ["contiguous", "channels_last", "strided", "misaligned", "misaligned_cl"]
-# Planes with clearly non-zero means, so that a wrong tile sum moves the sigmoid.
-make = functools.partial(oracle.make, plane_spread=1.5)
-
-
-def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu", relu=False):
-    """Runs the four ops through fns = (gather_excite, gather_excite_backward, excite,
-    excite_backward), the forward ones with the ReLU epilogue when relu, and checks each
-    output against the float64 oracle within the eager budget (tests/oracle.py), and its
-    layout. Returns the outputs."""
-    ge, ge_bwd, ex, ex_bwd = fns
-    what = f"{tuple(shape)} e={extent} {dtype} {layout} res={with_res} relu={relu}"
-    x = make(shape, dtype, layout, 0, device)
-    res = make(shape, dtype, layout, 1, device) if with_res else None
-    dy = make(shape, dtype, layout, 2, device)
-    g = make(checks.g_shape(shape, extent), dtype, "contiguous", 3, device)
-
-    y = ge(x, extent, res, relu)
-    dx = ge_bwd(dy, x, extent)
-    ye_ = ex(x, g, extent, res, relu)
-    edx, edg = ex_bwd(dy, x, g, extent)
-
-    x64 = x.detach().double().requires_grad_()
-    g64 = g.detach().double().requires_grad_()
-    r64 = None if res is None else res.double()
-    y64 = reference.gather_excite(x64, extent, r64)
-    (dx64,) = torch.autograd.grad(y64, x64, dy.double())
-    y64 = reference.gather_excite(x64.detach(), extent, r64, relu)
-    ey64 = reference.excite(x64.detach(), g64.detach(), extent, r64, relu)
-    edx64, edg64 = reference.excite_backward(dy.double(), x64.detach(), g64.detach(), extent)
-
-    xe = x.detach().clone().requires_grad_()
-    ge_ = g.detach().clone().requires_grad_()
-    yl = eager_gather_excite(xe, extent, res)
-    (dxl,) = torch.autograd.grad(yl, xe, dy)
-    eyl = eager_excite(xe, ge_, extent, res)
-    edxl, edgl = torch.autograd.grad(eyl, [xe, ge_], dy)
-    if relu:
-        yl, eyl = torch.relu(yl), torch.relu(eyl)
-
-    assert_within_budget(y, y64, yl, "gather_excite " + what)
-    assert_within_budget(dx, dx64, dxl, "gather_excite_backward " + what)
-    assert_within_budget(ye_, ey64, eyl, "excite " + what)
-    assert_within_budget(edx, edx64, edxl, "excite_backward dx " + what)
-    assert_within_budget(edg, edg64, edgl, "excite_backward dg " + what)
-    for name, out in (("y", y), ("dx", dx), ("excite y", ye_), ("excite dx", edx)):
-        assert_layout(out, x, f"{name} {what}")
-    want_dg = torch.empty_like(checks.g_for_layout(g, checks.is_nchw(checks.kernel_input(x))))
-    assert edg.shape == g.shape and edg.stride() == want_dg.stride(), f"dg layout {what}"
-    return y, dx, ye_, edx, edg
-
-
-def check_lean_ops(fns, shape, extent, dtype, layout, with_res, relu, device="cpu"):
-    """Runs the output-keeping ops through fns = (gather_excite_lean, excite_lean,
-    excite_lean_backward): gather_excite_lean's output and tile means, excite_lean's
-    output, then excite_lean_backward on that output and those means with gather off and
-    on. Each result against the float64 reference within the budget, where the floor is
-    the reference run on the same inputs in their precision (its reductions in the
-    accumulation dtype, as the kernels'); and each layout. Returns the outputs."""
-    ge_lean, ex_lean, lean_bwd = fns
-    what = f"{tuple(shape)} e={extent} {dtype} {layout} res={with_res} relu={relu}"
-    x = make(shape, dtype, layout, 0, device)
-    res = make(shape, dtype, layout, 1, device) if with_res else None
-    dy = make(shape, dtype, layout, 2, device)
-    g = make(checks.g_shape(shape, extent), dtype, "contiguous", 3, device)
-    x64, g64 = x.double(), g.double()
-    r64 = None if res is None else res.double()
-    nchw = checks.is_nchw(checks.kernel_input(x))
-
-    out, means = ge_lean(x, extent, res, relu)
-    ye = eager_gather_excite(x, extent, res)
-    assert_within_budget(out, reference.gather_excite(x64, extent, r64, relu), torch.relu(ye) if relu else ye,
-                         "gather_excite_lean out " + what)
-    assert means.dtype == checks.acc_dtype(dtype), f"means dtype {means.dtype} {what}"
-    means64 = reference.gather_excite_lean(x64, extent)[1]
-    assert_within_budget(means, means64, reference.gather_excite_lean(x, extent)[1], "gather_excite_lean g " + what)
-    assert_layout(out, x, f"gather_excite_lean out {what}")
-    want_g = torch.empty_like(checks.g_for_layout(torch.empty(means.shape), nchw))
-    assert means.stride() == want_g.stride(), f"gather_excite_lean g layout {what}"
-
-    ey = ex_lean(x, g, extent, res, relu)
-    eye = eager_excite(x, g, extent, res)
-    assert_within_budget(ey, reference.excite(x64, g64, extent, r64, relu), torch.relu(eye) if relu else eye,
-                         "excite_lean " + what)
-
-    results = [out, means, ey]
-    for gather in (False, True):
-        dx, dg = lean_bwd(dy, out, res, means, extent, relu, gather)
-        dx64, dg64 = reference.excite_lean_backward(dy.double(), out.double(), r64, means.double(), extent, relu, gather)
-        dxe, dge = reference.excite_lean_backward(dy, out, res, means, extent, relu, gather)
-        assert_within_budget(dx, dx64, dxe, f"excite_lean_backward dx gather={gather} {what}")
-        assert_within_budget(dg, dg64, dge, f"excite_lean_backward dg gather={gather} {what}")
-        assert_layout(dx, out, f"excite_lean_backward dx {what}")
-        assert dg.dtype == means.dtype and dg.stride() == want_g.stride(), f"excite_lean_backward dg {what}"
-        results += [dx, dg]
-    return results
+from genet_ops import _extension, backend, checks, ops, reference
+from oracle import DTYPES, GEBlock, assert_compiled_matches_eager, requires_cuda
+from parity import CUDA_LAYOUTS, EMU_CASES, check_four_ops, emu_fns, make
 
 
 # ============================================================== registration (no GPU)
@@ -157,133 +54,25 @@ def test_cuda_kernels_registered():
 
 
 # ============================================================ emulated kernels (no GPU)
-@pytest.fixture(scope="session")
-def emu():
-    """torch.ops.genet_ops_emu, built once per session from tests/emu/cuda/emu_ext.cpp."""
-    from torch.utils import cpp_extension
-
-    build = oracle.extension_build_dir("emu")
-    cpp_extension.load(
-        name="genet_ops_emu",
-        sources=[str(ROOT / "tests" / "emu" / "cuda" / "emu_ext.cpp")],
-        extra_include_paths=[str(ROOT / "csrc"), str(ROOT / "csrc" / "cuda"), str(ROOT / "tests" / "emu" / "cuda")],
-        extra_cflags=["-O1"],
-        build_directory=str(build),
-        is_python_module=False,
-        verbose=False,
-    )
-    E = torch.ops.genet_ops_emu
-    E.emu_set_reverse(False)
-    E.emu_force_idx64(False)
-    _tuning.add_sink(E._set_tuning)  # the emulated planner follows genet_ops._tuning too
-    return E
-
-
-def emu_fns(E):
-    return (E.gather_excite, E.gather_excite_backward, E.excite, E.excite_backward)
-
-
-def emu_lean_fns(E):
-    return (E.gather_excite_lean, E.excite_lean, E.excite_lean_backward)
-
-
-# (shape, extent): each reaches some launch plan; test_emu_cases_reach_every_plan
-# checks that together they reach all of them.
-EMU_CASES = [
-    ((2, 3, 7, 7), 0),        # tiny planes, odd size: flat, several teams per block
-    ((3, 2, 3, 5), 0),
-    ((3, 2, 3, 5), 2),        # partial tiles both ways
-    ((2, 4, 8, 8), 0),        # one thread per plane, 16-byte vectors
-    ((2, 4, 8, 8), 2),        # tiles narrower than a vector
-    ((1, 2, 13, 16), 2),      # ... with a partial last tile row
-    ((2, 4, 8, 8), 4),
-    ((1, 3, 56, 56), 0),      # multi-warp teams (shared-memory reduction)
-    ((1, 3, 56, 56), 4),
-    ((1, 2, 56, 56), 8),
-    ((1, 2, 28, 28), 3),      # odd extent: scalar columns, partial tiles
-    ((1, 2, 112, 112), 0),    # 112 x 112 global
-    ((1, 1, 112, 112), 16),
-    ((1, 1, 200, 200), 0),    # past the register budget: two sweeps
-    ((2, 5, 13, 11), 0),
-    ((2, 5, 13, 11), 4),
-    ((2, 16, 9, 6), 2),       # channels_last with vectors across C, partial tiles
-    ((2, 16, 9, 6), 4),
-    ((1, 24, 14, 14), 0),     # channels_last: several channel groups
-    ((1, 64, 16, 16), 0),     # channels_last: multi-warp teams
-    ((1, 4, 72, 72), 0),      # channels_last: two sweeps
-    ((2, 3, 9, 7), 1),        # extent 1 (SiLU)
-    ((2, 3, 9, 7), 100),      # extent beyond the plane (= global)
-    ((0, 3, 8, 8), 0),        # empty
-    ((2, 3, 0, 5), 2),
-]
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape,extent", EMU_CASES, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else f"e{v}")
-def test_emu_parity(emu, shape, extent, dtype, poison_outputs):
-    for i, layout in enumerate(LAYOUTS):
-        for with_res in (False, True):
-            # ReLU on in half the runs: with and without residual, in both native layouts
-            check_emu_both_orders(emu, shape, extent, dtype, layout, with_res, relu=(i + with_res) % 2 == 1)
-
-
-# The output-keeping ops' runs per case: (layout, residual, relu), every combination of
-# the flags in both native layouts, and misaligned views for the narrower vectors.
-LEAN_RUNS = [("contiguous", False, False), ("contiguous", True, True), ("channels_last", True, False),
-             ("channels_last", False, True), ("misaligned", True, True), ("misaligned_cl", True, False)]
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape,extent", EMU_CASES + [((2, 3, 0, 5), 0)],
-                         ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else f"e{v}")
-def test_emu_lean_parity(emu, shape, extent, dtype, poison_outputs):
-    """gather_excite_lean, excite_lean and excite_lean_backward (gather off and on) on the
-    shapes that reach every plan, in both thread orders. (2, 3, 0, 5) at extent 0 has
-    tiles without pixels: means and dg must come back 0."""
-    # planes past the register budget (two sweeps) are slow to emulate: fewer runs there
-    runs = LEAN_RUNS if shape[2] * shape[3] < 5000 else LEAN_RUNS[:2] + [("channels_last", True, True)]
-    for layout, with_res, relu in runs:
-        check_emu_both_orders(emu, shape, extent, dtype, layout, with_res, relu=relu, lean=True)
-
-
-def check_emu_both_orders(emu, shape, extent, dtype, layout, with_res, relu=False, lean=False):
-    """check_four_ops (check_lean_ops if lean) on the emulator with threads run forward,
-    then in reverse order between barriers; the results must be equal bit for bit (a
-    missing barrier differs)."""
-    def run():
-        if lean:
-            return check_lean_ops(emu_lean_fns(emu), shape, extent, dtype, layout, with_res, relu)
-        return check_four_ops(emu_fns(emu), shape, extent, dtype, layout, with_res, relu=relu)
-
-    emu.emu_set_reverse(False)
-    fwd = run()
-    emu.emu_set_reverse(True)
-    try:
-        rev = run()
-    finally:
-        emu.emu_set_reverse(False)
-    for a, b in zip(fwd, rev):  # NaN-free (checked above), so equal means bitwise
-        assert torch.equal(a, b), f"thread order changes the result: {shape} e={extent} {dtype} {layout}"
-
-
+# Parity on EMU_CASES, in both thread orders, is test_parity.py's (backend "cuda_emu").
 @pytest.mark.parametrize("shape,extent", [((2, 3, 7, 7), 0), ((1, 2, 13, 16), 2), ((2, 16, 9, 6), 4), ((1, 3, 56, 56), 4)])
-def test_emu_64bit_unit_decoding(emu, shape, extent):
-    emu.emu_force_idx64(True)
+def test_emu_64bit_unit_decoding(cuda_emu, shape, extent):
+    cuda_emu.emu_force_idx64(True)
     try:
         for layout in ("contiguous", "channels_last"):
-            check_four_ops(emu_fns(emu), shape, extent, torch.float32, layout, True)
+            check_four_ops(emu_fns(cuda_emu), shape, extent, torch.float32, layout, True)
     finally:
-        emu.emu_force_idx64(False)
+        cuda_emu.emu_force_idx64(False)
 
 
-def test_emu_fast_divmod(emu):
+def test_emu_fast_divmod(cuda_emu):
     for d in [1, 2, 3, 5, 7, 12, 25, 49, 112, 1000, 4097, 65535, 65536, 1 << 20, (1 << 31) - 1]:
-        assert emu.emu_check_divmod(d, 0, 5000), d
-        assert emu.emu_check_divmod(d, (1 << 31) - 5000, 5000), d
-        assert emu.emu_check_divmod(d, 123456789, 2000), d
+        assert cuda_emu.emu_check_divmod(d, 0, 5000), d
+        assert cuda_emu.emu_check_divmod(d, (1 << 31) - 5000, 5000), d
+        assert cuda_emu.emu_check_divmod(d, 123456789, 2000), d
 
 
-def test_emu_cases_reach_every_plan(emu):
+def test_emu_cases_reach_every_plan(cuda_emu):
     """The plans of EMU_CASES cover every kernel path: NCHW flat / 2-D / tiles narrower
     than a vector, NHWC; teams within a warp and across warps; register cache and two
     sweeps; scalar and vector accesses."""
@@ -292,17 +81,17 @@ def test_emu_cases_reach_every_plan(emu):
         for shape, extent in EMU_CASES:
             if 0 in shape:
                 continue
-            for layout in LAYOUTS:
+            for layout in CUDA_LAYOUTS:
                 x = make(shape, dtype, layout, 0)
                 for nvals in (1, 2):
-                    lay, V, Tc, Rr, T, items, cache, block, flat, multi, *_ = emu.emu_plan(x, extent, nvals)
-                    name = "nhwc" if lay else ("flat" if flat else ("multi" if multi else "2d"))
+                    lay, V, Tc, Rr, T, items, cache, block, flat, multi_tile, *_ = cuda_emu.emu_plan(x, extent, nvals)
+                    name = "nhwc" if lay else ("flat" if flat else ("multi_tile" if multi_tile else "2d"))
                     seen |= {(name,), (name, "cache" if cache else "sweep"), (name, "vec" if V > 1 else "scalar"),
                              ("nchw" if lay == 0 else "nhwc", "team>32" if T > 32 else "team<=32")}
-    want = {(n,) for n in ("flat", "2d", "multi", "nhwc")}
-    want |= {(n, v) for n in ("flat", "2d", "multi", "nhwc") for v in ("vec",)}
+    want = {(n,) for n in ("flat", "2d", "multi_tile", "nhwc")}
+    want |= {(n, v) for n in ("flat", "2d", "multi_tile", "nhwc") for v in ("vec",)}
     want |= {(n, "scalar") for n in ("flat", "2d", "nhwc")}
-    want |= {(n, "cache") for n in ("flat", "2d", "multi", "nhwc")}
+    want |= {(n, "cache") for n in ("flat", "2d", "multi_tile", "nhwc")}
     want |= {(n, "sweep") for n in ("flat", "nhwc")}
     want |= {(lay, t) for lay in ("nchw", "nhwc") for t in ("team>32", "team<=32")}
     assert want <= seen, sorted(want - seen)
@@ -321,55 +110,11 @@ def gpu_fns(backend_name):
     return (t.gather_excite_triton, t.gather_excite_backward_triton, t.excite_triton, t.excite_backward_triton)
 
 
-GPU_CASES = [
-    ((4, 8, 7, 7), 0),
-    ((8, 16, 8, 8), 0),
-    ((3, 2, 3, 5), 0),
-    ((3, 2, 3, 5), 2),
-    ((2, 8, 16, 16), 2),
-    ((2, 32, 28, 28), 8),
-    ((2, 16, 56, 56), 0),
-    ((2, 16, 56, 56), 4),
-    ((2, 4, 112, 112), 0),
-    ((1, 2, 112, 112), 16),
-    ((2, 5, 13, 11), 3),
-    ((2, 5, 13, 11), 4),
-    ((2, 16, 9, 6), 2),
-    ((2, 3, 9, 7), 1),
-    ((1, 2, 256, 256), 0),    # NCHW past the register budget
-    ((1, 8, 100, 100), 0),    # channels_last past the register budget
-    ((2, 256, 14, 14), 0),
-    ((0, 3, 8, 8), 0),
-    ((2, 3, 0, 5), 2),
-]
-
-
-@requires_cuda
-@pytest.mark.parametrize("backend_name", ["cuda", "triton"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape,extent", GPU_CASES, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else f"e{v}")
-def test_gpu_parity(backend_name, shape, extent, dtype, poison_outputs):
-    fns = gpu_fns(backend_name)
-    for i, layout in enumerate(LAYOUTS):
-        for with_res in (False, True):
-            check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cuda", relu=(i + with_res) % 2 == 1)
-
-
 def gpu_lean_fns():
     """The output-keeping ops of the CUDA C++ backend (they have no Triton twin yet)."""
     gpu_fns("cuda")  # skips when the CUDA C++ kernels are missing
     t = torch.ops.genet_ops
     return (t.gather_excite_lean, t.excite_lean, t.excite_lean_backward)
-
-
-@requires_cuda
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape,extent", GPU_CASES + [((2, 3, 0, 5), 0)],
-                         ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else f"e{v}")
-def test_gpu_lean_parity(shape, extent, dtype, poison_outputs):
-    fns = gpu_lean_fns()
-    for layout, with_res, relu in LEAN_RUNS + [("strided", True, True), ("strided", False, False)]:
-        check_lean_ops(fns, shape, extent, dtype, layout, with_res, relu, device="cuda")
 
 
 @requires_cuda

@@ -2,7 +2,7 @@
 
 The interface (unknown knob / value errors, using() restores), and every value of every
 knob against the float64 reference on small shapes where the knob applies: CUDA knobs
-on the CUDA kernel emulator (tests/emu/cuda, through test_cuda's fixtures), Triton knobs
+on the CUDA kernel emulator (tests/emu/cuda, conftest's cuda_emu fixture), Triton knobs
 under the Triton interpreter. Each alternative is also checked to really change the
 plan, so that a knob that stopped reaching its planner fails here.
 """
@@ -11,10 +11,10 @@ import torch
 
 from genet_ops import checks, _tuning, ops, reference
 from genet_ops.triton import _launch
-from test_cuda import check_emu_both_orders, check_four_ops, emu, emu_fns, make  # noqa: F401  (emu: a fixture)
+import oracle
 from oracle import assert_within_budget
-from test_triton import ATOL, eager
-from test_triton import make as triton_make
+from parity import TRITON_ATOL as ATOL, check_emu_both_orders, check_four_ops, emu_fns, make, triton_device
+from parity import triton_floor as eager
 
 CUDA_KNOBS = [n for n, k in _tuning.KNOBS.items() if k.backend == "cuda"]
 TRITON_KNOBS = [n for n, k in _tuning.KNOBS.items() if k.backend == "triton"]
@@ -38,7 +38,7 @@ SHAPES = [
 
 def make_triton(shape, dtype, layout, seed=0):
     """A Triton test input in a knob's layout ("nchw" or "channels_last")."""
-    return triton_make(shape, dtype, "contiguous" if layout == "nchw" else layout, seed)
+    return oracle.make(shape, dtype, "contiguous" if layout == "nchw" else layout, seed, triton_device())
 
 
 def _layout_name(layout):
@@ -105,7 +105,7 @@ def _ids(v):
 
 
 @pytest.mark.parametrize("name,value,shape,extent", [c for n in CUDA_KNOBS for c in _cases(n)], ids=_ids)
-def test_tuning_cuda_knob_emu_parity(emu, name, value, shape, extent, poison_outputs):
+def test_tuning_cuda_knob_emu_parity(cuda_emu, name, value, shape, extent, poison_outputs):
     k = _tuning.KNOBS[name]
     with _tuning.using(name, value):
         for dtype in DTYPES:
@@ -113,86 +113,86 @@ def test_tuning_cuda_knob_emu_parity(emu, name, value, shape, extent, poison_out
                 if not k.applies(_layout_name(layout), shape, extent):
                     continue
                 for with_res in (False, True):
-                    check_emu_both_orders(emu, shape, extent, dtype, layout, with_res, relu=with_res)
+                    check_emu_both_orders(cuda_emu, shape, extent, dtype, layout, with_res, relu=with_res)
                 # the output-keeping ops on the same plans: the means from the alternative
                 # forward kernels, the lean backward on the knob's plan
-                check_emu_both_orders(emu, shape, extent, dtype, layout, i % 2 == 0, relu=i % 2 == 1, lean=True)
+                check_emu_both_orders(cuda_emu, shape, extent, dtype, layout, i % 2 == 0, relu=i % 2 == 1, lean=True)
 
 
-def _plan(emu, shape, extent, dtype, layout, nvals=1):
+def _plan(cuda_emu, shape, extent, dtype, layout, nvals=1):
     """emu_plan as a dict (tests/emu/cuda/emu_ext.cpp)."""
-    keys = ["layout", "V", "Tc", "R", "T", "items", "cache", "block", "flat", "multi", "K", "pack", "staged"]
-    return dict(zip(keys, emu.emu_plan(make(shape, dtype, layout, 0), extent, nvals)))
+    keys = ["layout", "V", "Tc", "R", "T", "items", "cache", "block", "flat", "multi_tile", "K", "pack", "staged"]
+    return dict(zip(keys, cuda_emu.emu_plan(make(shape, dtype, layout, 0), extent, nvals)))
 
 
-def test_tuning_items_per_thread_changes_the_instance(emu):
+def test_tuning_items_per_thread_changes_the_instance(cuda_emu):
     """fit instantiates the kernel for the smallest of 2, 4, 8 items that holds the plan."""
     for shape, extent, dtype in [((1, 2, 14, 14), 2, torch.bfloat16), ((1, 16, 9, 6), 2, torch.float32),
                                  ((2, 4, 8, 8), 0, torch.bfloat16), ((2, 4, 7, 7), 0, torch.float32)]:
         for layout in ("contiguous", "channels_last"):
-            assert _plan(emu, shape, extent, dtype, layout)["K"] == 8
+            assert _plan(cuda_emu, shape, extent, dtype, layout)["K"] == 8
             with _tuning.using("cuda_items_per_thread", "fit"):
-                p = _plan(emu, shape, extent, dtype, layout)
+                p = _plan(cuda_emu, shape, extent, dtype, layout)
             assert p["K"] == min(k for k in (2, 4, 8) if k >= p["items"]), (shape, layout, p)
     with _tuning.using("cuda_items_per_thread", "fit"):  # 14x14 bf16, extent 2: 2-row tiles of one vector
-        assert _plan(emu, (1, 2, 14, 14), 2, torch.bfloat16, "contiguous")["K"] == 2
+        assert _plan(cuda_emu, (1, 2, 14, 14), 2, torch.bfloat16, "contiguous")["K"] == 2
 
 
-def test_tuning_small_plane_packs_whole_planes(emu):
+def test_tuning_small_plane_packs_whole_planes(cuda_emu):
     """packed: 7x7 planes go from scalar loads to 16-byte vectors over 8 (bf16) or 4 (fp32)
     planes per unit; it falls back to the per-plane plan where planes cannot pack."""
     for dtype, V, pack in [(torch.bfloat16, 8, 8), (torch.float32, 4, 4), (torch.float64, 2, 2)]:
-        assert _plan(emu, (2, 4, 7, 7), 0, dtype, "contiguous")["V"] == 1
+        assert _plan(cuda_emu, (2, 4, 7, 7), 0, dtype, "contiguous")["V"] == 1
         with _tuning.using("cuda_nchw_small_plane", "packed"):
             for nvals in (1, 2):
-                p = _plan(emu, (2, 4, 7, 7), 0, dtype, "contiguous", nvals)
+                p = _plan(cuda_emu, (2, 4, 7, 7), 0, dtype, "contiguous", nvals)
                 assert (p["V"], p["pack"], p["T"], p["items"]) == (V, pack, 8, 7), p
     with _tuning.using("cuda_nchw_small_plane", "packed"):
-        assert _plan(emu, (3, 3, 7, 7), 0, torch.float32, "contiguous")["pack"] == 0  # 9 planes: no whole units
-        assert _plan(emu, (2, 4, 7, 7), 0, torch.float32, "misaligned")["pack"] == 0
-        assert _plan(emu, (1, 6, 5, 5), 9, torch.bfloat16, "contiguous")["pack"] == 2
-        assert _plan(emu, (2, 2, 14, 14), 0, torch.bfloat16, "contiguous")["pack"] == 2
-        assert _plan(emu, (2, 2, 14, 14), 0, torch.float32, "contiguous")["pack"] == 0  # 16-byte loads already
+        assert _plan(cuda_emu, (3, 3, 7, 7), 0, torch.float32, "contiguous")["pack"] == 0  # 9 planes: no whole units
+        assert _plan(cuda_emu, (2, 4, 7, 7), 0, torch.float32, "misaligned")["pack"] == 0
+        assert _plan(cuda_emu, (1, 6, 5, 5), 9, torch.bfloat16, "contiguous")["pack"] == 2
+        assert _plan(cuda_emu, (2, 2, 14, 14), 0, torch.bfloat16, "contiguous")["pack"] == 2
+        assert _plan(cuda_emu, (2, 2, 14, 14), 0, torch.float32, "contiguous")["pack"] == 0  # 16-byte loads already
 
 
-def test_tuning_cuda_knobs_combine(emu, poison_outputs):
+def test_tuning_cuda_knobs_combine(cuda_emu, poison_outputs):
     """Both CUDA alternatives at once: the packed kernels instantiated for fewer items."""
     with _tuning.using("cuda_nchw_small_plane", "packed"), _tuning.using("cuda_items_per_thread", "fit"):
         for dtype in (torch.float32, torch.bfloat16):
             for shape in ((2, 4, 7, 7), (2, 4, 5, 5), (1, 8, 3, 3)):
-                p = _plan(emu, shape, 0, dtype, "contiguous")
+                p = _plan(cuda_emu, shape, 0, dtype, "contiguous")
                 assert p["pack"] and p["K"] == min(k for k in (2, 4, 8) if k >= p["items"]), p
-                check_four_ops(emu_fns(emu), shape, 0, dtype, "contiguous", True)
+                check_four_ops(emu_fns(cuda_emu), shape, 0, dtype, "contiguous", True)
 
 
 
-def test_tuning_narrow_rows_stages_whole_planes(emu):
+def test_tuning_narrow_rows_stages_whole_planes(cuda_emu):
     """staged: 14x14 bf16 at extents 2 and 4 goes from 4-byte loads to 16-byte loads over
     two planes per unit; elsewhere the per-tile plan stays."""
     for extent in (2, 4):
-        assert _plan(emu, (1, 2, 14, 14), extent, torch.bfloat16, "contiguous")["V"] == 2
+        assert _plan(cuda_emu, (1, 2, 14, 14), extent, torch.bfloat16, "contiguous")["V"] == 2
         with _tuning.using("cuda_nchw_narrow_rows", "staged"):
             for nvals in (1, 2):
-                p = _plan(emu, (1, 2, 14, 14), extent, torch.bfloat16, "contiguous", nvals)
+                p = _plan(cuda_emu, (1, 2, 14, 14), extent, torch.bfloat16, "contiguous", nvals)
                 assert (p["staged"], p["V"], p["pack"], p["T"], p["items"]) == (1, 8, 2, 8, 7), p
     with _tuning.using("cuda_nchw_narrow_rows", "staged"):
-        p = _plan(emu, (1, 3, 14, 14), 2, torch.bfloat16, "contiguous")  # 3 planes: no pairs, 8-byte loads
+        p = _plan(cuda_emu, (1, 3, 14, 14), 2, torch.bfloat16, "contiguous")  # 3 planes: no pairs, 8-byte loads
         assert (p["staged"], p["V"], p["pack"]) == (1, 4, 1), p
-        assert not _plan(emu, (1, 2, 14, 14), 2, torch.bfloat16, "misaligned")["staged"]
-        assert not _plan(emu, (1, 2, 16, 16), 2, torch.bfloat16, "contiguous")["staged"]  # 16-byte rows already
+        assert not _plan(cuda_emu, (1, 2, 14, 14), 2, torch.bfloat16, "misaligned")["staged"]
+        assert not _plan(cuda_emu, (1, 2, 16, 16), 2, torch.bfloat16, "contiguous")["staged"]  # 16-byte rows already
 
 
-def test_tuning_nhwc_team_caps_the_team(emu):
+def test_tuning_nhwc_team_caps_the_team(cuda_emu):
     for dtype in (torch.bfloat16, torch.float32):
         es = torch.tensor([], dtype=dtype).element_size()
-        big = _plan(emu, (1, 256, 14, 14), 0, dtype, "channels_last")
+        big = _plan(cuda_emu, (1, 256, 14, 14), 0, dtype, "channels_last")
         assert big["T"] == 512 and big["cache"], big
         with _tuning.using("cuda_nhwc_team", "team128"):
-            p = _plan(emu, (1, 256, 14, 14), 0, dtype, "channels_last")
+            p = _plan(cuda_emu, (1, 256, 14, 14), 0, dtype, "channels_last")
             assert p["T"] <= 128 and p["cache"], p
-            p = _plan(emu, (1, 64, 36, 36), 0, dtype, "channels_last", 2)
+            p = _plan(cuda_emu, (1, 64, 36, 36), 0, dtype, "channels_last", 2)
             assert p["T"] == 128 and not p["cache"] and p["Tc"] * p["V"] * es >= 64, p
-        assert _plan(emu, (1, 64, 36, 36), 0, dtype, "channels_last", 2)["cache"]
+        assert _plan(cuda_emu, (1, 64, 36, 36), 0, dtype, "channels_last", 2)["cache"]
 
 
 # ----------------------------------------------------------- Triton knobs (interpreter)

@@ -178,8 +178,8 @@ def leave_process(code: int | str | None = 0) -> None:
     no-op in any other process. A gloo worker thread drops a finished collective's
     tensors a moment after the caller resumes, and destroy_process_group() does not join
     those threads: when the drop lands while Python is finalizing, the thread cannot take
-    the GIL and std::terminate aborts a run that succeeded (SIGABRT at exit: 6 of 24
-    two-process CPU runs on the development machine; cf. pytorch/pytorch#179291)."""
+    the GIL and std::terminate aborts a run that succeeded (SIGABRT at exit, cf.
+    pytorch/pytorch#179291; how often: docs/STATUS.md, measurements behind code choices)."""
     if not _joined:
         return
     if isinstance(code, str):  # a SystemExit message: printed as Python would, exit status 1

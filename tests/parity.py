@@ -28,6 +28,14 @@ make = functools.partial(oracle.make, plane_spread=1.5)
 
 
 # ===================================================================== the checks
+def _inputs(shape, extent, dtype, layout, with_res, device):
+    """x, the residual (or None), grad_out and a gate g of one case, each from its own seed."""
+    x = make(shape, dtype, layout, 0, device)
+    res = make(shape, dtype, layout, 1, device) if with_res else None
+    dy = make(shape, dtype, layout, 2, device)
+    return x, res, dy, make(checks.g_shape(shape, extent), dtype, "contiguous", 3, device)
+
+
 def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu", relu=False, floor=None, atol=None):
     """Runs the four ops through fns = (gather_excite, gather_excite_backward, excite,
     excite_backward), the forward ones with the ReLU epilogue when relu, and checks each
@@ -37,10 +45,7 @@ def check_four_ops(fns, shape, extent, dtype, layout, with_res, device="cpu", re
     ge, ge_bwd, ex, ex_bwd = fns
     what = f"{tuple(shape)} e={extent} {dtype} {layout} res={with_res} relu={relu}"
     tol = None if atol is None else atol[dtype]
-    x = make(shape, dtype, layout, 0, device)
-    res = make(shape, dtype, layout, 1, device) if with_res else None
-    dy = make(shape, dtype, layout, 2, device)
-    g = make(checks.g_shape(shape, extent), dtype, "contiguous", 3, device)
+    x, res, dy, g = _inputs(shape, extent, dtype, layout, with_res, device)
 
     y = ge(x, extent, res, relu)
     dx = ge_bwd(dy, x, extent)
@@ -95,10 +100,7 @@ def check_lean_ops(fns, shape, extent, dtype, layout, with_res, relu, device="cp
     ge_lean, ex_lean, lean_bwd = fns
     what = f"{tuple(shape)} e={extent} {dtype} {layout} res={with_res} relu={relu}"
     tol = None if atol is None else atol[dtype]
-    x = make(shape, dtype, layout, 0, device)
-    res = make(shape, dtype, layout, 1, device) if with_res else None
-    dy = make(shape, dtype, layout, 2, device)
-    g = make(checks.g_shape(shape, extent), dtype, "contiguous", 3, device)
+    x, res, dy, g = _inputs(shape, extent, dtype, layout, with_res, device)
     x64, g64 = x.double(), g.double()
     r64 = None if res is None else res.double()
     nchw = checks.is_nchw(checks.kernel_input(x))
@@ -131,7 +133,8 @@ def check_lean_ops(fns, shape, extent, dtype, layout, with_res, relu, device="cp
     results = [out, means, ey]
     for gather in (False, True):
         dx, dg = lean_bwd(dy, out, res, means, extent, relu, gather)
-        dx64, dg64 = reference.excite_lean_backward(dy.double(), out.double(), r64, means.double(), extent, relu, gather)
+        dx64, dg64 = reference.excite_lean_backward(dy.double(), out.double(), r64, means.double(), extent, relu,
+                                                    gather)
         dxe, dge = floor(reference.excite_lean_backward, dy, out, res, means, extent, relu, gather)
         assert_within_budget(dx, dx64, dxe, f"excite_lean_backward dx gather={gather} {what}", tol)
         assert_within_budget(dg, dg64, dge, f"excite_lean_backward dg gather={gather} {what}")

@@ -212,7 +212,8 @@ def test_tuning_triton_knob_parity(name, value, shape, extent, dtype, poison_out
                                  triton_floor(reference.gather_excite, x, extent, res), what, TRITON_ATOL[dtype])
             dx = tg.gather_excite_backward_triton(dy, x, extent)
             assert_within_budget(dx, reference.gather_excite_backward(dy64, x64, extent),
-                                 triton_floor(reference.gather_excite_backward, dy, x, extent), "backward " + what, TRITON_ATOL[dtype])
+                                 triton_floor(reference.gather_excite_backward, dy, x, extent), "backward " + what,
+                                 TRITON_ATOL[dtype])
             assert dx.stride() == x.stride() and y.stride() == x.stride(), what
 
 

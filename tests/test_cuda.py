@@ -16,13 +16,13 @@ and devices, errors. Their parity is test_parity.py's (backends "cuda" and "trit
 """
 from __future__ import annotations
 
-
 import pytest
 import torch
 
 import genet_ops
 from genet_ops import _extension, backend, checks, ops, reference
 from oracle import DTYPES, GEBlock, assert_compiled_matches_eager, requires_cuda
+import parity
 from parity import CUDA_LAYOUTS, EMU_CASES, check_four_ops, emu_fns, make
 
 
@@ -99,22 +99,13 @@ def test_emu_cases_reach_every_plan(cuda_emu):
 
 # =================================================================== GPU (both backends)
 def gpu_fns(backend_name):
-    if backend_name == "cuda":
-        if not backend.cuda_kernels_compiled():
-            pytest.skip("CUDA C++ kernels not compiled into genet_ops._C")
-        t = torch.ops.genet_ops
-        return (t.gather_excite, t.gather_excite_backward, t.excite, t.excite_backward)
-    if not backend.triton_available() or not hasattr(torch.ops.genet_ops, "gather_excite_triton"):
-        pytest.skip("Triton ops not available")
-    t = torch.ops.genet_ops
-    return (t.gather_excite_triton, t.gather_excite_backward_triton, t.excite_triton, t.excite_backward_triton)
+    """The four ops of backend "cuda" or "triton" (tests/parity.py), or skip saying why."""
+    return parity.BACKENDS[backend_name].fns()
 
 
 def gpu_lean_fns():
-    """The output-keeping ops of the CUDA C++ backend (they have no Triton twin yet)."""
-    gpu_fns("cuda")  # skips when the CUDA C++ kernels are missing
-    t = torch.ops.genet_ops
-    return (t.gather_excite_lean, t.excite_lean, t.excite_lean_backward)
+    """The output-keeping ops of the CUDA C++ backend."""
+    return parity.BACKENDS["cuda"].lean_fns()
 
 
 @requires_cuda

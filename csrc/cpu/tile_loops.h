@@ -480,6 +480,7 @@ void excite_backward_nchw(const Args& a) {
   const T* g = cptr<T>(a.g);
   T* dx = mptr<T>(a.out);
   T* dg = mptr<T>(a.dg);
+  const T* no_res = nullptr;  // the one-sweep backward from the input: out = x, no residual
   const int64_t per = batch_units(t.eh * t.W);
   const bool tiled = t.tw > 1;
   const int64_t ldw = tiled ? round_up_step<T>(t.W) : 0;
@@ -494,10 +495,11 @@ void excite_backward_nchw(const Args& a) {
       NchwWalk u(t, b0);
       for (int64_t k = 0; k < b1 - b0; ++k, u.next()) {  // one sweep: dx, and sum dy * x per tile
         if (!tiled) {
-          sum[k] = excite_bwd_flat(dx + u.off, dy + u.off, x + u.off, s[k], u.len());
+          sum[k] = lean_flat<false, false, true>(dx + u.off, dy + u.off, x + u.off, no_res, s[k], u.len());
           continue;
         }
-        excite_bwd_cols(dx + u.off, cold.data(), dy + u.off, x + u.off, scol.data() + k * ldw, u.rows(), t.W);
+        lean_cols<false, false, true>(dx + u.off, cold.data(), dy + u.off, x + u.off, no_res, scol.data() + k * ldw,
+                                      u.rows(), t.W);
         tile_sums(sum + k * t.tw, cold.data(), t);
       }
       T* d = dg + b0 * t.tw;
@@ -516,6 +518,7 @@ void excite_backward_nhwc(const Args& a) {
   const T* g = cptr<T>(a.g);
   T* dx = mptr<T>(a.out);
   T* dg = mptr<T>(a.dg);
+  const T* no_res = nullptr;  // the one-sweep backward from the input: out = x, no residual
   at::parallel_for(0, NhwcUnit::count(t, cb), grain(t.eh * t.W * cb), [&](int64_t begin, int64_t end) {
     const int64_t ld = round_up_step<T>(cb);
     AccRow<T> sc(t.tw * ld), ad(t.tw * ld);
@@ -528,9 +531,9 @@ void excite_backward_nhwc(const Args& a) {
       for_groups(t, u, grp, [&](int64_t tx, int64_t p, int64_t np) {
         const A* s = sc.data() + tx * ld;
         if (grp > 1)
-          excite_bwd_pixels(dx + p, ad.data() + tx * ld, dy + p, x + p, s, np, t.C, u.nc);
+          lean_pixels<false, false, true>(dx + p, ad.data() + tx * ld, dy + p, x + p, no_res, s, np, t.C, u.nc);
         else
-          excite_bwd_row(dx + p, ad.data() + tx * ld, dy + p, x + p, Cols<A>{s}, u.nc);
+          lean_row<false, false, true>(dx + p, ad.data() + tx * ld, dy + p, x + p, no_res, s, u.nc);
       });
       for (int64_t tx = 0; tx < t.tw; ++tx) {
         const A* s = sc.data() + tx * ld;

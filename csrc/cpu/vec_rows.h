@@ -178,32 +178,6 @@ inline void sum2_flat(const T* x, const T* dy, int64_t n, acc_t<T>& sx, acc_t<T>
   }
 }
 
-// dx = dy * s, returns sum dy * x: excite's backward for a tile that is a whole row.
-template <typename T>
-inline acc_t<T> excite_bwd_flat(T* dx, const T* dy, const T* x, acc_t<T> s, int64_t n) {
-  using IO = VecIO<T>;
-  using V = typename IO::V;
-  const int64_t nf = full_steps<T>(n);
-  const V sv(s);
-  V acc[IO::kV], dv[IO::kV], xv[IO::kV];
-  for (int k = 0; k < IO::kV; ++k) acc[k] = V(0);
-  for (int64_t i = 0; i < nf; i += IO::kStep) {
-    IO::load(dy + i, dv);
-    IO::load(x + i, xv);
-    for (int k = 0; k < IO::kV; ++k) {
-      acc[k] = at::vec::fmadd(dv[k], xv[k], acc[k]);
-      dv[k] = dv[k] * sv;
-    }
-    IO::store(dx + i, dv);
-  }
-  acc_t<T> sum = lanes_sum(acc, IO::kV);
-  for (int64_t i = nf; i < n; ++i) {
-    sum += widen(dy[i]) * widen(x[i]);
-    dx[i] = static_cast<T>(widen(dy[i]) * s);
-  }
-  return sum;
-}
-
 // ------------------------------------------------- NCHW tile rows (rows x w, row stride w)
 // Column sums reduce over the rows in registers, one vector step of columns at a time,
 // so no accumulator goes through memory between rows.
@@ -259,41 +233,6 @@ inline void col_sums2(acc_t<T>* cx, acc_t<T>* cd, const T* x, const T* dy, int64
       sd += widen(dy[r * w + j]) * widen(x[r * w + j]);
     }
     cx[j] = sx;
-    cd[j] = sd;
-  }
-}
-
-// dx[r][j] = dy[r][j] * s[j] and cd[j] = sum_r dy[r][j] * x[r][j]: excite's backward.
-template <typename T>
-inline void excite_bwd_cols(T* dx, acc_t<T>* cd, const T* dy, const T* x, const acc_t<T>* s, int64_t rows,
-                            int64_t w) {
-  using IO = VecIO<T>;
-  using V = typename IO::V;
-  const int64_t wf = full_steps<T>(w);
-  V ad[IO::kV], sv[IO::kV], xv[IO::kV], dv[IO::kV];
-  for (int64_t j = 0; j < wf; j += IO::kStep) {
-    for (int k = 0; k < IO::kV; ++k) {
-      ad[k] = V(0);
-      sv[k] = V::loadu(s + j + k * V::size());
-    }
-    for (int64_t r = 0; r < rows; ++r) {
-      IO::load(x + r * w + j, xv);
-      IO::load(dy + r * w + j, dv);
-      for (int k = 0; k < IO::kV; ++k) {
-        ad[k] = at::vec::fmadd(dv[k], xv[k], ad[k]);
-        dv[k] = dv[k] * sv[k];
-      }
-      IO::store(dx + r * w + j, dv);
-    }
-    for (int k = 0; k < IO::kV; ++k) ad[k].store(cd + j + k * V::size());
-  }
-  for (int64_t j = wf; j < w; ++j) {
-    acc_t<T> sd = 0;
-    for (int64_t r = 0; r < rows; ++r) {
-      const acc_t<T> d = widen(dy[r * w + j]);
-      sd += d * widen(x[r * w + j]);
-      dx[r * w + j] = static_cast<T>(d * s[j]);
-    }
     cd[j] = sd;
   }
 }
@@ -381,44 +320,6 @@ inline void add2_pixels(acc_t<T>* ax, acc_t<T>* ad, const T* x, const T* dy, int
       sd += widen(dy[k * ld + j]) * widen(x[k * ld + j]);
     }
     ax[j] += sx;
-    ad[j] += sd;
-  }
-}
-
-// dx = dy * s per pixel and ad[j] += sum_k dy * x: excite's backward in one sweep.
-template <typename T>
-inline void excite_bwd_pixels(T* dx, acc_t<T>* ad, const T* dy, const T* x, const acc_t<T>* s, int64_t np,
-                              int64_t ld, int64_t n) {
-  using IO = VecIO<T>;
-  using V = typename IO::V;
-  for_chunks<T>(n, [&](int64_t j, auto steps) {
-    constexpr int64_t U = decltype(steps)::value, Q = U * IO::kV;
-    V sd[Q], sv[Q], xv[IO::kV], dv[IO::kV];
-    for (int64_t q = 0; q < Q; ++q) {
-      sd[q] = V(0);
-      sv[q] = V::loadu(s + j + q * V::size());
-    }
-    for (int64_t k = 0; k < np; ++k) {
-      for (int64_t u = 0; u < U; ++u) {
-        const int64_t o = k * ld + j + u * IO::kStep;
-        IO::load(x + o, xv);
-        IO::load(dy + o, dv);
-        for (int v = 0; v < IO::kV; ++v) {
-          sd[u * IO::kV + v] = at::vec::fmadd(dv[v], xv[v], sd[u * IO::kV + v]);
-          dv[v] = dv[v] * sv[u * IO::kV + v];
-        }
-        IO::store(dx + o, dv);
-      }
-    }
-    for (int64_t q = 0; q < Q; ++q) (V::loadu(ad + j + q * V::size()) + sd[q]).store(ad + j + q * V::size());
-  });
-  for (int64_t j = full_steps<T>(n); j < n; ++j) {
-    acc_t<T> sd = 0;
-    for (int64_t k = 0; k < np; ++k) {
-      const acc_t<T> d = widen(dy[k * ld + j]);
-      sd += d * widen(x[k * ld + j]);
-      dx[k * ld + j] = static_cast<T>(d * s[j]);
-    }
     ad[j] += sd;
   }
 }
@@ -534,30 +435,6 @@ inline void add2_row(acc_t<T>* ax, acc_t<T>* adyx, const T* x, const T* dy, int6
   }
 }
 
-// dx = dy * s and adyx += dy * x per column: excite's backward in one sweep.
-template <typename T, typename S>
-inline void excite_bwd_row(T* dx, acc_t<T>* adyx, const T* dy, const T* x, const S& s, int64_t n) {
-  using IO = VecIO<T>;
-  using V = typename IO::V;
-  const int64_t nf = full_steps<T>(n);
-  V dv[IO::kV], xv[IO::kV];
-  for (int64_t i = 0; i < nf; i += IO::kStep) {
-    IO::load(dy + i, dv);
-    IO::load(x + i, xv);
-    for (int k = 0; k < IO::kV; ++k) {
-      const int64_t j = i + k * V::size();
-      at::vec::fmadd(dv[k], xv[k], V::loadu(adyx + j)).store(adyx + j);
-      dv[k] = dv[k] * s.at(j);
-    }
-    IO::store(dx + i, dv);
-  }
-  for (int64_t i = nf; i < n; ++i) {
-    const acc_t<T> d = widen(dy[i]);
-    adyx[i] += d * widen(x[i]);
-    dx[i] = static_cast<T>(d * s.one(i));
-  }
-}
-
 
 // ------------------------------------------------------------------- writes
 
@@ -615,10 +492,11 @@ inline void affine_row(T* dx, const T* dy, const S& s, const S& c, int64_t n, co
   }
 }
 
-// --------------------------------------- the output-keeping backward (excite_lean_backward)
+// ------------------------------ excite's one-sweep backward, from its input or its output
 // Each pixel contributes dp * z to its tile's sum, with dp = dy (masked by ReLU's output
 // with kRelu) and z = out - r (out without a residual, kRes false). With kWrite the same
 // sweep also writes dx = dp * s (excite's dx; gather_excite's needs the tile sums first).
+// excite_backward is the case out = x, r = null, neither kRelu nor kRes: sum dy * x.
 
 // dp and z of one vector step at offset o.
 template <bool kRelu, bool kRes, typename T>
